@@ -1,0 +1,17 @@
+"""Offline side: data loading, the SurrogateMLP estimator, activations, export, sweeps, CLI.
+
+Heavy imports (scikit-learn, scipy, onnx) happen on first use, so that ``surrogate serve`` runs
+in an install without the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SurrogateMLP"]
+
+
+def __getattr__(name: str):
+    if name == "SurrogateMLP":
+        from training.estimator import SurrogateMLP
+
+        return SurrogateMLP
+    raise AttributeError(f"module 'training' has no attribute {name!r}")
