@@ -1,0 +1,102 @@
+"""Pieces shared by the training subcommands: list options, TOML config, progress, tables."""
+
+from __future__ import annotations
+
+import tomllib
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+
+class CliError(click.ClickException):
+    """A one-line error for the user; nothing was written."""
+
+    exit_code = 2
+
+
+def split_list(value) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c']; also accepts a list (from a config file)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def parse_units(value) -> dict[str, str]:
+    """'rw=m,Q=m3/yr' (or a TOML table) -> {'rw': 'm', 'Q': 'm3/yr'}."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    units = {}
+    for item in split_list(value):
+        name, sep, unit = item.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--units: expected NAME=UNIT, got {item!r}")
+        units[name.strip()] = unit.strip()
+    return units
+
+
+def load_config(ctx: click.Context, param: click.Parameter, path: str | None):
+    """Eager ``--config`` callback: the file's keys become defaults, so flags still win."""
+    if not path:
+        return path
+    try:
+        table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CliError(f"cannot read config {path}: {exc}") from exc
+    known = {p.name for p in ctx.command.params if p.name != "config"}
+    defaults = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            names = ", ".join(sorted(known))
+            raise CliError(f"config {path}: unknown key {key!r} (known: {names})")
+        defaults[name] = _config_value(value)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+def _config_value(value):
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return value
+
+
+@contextmanager
+def epoch_progress(label: str, enabled: bool = True):
+    """A live line with epoch, training and validation loss; yields the estimator callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("epoch {task.fields[epoch]:>5}"),
+        TextColumn("train {task.fields[train]}"),
+        TextColumn("val {task.fields[val]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task(label, epoch=0, train="-", val="-")
+
+        def on_epoch(epoch, train_loss, val_loss=None):
+            progress.update(task, epoch=epoch, train=f"{train_loss:.3e}",
+                            val="-" if val_loss is None else f"{val_loss:.3e}")
+
+        yield on_epoch
+
+
+def metrics_table(title: str, per_output: dict):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("output", "R2", "RMSE", "RMSE/std", "max |error|"):
+        table.add_column(column, justify="left" if column == "output" else "right")
+    for name, m in per_output.items():
+        table.add_row(name, f"{m['r2']:.6f}", f"{m['rmse']:.4g}", f"{m['relative_rmse']:.3e}",
+                      f"{m['max_abs_error']:.4g}")
+    return table

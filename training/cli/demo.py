@@ -1,0 +1,111 @@
+"""``surrogate demo``: train the embedded demo models into the repository, through the same
+pipeline as ``surrogate train``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from training.cli.common import CliError, metrics_table
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str
+    function: str
+    rows: int
+    params: dict = field(default_factory=dict)
+    description: str = ""
+
+
+# Settings chosen so all three train in well under a minute on two cores.
+DEMOS = (
+    DemoModel("borehole", "borehole", 1000,
+              {"hidden_layer_sizes": (32, 32), "activation": "tanh"},
+              "Water flow through a borehole (Harper & Gupta), 8 inputs, tanh MLP."),
+    DemoModel("thermal_actuator", "thermal_actuator", 600,
+              {"hidden_layer_sizes": (16, 16), "activation": "tanh"},
+              "Electrothermal actuator: two inputs, two outputs, tanh layers as in COMSOL's "
+              "DNN example."),
+    DemoModel("surface", "surface", 2000,
+              {"hidden_layer_sizes": (64, 64), "activation": "relu",
+               "output_activation": "identity"},
+              "A function surface with ridges: ReLU hidden layers and a linear output layer."),
+)
+
+
+@click.command()
+@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
+              type=click.Path(file_okay=False), help="Model repository directory.")
+@click.option("--if-missing", is_flag=True, help="Only train demo models with no version yet.")
+@click.option("--only", default=None, help="Comma-separated subset of demo model names.")
+@click.option("--tables", type=click.Path(file_okay=False), default=None,
+              help="Also write each demo's training table as CSV into this directory.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(repo: str, if_missing: bool, only: str | None, tables: str | None, seed: int) -> None:
+    """Train the demo surrogates (borehole, thermal_actuator, surface) into the repository."""
+    from rich.console import Console
+
+    from training.bundle import latest_version
+    from training.pipeline import TrainJob, train_and_export
+
+    console = Console()
+    chosen = _select(only)
+    for spec in chosen:
+        if if_missing and latest_version(Path(repo), spec.name) is not None:
+            console.print(f"{spec.name}: already in {repo}, skipped")
+            continue
+        data = _dataset(spec, seed)
+        if tables:
+            _write_table(data, Path(tables) / f"{spec.name}.csv")
+        job = TrainJob(name=spec.name, repo=Path(repo), params=spec.params, seed=seed,
+                       units=_units(spec.function), description=spec.description)
+        with console.status(f"training {spec.name} on {spec.rows} rows"):
+            result = train_and_export(data, job)
+        console.print(metrics_table(f"{spec.name}: held-out metrics",
+                                    result.metrics["per_output"]))
+        console.print(f"wrote {result.bundle} in {result.fit_seconds:.1f} s")
+
+
+def _select(only: str | None) -> tuple[DemoModel, ...]:
+    if not only:
+        return DEMOS
+    wanted = [s.strip() for s in only.split(",") if s.strip()]
+    names = {d.name for d in DEMOS}
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        known = ", ".join(sorted(names))
+        raise CliError(f"unknown demo model {', '.join(unknown)} (known: {known})")
+    return tuple(d for d in DEMOS if d.name in wanted)
+
+
+def _units(function_name: str) -> dict[str, str]:
+    from training.functions import FUNCTIONS
+
+    fn = FUNCTIONS[function_name]
+    return {col[0]: col[1] for col in (*fn.inputs, *fn.outputs)}
+
+
+def _dataset(spec: DemoModel, seed: int):
+    from training.data import Dataset
+    from training.functions import FUNCTIONS
+
+    fn = FUNCTIONS[spec.function]
+    X = fn.sample(spec.rows, method="lhs", seed=seed)
+    Y = fn(X)
+    digest = hashlib.sha256(X.tobytes() + Y.tobytes()).hexdigest()
+    return Dataset(X=X, Y=Y, inputs=tuple(c[0] for c in fn.inputs),
+                   outputs=tuple(c[0] for c in fn.outputs),
+                   source=f"demo:{spec.function}:lhs:{spec.rows}:seed{seed}", sha256=digest)
+
+
+def _write_table(data, path: Path) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = ",".join(data.inputs + data.outputs)
+    np.savetxt(path, np.hstack([data.X, data.Y]), delimiter=",", header=header, comments="",
+               fmt="%.10g")

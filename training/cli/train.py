@@ -1,0 +1,126 @@
+"""``surrogate train``: a table in, a checked, versioned ONNX bundle out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from training.cli.common import (
+    CliError,
+    epoch_progress,
+    load_config,
+    metrics_table,
+    parse_units,
+    split_list,
+)
+
+# CLI option -> SurrogateMLP parameter, for options that pass straight through.
+_PASSTHROUGH = {
+    "output_activation": "output_activation",
+    "epochs": "max_iter",
+    "solver": "solver",
+    "lr": "learning_rate_init",
+    "batch_size": "batch_size",
+    "alpha": "alpha",
+    "x_scaling": "x_scaling",
+    "y_scaling": "y_scaling",
+}
+
+
+@click.command()
+@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=load_config, help="TOML file with the same keys as these flags; flags win.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help="CSV or Parquet table of simulation runs.")
+@click.option("--inputs", required=True, help="Input column names, comma-separated.")
+@click.option("--outputs", required=True, help="Output column names, comma-separated.")
+@click.option("--name", required=True, help="Model name in the repository.")
+@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
+              type=click.Path(file_okay=False), help="Model repository directory.")
+@click.option("--hidden", default="64,64", show_default=True, help="Hidden layer sizes.")
+@click.option("--activation", default="tanh", show_default=True,
+              help="One activation for all hidden layers, or one per layer: relu,elu.")
+@click.option("--output-activation", default=None, help="Activation of the output layer.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs.")
+@click.option("--solver", default=None, help="auto (default), adam or lbfgs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Initial learning rate (Adam).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Adam batch size.")
+@click.option("--alpha", type=click.FloatRange(min=0), default=None, help="L2 penalty.")
+@click.option("--x-scaling", type=click.Choice(["standard", "minmax", "none"]), default=None)
+@click.option("--y-scaling", type=click.Choice(["standard", "minmax", "log", "none"]),
+              default=None)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--units", default=None, help="Units per column: rw=m,Q=m3/yr.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.2, show_default=True, help="Rows held out for the reported metrics.")
+@click.option("--refit/--no-refit", default=False, show_default=True,
+              help="Refit on all rows after measuring (the card records it).")
+@click.option("--drop-invalid", is_flag=True, help="Drop rows with empty/NaN/inf/text cells.")
+@click.option("--description", default="", help="One line for the model card.")
+@click.option("--progress/--no-progress", default=True, help="Show the epoch progress line.")
+def train(**options) -> None:
+    """Train a surrogate on a table and write a new version to the model repository."""
+    from training.data import DataError, load_table
+    from training.pipeline import train_and_export
+
+    job = _job(options)
+    try:
+        data = load_table(
+            options["data"], split_list(options["inputs"]), split_list(options["outputs"]),
+            drop_invalid=options["drop_invalid"],
+            positive_outputs=options["y_scaling"] == "log",
+        )
+        if data.dropped_rows:
+            click.echo(f"dropped {data.dropped_rows} row(s) with invalid cells", err=True)
+        with epoch_progress(f"training {job.name}", options["progress"]) as callback:
+            result = train_and_export(data, job, callback=callback)
+    except (DataError, ValueError) as exc:
+        raise CliError(str(exc).strip().splitlines()[0]) from exc
+    _report(result)
+
+
+def _job(options: dict):
+    from training.pipeline import TrainJob
+
+    params = {"hidden_layer_sizes": _hidden(options["hidden"])}
+    activations = split_list(options["activation"])
+    _check_activations(activations + split_list(options["output_activation"]))
+    params["activation"] = activations[0] if len(activations) == 1 else tuple(activations)
+    params.update({param: options[flag] for flag, param in _PASSTHROUGH.items()
+                   if options[flag] is not None})
+    return TrainJob(
+        name=options["name"], repo=Path(options["repo"]), params=params,
+        units=parse_units(options["units"]), test_fraction=options["test_fraction"],
+        refit=options["refit"], seed=options["seed"], description=options["description"],
+    )
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in split_list(text))
+    except ValueError as exc:
+        raise CliError(f"--hidden: expected sizes like 64,64, got {text!r}") from exc
+    if not sizes or min(sizes) < 1:
+        raise CliError(f"--hidden: expected positive sizes like 64,64, got {text!r}")
+    return sizes
+
+
+def _check_activations(names: list[str]) -> None:
+    from training.activations import get_activation
+
+    for name in names:
+        try:
+            get_activation(name)
+        except ValueError as exc:
+            raise CliError(f"--activation: {exc}") from exc
+
+
+def _report(result) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(metrics_table(f"held-out metrics ({result.metrics['rows']} rows)",
+                                result.metrics["per_output"]))
+    console.print(f"wrote {result.bundle} in {result.fit_seconds:.1f} s")

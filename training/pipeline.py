@@ -1,0 +1,142 @@
+"""From a checked table to a bundle in the repository: split, fit, measure, plot, export.
+
+`surrogate train` and `surrogate demo` both go through `train_and_export`, so a demo model is
+made exactly as a user's model is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from training.data import Dataset
+
+_LIBRARIES = ("numpy", "scikit-learn", "scipy", "onnx", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What to train and where to put it.
+
+    ``params`` are `SurrogateMLP` keyword arguments. With ``refit`` the exported model is fit
+    again on every row after the held-out metrics are measured; the card says so.
+    """
+
+    name: str
+    repo: Path
+    params: Mapping = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    refit: bool = False
+    seed: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    bundle: Path
+    metrics: dict
+    model: object
+    fit_seconds: float
+
+
+def split_rows(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split into training and held-out row indices."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_test = max(1, int(round(test_fraction * n_rows)))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def train_and_export(
+    data: Dataset, job: TrainJob, callback: Callable | None = None
+) -> TrainResult:
+    """Fit on the training split, measure on the held-out split, write a new bundle version."""
+    from training.bundle import write_bundle
+    from training.estimator import SurrogateMLP
+    from training.report import convergence_png, holdout_metrics, parity_png
+
+    train_rows, test_rows = split_rows(data.n_rows, job.test_fraction, job.seed)
+    params = {"random_state": job.seed, **job.params}
+    model = SurrogateMLP(**params, callback=callback)
+    started = time.perf_counter()
+    model.fit(data.X[train_rows], _target(data.Y[train_rows]))
+    Y_test_pred = model.predict(data.X[test_rows])
+    per_output = holdout_metrics(data.Y[test_rows], Y_test_pred, list(data.outputs))
+    loss_curve, val_curve = list(model.loss_curve_), list(model.validation_scores_ or [])
+    epochs = int(model.n_iter_)
+    fit_rows = train_rows
+    if job.refit:
+        model = SurrogateMLP(**params, callback=callback).fit(data.X, _target(data.Y))
+        fit_rows = np.arange(data.n_rows)
+    fit_seconds = time.perf_counter() - started
+
+    title = f"{job.name}: {', '.join(data.outputs)}"
+    extra_files = {
+        "convergence.png": convergence_png(loss_curve, val_curve, title),
+        "parity.png": parity_png(data.Y[test_rows], Y_test_pred, list(data.outputs), title),
+    }
+    metrics = {"split": "holdout", "rows": int(test_rows.size), "per_output": per_output}
+    bundle = write_bundle(
+        model,
+        job.repo,
+        job.name,
+        inputs=_input_specs(data, fit_rows, job.units),
+        outputs=[{"name": n, "unit": job.units.get(n, "")} for n in data.outputs],
+        metrics=metrics,
+        training_info=_training_info(data, job, model, params, epochs, fit_seconds, fit_rows),
+        description=job.description,
+        extra_files=extra_files,
+    )
+    return TrainResult(bundle=bundle, metrics=metrics, model=model, fit_seconds=fit_seconds)
+
+
+def _target(Y: np.ndarray) -> np.ndarray:
+    # One output: fit on 1-D y, as sklearn users expect predict() to return 1-D then.
+    return Y[:, 0] if Y.shape[1] == 1 else Y
+
+
+def _input_specs(data: Dataset, rows: np.ndarray, units: Mapping[str, str]) -> list[dict]:
+    X = data.X[rows]
+    return [
+        {"name": name, "unit": units.get(name, ""), "min": float(X[:, j].min()),
+         "max": float(X[:, j].max())}
+        for j, name in enumerate(data.inputs)
+    ]
+
+
+def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> dict:
+    return {
+        "estimator": type(model).__name__,
+        "params": {k: _jsonable(v) for k, v in sorted(params.items())},
+        "epochs": epochs,
+        "fit_log": list(getattr(model, "fit_log_", [])),
+        "rows": {"total": data.n_rows, "fit": int(fit_rows.size),
+                 "dropped_invalid": data.dropped_rows},
+        "test_fraction": job.test_fraction,
+        "refit_on_all_rows": job.refit,
+        "data": {"source": Path(data.source).name, "sha256": data.sha256},
+        "fit_seconds": round(fit_seconds, 3),
+        "library_versions": {lib: _version(lib) for lib in _LIBRARIES},
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
