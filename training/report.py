@@ -38,7 +38,7 @@ def convergence_png(loss_curve, validation_curve, title: str) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.0))
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
     epochs = np.arange(1, len(loss_curve) + 1)
     ax.semilogy(epochs, loss_curve, label="training loss")
@@ -61,7 +61,7 @@ def parity_png(Y_true: np.ndarray, Y_pred: np.ndarray, names: list[str], title: 
     from matplotlib.figure import Figure
 
     n = len(names)
-    fig = Figure(figsize=(4.0 * n, 4.0))
+    fig = Figure(figsize=(4.2 * n, 4.0), layout="constrained")
     Y_true = np.asarray(Y_true).reshape(len(Y_true), -1)
     Y_pred = np.asarray(Y_pred).reshape(Y_true.shape)
     for j, name in enumerate(names):

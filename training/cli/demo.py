@@ -24,15 +24,15 @@ class DemoModel:
 # Settings chosen so all three train in well under a minute on two cores.
 DEMOS = (
     DemoModel("borehole", "borehole", 1000,
-              {"hidden_layer_sizes": (32, 32), "activation": "tanh"},
+              {"hidden_layer_sizes": (32, 32), "activation": "tanh", "lbfgs_maxiter": 3000},
               "Water flow through a borehole (Harper & Gupta), 8 inputs, tanh MLP."),
     DemoModel("thermal_actuator", "thermal_actuator", 600,
               {"hidden_layer_sizes": (16, 16), "activation": "tanh"},
               "Electrothermal actuator: two inputs, two outputs, tanh layers as in COMSOL's "
               "DNN example."),
-    DemoModel("surface", "surface", 2000,
+    DemoModel("surface", "surface", 1500,
               {"hidden_layer_sizes": (64, 64), "activation": "relu",
-               "output_activation": "identity"},
+               "output_activation": "identity", "lbfgs_maxiter": 1500},
               "A function surface with ridges: ReLU hidden layers and a linear output layer."),
 )
 

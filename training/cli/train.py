@@ -82,8 +82,13 @@ def train(**options) -> None:
 
 
 def _job(options: dict):
+    from training.bundle import check_name
     from training.pipeline import TrainJob
 
+    try:
+        check_name(options["name"])
+    except ValueError as exc:
+        raise CliError(f"--name: {exc}") from exc
     params = {"hidden_layer_sizes": _hidden(options["hidden"])}
     activations = split_list(options["activation"])
     _check_activations(activations + split_list(options["output_activation"]))

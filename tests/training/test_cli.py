@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from training.cli import main
+
+FAST = ["--hidden", "8", "--epochs", "40", "--solver", "adam", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "runs.csv"
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0, 1, 120), rng.uniform(1, 2, 120)
+    pd.DataFrame({"a": a, "b": b, "y": np.sin(4 * a) * b, "z": np.exp(2 * a) + b}).to_csv(
+        path, index=False
+    )
+    return path
+
+
+def _train(table, repo, *extra):
+    args = [
+        "train",
+        "--data",
+        str(table),
+        "--inputs",
+        "a,b",
+        "--outputs",
+        "y,z",
+        "--name",
+        "m",
+        "--repo",
+        str(repo),
+        *FAST,
+        *extra,
+    ]
+    return CliRunner().invoke(main, args)
+
+
+def test_train_writes_a_complete_bundle(table, tmp_path):
+    result = _train(table, tmp_path, "--units", "a=m,y=K", "--activation", "relu")
+    assert result.exit_code == 0, result.output
+    version = tmp_path / "m" / "1"
+    assert {p.name for p in version.iterdir()} >= {
+        "model.onnx",
+        "model.json",
+        "convergence.png",
+        "parity.png",
+    }
+    card = json.loads((version / "model.json").read_text())
+    assert [i["name"] for i in card["inputs"]] == ["a", "b"]
+    assert card["inputs"][0]["unit"] == "m" and card["outputs"][0]["unit"] == "K"
+    assert 0.0 <= card["inputs"][0]["min"] < card["inputs"][0]["max"] <= 1.0
+    assert card["layers"][0] == {"units": 8, "activation": "relu"}
+    assert set(card["metrics"]["per_output"]) == {"y", "z"}
+    assert card["training"]["refit_on_all_rows"] is False
+    assert "held-out metrics" in result.output and "RMSE" in result.output
+    assert (tmp_path / "m" / "config.pbtxt").is_file()
+    assert _train(table, tmp_path).exit_code == 0
+    assert (tmp_path / "m" / "2" / "model.onnx").is_file()
+
+
+def test_config_file_keys_and_flags_win(table, tmp_path):
+    config = tmp_path / "train.toml"
+    config.write_text('hidden = [5, 3]\nactivation = ["tanh", "elu"]\n[units]\nb = "s"\n')
+    args = [
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(table),
+        "--inputs",
+        "a,b",
+        "--outputs",
+        "y",
+        "--name",
+        "c",
+        "--repo",
+        str(tmp_path / "r"),
+        "--epochs",
+        "20",
+        "--solver",
+        "adam",
+        "--no-progress",
+    ]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    card = json.loads((tmp_path / "r" / "c" / "1" / "model.json").read_text())
+    assert [layer["units"] for layer in card["layers"]] == [5, 3, 1]
+    assert [layer["activation"] for layer in card["layers"]] == ["tanh", "elu", "identity"]
+    assert card["inputs"][1]["unit"] == "s"
+    result = CliRunner().invoke(main, args + ["--hidden", "4"] + ["--activation", "relu"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "r" / "c" / "2" / "model.json").read_text())
+    assert [layer["units"] for layer in card["layers"]] == [4, 1]
+
+
+BAD_RUNS = [
+    (["--inputs", "a,nope"], "no column 'nope'"),
+    (["--activation", "swirl"], "--activation: "),
+    (["--hidden", "8,x"], "--hidden: expected sizes like 64,64"),
+    (["--outputs", "a"], "column 'a' is named twice"),
+    (["--y-scaling", "log", "--outputs", "y"], "output 'y' has a non-positive value"),
+    (["--data", "missing.csv"], "data file not found"),
+    (["--name", "../escape"], "name"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_RUNS)
+def test_bad_runs_fail_in_one_line_and_write_nothing(table, tmp_path, change, message):
+    options = {
+        "--data": str(table),
+        "--inputs": "a,b",
+        "--outputs": "y,z",
+        "--name": "m",
+        "--repo": str(tmp_path / "repo"),
+        "--hidden": "8",
+        "--epochs": "20",
+        "--solver": "adam",
+    }
+    pairs = dict(zip(change[::2], change[1::2], strict=True))
+    args = ["train", "--no-progress"] + [x for k, v in {**options, **pairs}.items() for x in (k, v)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1
+    assert not result.exception or isinstance(result.exception, SystemExit)
+    assert not any((tmp_path / "repo").rglob("model.onnx"))
+
+
+def test_unknown_config_key_is_refused(table, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("hiden = [4]\n")
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--data",
+            str(table),
+            "--inputs",
+            "a",
+            "--outputs",
+            "y",
+            "--name",
+            "x",
+        ],
+    )
+    assert result.exit_code == 2 and "unknown key 'hiden'" in result.output
+
+
+def test_drop_invalid_reports_the_count(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.uniform(0, 1, 60), "y": rng.uniform(0, 1, 60)}).astype(object)
+    frame.loc[4, "a"] = "n/a"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    base = [
+        "train",
+        "--data",
+        str(tmp_path / "t.csv"),
+        "--inputs",
+        "a",
+        "--outputs",
+        "y",
+        "--name",
+        "d",
+        "--repo",
+        str(tmp_path / "repo"),
+        *FAST,
+    ]
+    refused = CliRunner().invoke(main, base)
+    assert refused.exit_code == 2 and "invalid value 'n/a' in column 'a'" in refused.output
+    result = CliRunner().invoke(main, base + ["--drop-invalid"])
+    assert result.exit_code == 0, result.output
+    assert "dropped 1 row(s)" in result.output
