@@ -1,0 +1,99 @@
+"""The README's path, for real: ``surrogate demo`` trains the demo models, ``surrogate serve``
+serves them under gunicorn, and predictions over V1, V2 and ``surrogate predict`` match the
+simulations the models stand in for."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+
+import numpy as np
+import pytest
+import requests
+
+from tests.e2e.server import SURROGATE, clean_env, running_server
+from training.functions import FUNCTIONS
+
+
+@pytest.fixture(scope="module")
+def demo_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    command = [str(SURROGATE), "demo", "--repo", str(root / "models"), "--tables",
+               str(root / "tables")]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_server(demo_repo):
+    with running_server(demo_repo / "models", demo_repo / "server.log") as server:
+        yield server
+
+
+def _relative_rmse(predicted, truth) -> float:
+    return float(np.sqrt(np.mean((predicted - truth) ** 2)) / np.std(truth))
+
+
+def test_demo_skips_models_that_exist(demo_repo):
+    command = [str(SURROGATE), "demo", "--repo", str(demo_repo / "models"), "--if-missing"]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("skipped") == 3
+    assert not (demo_repo / "models" / "borehole" / "2").exists()
+
+
+def test_every_demo_model_is_ready(demo_server):
+    index = requests.post(f"{demo_server.url}/v2/repository/index", json={}, timeout=10).json()
+    assert {(m["name"], m["state"]) for m in index} == {
+        ("borehole", "READY"), ("thermal_actuator", "READY"), ("surface", "READY")
+    }
+
+
+def test_v1_named_features_match_the_simulation(demo_server):
+    fn = FUNCTIONS["thermal_actuator"]
+    X = fn.sample(50, method="uniform", seed=7)
+    names = [spec[0] for spec in fn.inputs]
+    body = {"instances": [dict(zip(names, map(float, row), strict=True)) for row in X]}
+    reply = requests.post(f"{demo_server.url}/v1/models/thermal_actuator:predict", json=body,
+                          timeout=10)
+    assert reply.status_code == 200, reply.text
+    predicted = np.array([[p["displacement"], p["T_max"]] for p in reply.json()["predictions"]])
+    truth = fn(X)
+    for j in range(truth.shape[1]):
+        assert _relative_rmse(predicted[:, j], truth[:, j]) < 1e-2
+
+
+def test_v2_json_matches_the_simulation(demo_server):
+    fn = FUNCTIONS["surface"]
+    X = fn.sample(200, method="uniform", seed=3).astype(np.float32)
+    body = {"inputs": [{"name": "inputs", "shape": list(X.shape), "datatype": "FP32",
+                        "data": X.ravel().tolist()}]}
+    reply = requests.post(f"{demo_server.url}/v2/models/surface/infer", json=body, timeout=10)
+    assert reply.status_code == 200, reply.text
+    output = reply.json()["outputs"][0]
+    assert output["name"] == "outputs" and output["shape"] == [200, 1]
+    predicted = np.asarray(output["data"]).reshape(200, 1)
+    assert _relative_rmse(predicted[:, 0], fn(X.astype(np.float64))[:, 0]) < 5e-2
+
+
+def test_surrogate_predict_writes_the_table_with_predictions(demo_repo, demo_server, tmp_path):
+    out = tmp_path / "pred.csv"
+    command = [str(SURROGATE), "predict", "--url", demo_server.url, "--model", "borehole",
+               "--batch-size", "300", "--out", str(out), str(demo_repo / "tables" / "borehole.csv")]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1000 and "Q_pred" in rows[0]
+    truth = np.array([float(r["Q"]) for r in rows])
+    predicted = np.array([float(r["Q_pred"]) for r in rows])
+    assert _relative_rmse(predicted, truth) < 1e-2
+
+
+def test_surrogate_predict_fails_in_one_line(demo_repo, demo_server):
+    table = str(demo_repo / "tables" / "surface.csv")
+    command = [str(SURROGATE), "predict", "--url", demo_server.url, "--model", "nope", table]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode != 0 and "HTTP 404" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,381 @@
+"""Write a fitted model into a model repository as a new, atomically published version.
+
+Layout (Triton's): ``<repo>/<name>/<version>/model.onnx`` + ``model.json`` (+ extra files such as
+plots) and ``<repo>/<name>/config.pbtxt``. A version is assembled in a hidden temporary directory
+inside ``<repo>/<name>/``, fsynced and renamed into place, so a reader (the service, Triton) sees
+either no version or a complete one; hidden names are never taken for versions.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from training.export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ParityError,
+    check_parity,
+    describe,
+    to_onnx,
+)
+from training.graph import IR_VERSION, OPSET
+
+__all__ = [
+    "CARD_FORMAT",
+    "CARD_KEY",
+    "ModelCard",
+    "ParityError",
+    "check_name",
+    "latest_version",
+    "read_card",
+    "write_bundle",
+]
+
+CARD_FORMAT = "surrogate-bundle/1"
+CARD_KEY = "surrogate.model_card"  # metadata_props key holding the card (minus onnx.sha256)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_VERSION = re.compile(r"[1-9][0-9]*")  # as the service reads them: "01" is not a version
+_RESERVED_FILES = frozenset({"model.onnx", "model.json"})
+_PUBLISH_ATTEMPTS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCard:
+    """The fields of ``model.json``, in the order they are written.
+
+    ``version`` and ``onnx`` are filled in by :func:`write_bundle` when the version is published.
+    """
+
+    format: str = CARD_FORMAT
+    name: str
+    version: int = 0
+    description: str = ""
+    created: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    tensors: dict[str, Any]
+    layers: list[dict[str, Any]]
+    scaling: dict[str, Any]
+    training: dict[str, Any]
+    metrics: dict[str, Any]
+    onnx: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a safe model name (``[A-Za-z0-9][A-Za-z0-9_.-]*``, <= 64 chars)."""
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid model name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def latest_version(repo: str | os.PathLike, name: str) -> int | None:
+    """Highest version of ``name`` in ``repo``, or None if it has none."""
+    model_dir = Path(repo) / check_name(name)
+    if not model_dir.is_dir():
+        return None
+    versions = [
+        int(entry.name)
+        for entry in os.scandir(model_dir)
+        if _VERSION.fullmatch(entry.name) and entry.is_dir()
+    ]
+    return max(versions, default=None)
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The model card of a version directory (or of a ``model.json`` path), as a dict."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_bundle(
+    model,
+    repo: str | os.PathLike,
+    name: str,
+    *,
+    inputs: Sequence[Mapping[str, Any]],
+    outputs: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    training_info: Mapping[str, Any],
+    description: str = "",
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Export ``model`` and publish it as the next version of ``name`` in ``repo``.
+
+    Parameters
+    ----------
+    model : SurrogateMLP
+        A fitted estimator.
+    repo : path
+        The model repository; created if missing.
+    name : str
+        Model name, ``[A-Za-z0-9][A-Za-z0-9_.-]*``, at most 64 characters.
+    inputs : sequence of mapping
+        One ``{"name", "unit", "min", "max"}`` per input column, min/max the training range.
+    outputs : sequence of mapping
+        One ``{"name", "unit"}`` per output column.
+    metrics, training_info : mapping
+        The card's ``metrics`` and ``training`` sections (JSON-able; numpy scalars are fine).
+        ``training`` defaults ``estimator``, ``params`` and ``epochs`` from the model.
+    description : str
+        Free text for the card.
+    extra_files : mapping of str to bytes, optional
+        More files for the version directory, e.g. ``{"parity.png": ...}``.
+
+    Returns
+    -------
+    Path
+        The new version directory ``<repo>/<name>/<version>``.
+
+    Raises
+    ------
+    ValueError
+        Invalid name, specs that do not match the model, or a bad extra file name.
+    ParityError
+        onnxruntime deviates from ``predict`` by more than ``PARITY_TOLERANCE`` times the
+        spread of y (:func:`training.export.check_parity`); nothing is written.
+    """
+    check_name(name)
+    extra = _check_extra_files(extra_files or {})
+    inputs, outputs = _input_specs(model, inputs), _output_specs(model, outputs)
+    onnx_model = to_onnx(model, name=name)
+    low, high = ([spec[key] for spec in inputs] for key in ("min", "max"))
+    try:
+        check_parity(model, onnx_model, low, high, what=f"the ONNX export of {name!r}")
+    except ParityError as exc:
+        raise ParityError(f"{exc}; nothing was written to {repo}") from None
+    card = ModelCard(
+        name=name,
+        description=description,
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        inputs=inputs,
+        outputs=outputs,
+        tensors={
+            "input": INPUT_NAME,
+            "outputs": [{"name": OUTPUT_NAME, "shape": [-1, len(outputs)]}],
+        },
+        **describe(model),
+        training=_jsonable({**_training_defaults(model), **training_info}),
+        metrics=_jsonable(metrics),
+    )
+    model_dir = Path(repo) / name
+    created_dir = not model_dir.is_dir()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _publish(model_dir, card, onnx_model, extra, len(inputs))
+    except BaseException:
+        if created_dir:
+            _remove_if_empty(model_dir)
+        raise
+
+
+def _publish(model_dir: Path, card: ModelCard, onnx_model, extra: dict, n_in: int) -> Path:
+    """Stage config.pbtxt and the version, then rename the version into place (the commit) and
+    replace the config; retry with the next number if another writer took it meanwhile.
+
+    A failure before the commit leaves nothing behind. After it the version is public; only an
+    I/O error of the config replace or of the final directory fsync can still surface.
+    """
+    config = _triton_config(card.name, n_in, len(card.outputs)).encode()
+    with _staged_file(model_dir, config) as staged_config:
+        for _ in range(_PUBLISH_ATTEMPTS):
+            version = (latest_version(model_dir.parent, card.name) or 0) + 1
+            files = {**_bundle_files(replace(card, version=version), onnx_model), **extra}
+            target = model_dir / str(version)
+            with _staged_dir(model_dir) as staging:
+                for file_name, data in files.items():
+                    _write_synced(staging / file_name, data)
+                _fsync_dir(staging)
+                if _rename_new(staging, target):
+                    os.replace(staged_config, model_dir / "config.pbtxt")
+                    _fsync_dir(model_dir)
+                    return target
+    raise FileExistsError(f"{model_dir}: lost {_PUBLISH_ATTEMPTS} races for a new version number")
+
+
+def _bundle_files(card: ModelCard, onnx_model: onnx.ModelProto) -> dict[str, bytes]:
+    """model.onnx with the card in its metadata, and model.json with the sha256 of the former."""
+    card = replace(card, onnx={"file": "model.onnx", "opset": OPSET, "ir_version": IR_VERSION})
+    proto = onnx.ModelProto()
+    proto.CopyFrom(onnx_model)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, json.dumps(card.to_dict(), allow_nan=False)
+    onnx_bytes = proto.SerializeToString()
+    card.onnx["sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+    text = json.dumps(card.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return {"model.onnx": onnx_bytes, "model.json": text.encode("utf-8")}
+
+
+def _hidden_sibling(parent: Path) -> Path:
+    # Not tempfile.mkdtemp/mkstemp: their 0700/0600 modes would survive the rename and lock out
+    # a server running as another user; os.mkdir and open() honour the umask.
+    return parent / f".tmp-{secrets.token_hex(8)}"
+
+
+@contextmanager
+def _staged_file(parent: Path, data: bytes) -> Iterator[Path]:
+    """A new hidden fsynced file in ``parent``, removed on exit unless renamed away meanwhile."""
+    path = _hidden_sibling(parent)
+    try:
+        _write_synced(path, data)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _staged_dir(parent: Path) -> Iterator[Path]:
+    """A new hidden directory in ``parent``, removed on exit unless renamed away meanwhile."""
+    path = _hidden_sibling(parent)
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _rename_new(source: Path, target: Path) -> bool:
+    """Rename ``source`` to ``target`` unless ``target`` exists; False if it does."""
+    if target.exists():
+        return False
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty: someone else wrote into it meanwhile, so it is theirs to keep
+
+
+def _triton_config(name: str, n_in: int, n_out: int) -> str:
+    return (
+        f'name: "{name}"\n'
+        'backend: "onnxruntime"\n'
+        "max_batch_size: 0\n"
+        f'input [\n  {{\n    name: "{INPUT_NAME}"\n    data_type: TYPE_FP32\n'
+        f"    dims: [ -1, {n_in} ]\n  }}\n]\n"
+        f'output [\n  {{\n    name: "{OUTPUT_NAME}"\n    data_type: TYPE_FP32\n'
+        f"    dims: [ -1, {n_out} ]\n  }}\n]\n"
+        "version_policy: { latest: { num_versions: 1 } }\n"
+    )
+
+
+def _input_specs(model, inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    specs = [
+        {
+            "name": str(s["name"]),
+            "unit": str(s.get("unit", "")),
+            "min": float(s["min"]),
+            "max": float(s["max"]),
+        }
+        for s in inputs
+    ]
+    _check_names(specs, model.n_features_in_, "inputs")
+    bad = [
+        s["name"]
+        for s in specs
+        if not (math.isfinite(s["min"]) and s["min"] <= s["max"] and math.isfinite(s["max"]))
+    ]
+    if bad:
+        raise ValueError(f"inputs {bad} need finite min <= max (the training range)")
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None and [s["name"] for s in specs] != [str(n) for n in fitted]:
+        raise ValueError(
+            f"input names {[s['name'] for s in specs]} differ from the columns "
+            f"the model was fit on, {list(fitted)}"
+        )
+    return specs
+
+
+def _output_specs(model, outputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    specs = [{"name": str(s["name"]), "unit": str(s.get("unit", ""))} for s in outputs]
+    _check_names(specs, model.n_outputs_, "outputs")
+    return specs
+
+
+def _check_names(specs: list[dict], expected: int, what: str) -> None:
+    names = [s["name"] for s in specs]
+    if len(names) != expected:
+        raise ValueError(f"the model has {expected} {what}, {len(names)} {what} were described")
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"{what} names must be unique and non-empty, got {names}")
+
+
+def _check_extra_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    for file_name, data in files.items():
+        if not _SAFE_NAME.fullmatch(file_name) or file_name in _RESERVED_FILES:
+            raise ValueError(f"invalid extra file name {file_name!r}")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"extra file {file_name!r} must be bytes, got {type(data).__name__}")
+    return {file_name: bytes(data) for file_name, data in files.items()}
+
+
+def _training_defaults(model) -> dict[str, Any]:
+    return {
+        "estimator": type(model).__name__,
+        "params": model.get_params(deep=False),
+        "epochs": int(getattr(model, "n_iter_", 0)),
+    }
+
+
+def _jsonable(value):
+    """JSON-ready copy: numpy to Python, non-finite floats to null, anything else to repr."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    # A card documents the run; an unserialisable parameter (a callback) must not lose the model.
+    return repr(value)
