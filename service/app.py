@@ -1,0 +1,58 @@
+"""The application factory: ``gunicorn 'service:create_app()'``.
+
+Each gunicorn worker calls it after the fork, so every worker owns its ONNX Runtime sessions.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from flask import Flask, Response, request
+
+from service import metrics, views_v1, views_v2
+from service.errors import register_error_handlers
+from service.logs import configure_logging
+from service.registry import ModelRegistry
+from service.settings import Settings
+from service.web import install_request_hooks
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the Flask app: load every model of the repository and register the APIs.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to ``Settings.from_env()``.
+
+    Raises
+    ------
+    ConfigurationError
+        The repository directory is missing or the device is unavailable (``DeviceUnavailable``).
+        Bundles that fail to load do not raise; they are listed as UNAVAILABLE.
+    """
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.extensions["surrogate.settings"] = settings
+    app.extensions["surrogate.version"] = _version()
+    app.extensions["surrogate.registry"] = ModelRegistry.from_settings(settings)
+    install_request_hooks(app, settings.access_log)
+    register_error_handlers(app)
+    app.register_blueprint(views_v2.bp)
+    app.register_blueprint(views_v1.bp)
+    app.add_url_rule("/metrics", "metrics", _metrics)
+    return app
+
+
+def _metrics() -> Response:
+    body, content_type = metrics.exposition(request.headers.get("Accept"))
+    return Response(body, 200, content_type=content_type)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("surrogate-serving")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,241 @@
+"""V2 inference protocol codec: request decoding and response encoding, JSON and binary.
+
+JSON tensors carry ``data`` flat or nested (row-major); Triton's binary tensor data extension
+puts a JSON header of ``Inference-Header-Content-Length`` bytes first and the raw little-endian
+tensors after it, in input order, each input saying its size in ``parameters.binary_data_size``.
+Outputs are returned binary when the request asks (``parameters.binary_data_output`` for all,
+``parameters.binary_data`` per output). Every input datatype below is accepted and cast to the
+model's float32; an untrusted shape is checked against the data actually sent before it is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.errors import BadRequest
+from service.runtime import OnnxModel
+
+# Little-endian, as the binary extension prescribes.
+DATATYPES = {
+    "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "INT8": np.dtype("i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1"), "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"), "UINT64": np.dtype("<u8"),
+}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+JSON_TYPE = "application/json"
+BINARY_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """A decoded V2 inference request; ``outputs`` pairs each output name with "binary?"."""
+
+    id: str | None
+    inputs: np.ndarray
+    outputs: tuple[tuple[str, bool], ...]
+
+
+def loads(data: bytes | memoryview) -> Any:
+    """Parse JSON, turning every parse failure (bad UTF-8, NaN, depth > 1024) into a 400."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[Any, memoryview | None]:
+    """The JSON header and, for a binary request, a view of the binary section after it."""
+    if header_length is None:
+        return loads(body), None
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 < length <= len(body):
+        raise BadRequest(
+            f"{HEADER_LENGTH} {header_length!r} must be an integer between 1 and the body "
+            f"length {len(body)}"
+        )
+    view = memoryview(body)
+    return loads(view[:length]), view[length:]
+
+
+def decode_request(model: OnnxModel, header: Any, binary: memoryview | None) -> InferRequest:
+    """Validate a V2 request against ``model`` and build its float32 input array."""
+    if not isinstance(header, dict):
+        raise BadRequest("request body must be a JSON object")
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest("'id' must be a string")
+    parameters = _object(header.get("parameters"), "request 'parameters'")
+    binary_default = _flag(parameters, "binary_data_output")
+    tensor = _single_input(model, header.get("inputs"))
+    x = _tensor_array(model, tensor, binary)
+    outputs = _requested_outputs(model, header.get("outputs"), binary_default)
+    return InferRequest(request_id, x, outputs)
+
+
+def encode_response(
+    model: OnnxModel, request: InferRequest, arrays: list[np.ndarray]
+) -> tuple[bytes, dict[str, str] | None, str]:
+    """The response body, its extra headers (binary only) and its content type."""
+    outputs, chunks = [], []
+    for (name, binary), array in zip(request.outputs, arrays, strict=True):
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": model.output_datatypes[name],
+            "shape": list(array.shape),
+        }
+        if binary:
+            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = np.ascontiguousarray(array).ravel()
+        outputs.append(entry)
+    response: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": str(model.version),
+        "outputs": outputs,
+    }
+    if request.id is not None:
+        response["id"] = request.id
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return header, None, JSON_TYPE
+    return b"".join([header, *chunks]), {HEADER_LENGTH: str(len(header))}, BINARY_TYPE
+
+
+def _single_input(model: OnnxModel, inputs: Any) -> dict[str, Any]:
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("'inputs' must be a non-empty list of tensors")
+    if not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in inputs):
+        raise BadRequest("each input must be an object with a string 'name'")
+    names = [t["name"] for t in inputs]
+    expected = f"model {model.name!r} takes one input {model.input_name!r}"
+    unknown = [n for n in names if n != model.input_name]
+    if unknown:
+        raise BadRequest(f"unknown input {unknown[0]!r}: {expected}")
+    if len(names) > 1:
+        raise BadRequest(f"input {model.input_name!r} given {len(names)} times: {expected}")
+    return inputs[0]
+
+
+def _tensor_array(model: OnnxModel, tensor: dict[str, Any], binary: memoryview | None):
+    name = tensor["name"]
+    datatype = tensor.get("datatype")
+    dtype = DATATYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise BadRequest(
+            f"input {name!r}: datatype {datatype!r} is not one of "
+            f"{', '.join(DATATYPES)}"
+        )
+    shape = _shape(name, tensor.get("shape"), model.input_width)
+    size = _object(tensor.get("parameters"), f"input {name!r} 'parameters'").get(
+        "binary_data_size"
+    )
+    if size is not None:
+        array = _binary_array(name, dtype, shape, size, tensor, binary)
+    else:
+        if binary:
+            raise BadRequest(
+                f"{len(binary)} bytes of binary data but no input has binary_data_size"
+            )
+        array = _json_array(name, tensor, dtype)
+    if array.size != math.prod(shape):
+        raise BadRequest(
+            f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {array.size}"
+        )
+    # Values beyond float32 become inf here, which the data plane rejects with a clear 400.
+    with np.errstate(over="ignore"):
+        return array.reshape(shape).astype(np.float32, copy=False)
+
+
+def _shape(name: str, shape: Any, width: int) -> list[int]:
+    # Rank 2 only, as Triton requires for a [-1, n] input: a bare row [n] is not guessed at.
+    if (
+        not isinstance(shape, list) or len(shape) != 2
+        or not all(type(d) is int and d >= 0 for d in shape)
+    ):
+        raise BadRequest(
+            f"input {name!r}: shape must be [rows, {width}] (two non-negative integers), "
+            f"got {shape!r}"
+        )
+    return shape
+
+
+def _binary_array(name, dtype, shape, size, tensor, binary) -> np.ndarray:
+    if "data" in tensor:
+        raise BadRequest(f"input {name!r} has both 'data' and binary_data_size")
+    if binary is None:
+        raise BadRequest(f"input {name!r} has binary_data_size but the request has no "
+                         f"{HEADER_LENGTH} header")
+    expected = math.prod(shape) * dtype.itemsize
+    if type(size) is not int or size != expected or size != len(binary):
+        raise BadRequest(
+            f"input {name!r}: binary_data_size {size!r}, shape {shape} of "
+            f"{tensor['datatype']} needs {expected} bytes, {len(binary)} bytes were sent"
+        )
+    return np.frombuffer(binary, dtype=dtype)
+
+
+def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarray:
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise BadRequest(f"input {name!r}: 'data' must be a (flat or nested) list of numbers")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError):
+        raise BadRequest(f"input {name!r}: nested 'data' is not rectangular") from None
+    if array.size and array.dtype.kind not in "iuf":
+        raise BadRequest(f"input {name!r}: 'data' must hold numbers only")
+    if array.dtype.kind == "f" and dtype.kind in "iu":
+        raise BadRequest(
+            f"input {name!r}: {tensor['datatype']} data must be integers within 64 bits"
+        )
+    return array
+
+
+def _requested_outputs(
+    model: OnnxModel, outputs: Any, binary_default: bool
+) -> tuple[tuple[str, bool], ...]:
+    if outputs is None or outputs == []:
+        return tuple((name, binary_default) for name in model.output_names)
+    if not isinstance(outputs, list):
+        raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
+    chosen: dict[str, bool] = {}
+    for item in outputs:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or name not in model.output_datatypes:
+            raise BadRequest(
+                f"unknown output {name!r}: model {model.name!r} has "
+                f"{', '.join(map(repr, model.output_names))}"
+            )
+        if name in chosen:
+            raise BadRequest(f"output {name!r} requested twice")
+        parameters = _object(item.get("parameters"), f"output {name!r} 'parameters'")
+        if parameters.get("classification"):
+            raise BadRequest("the classification extension is not supported")
+        chosen[name] = _flag(parameters, "binary_data", binary_default)
+    return tuple(chosen.items())
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _flag(parameters: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):
+        raise BadRequest(f"parameter {key!r} must be true or false")
+    return value

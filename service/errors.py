@@ -1,0 +1,116 @@
+"""The service's one error hierarchy and its one mapping to HTTP.
+
+Every failure, including werkzeug's routing 404/405 and 413, is answered with the V2 protocol's
+error shape ``{"error": "..."}``. Anything unexpected is logged with its request id and answered
+as a 500 in the same shape, without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+import orjson
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger("service.errors")
+
+
+class ServiceError(Exception):
+    """Base of every error the service raises on purpose; ``status`` is its HTTP status."""
+
+    status: ClassVar[int] = 500
+
+
+class BadRequest(ServiceError):
+    """The request is malformed or does not fit the model."""
+
+    status = 400
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    """No model of that name in the registry (or, for load, on disk)."""
+
+
+class VersionNotFound(NotFound):
+    """The model exists but not that version."""
+
+
+class ModelNotReady(ServiceError):
+    """The model or version is known but unavailable (failed to load, or unloaded)."""
+
+    status = 503
+
+
+class ModelLoadFailed(ServiceError):
+    """An explicit load request found no version that loads (Triton answers this with 400)."""
+
+    status = 400
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+
+
+class BundleError(ServiceError):
+    """A bundle on disk is unusable; recorded as the reason of an UNAVAILABLE version."""
+
+
+class ConfigurationError(ServiceError):
+    """The service cannot start as configured."""
+
+
+class DeviceUnavailable(ConfigurationError):
+    """The requested device has no execution provider in this onnxruntime build."""
+
+
+class RepositoryNotFound(ConfigurationError):
+    """The model repository directory does not exist."""
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map every exception raised while handling a request to a JSON error response."""
+    # Imported here because the Flask-free layers (repository, runtime, registry) import this
+    # module for the hierarchy alone.
+    from flask import Response, g, request
+    from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+    def respond(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+        body = orjson.dumps({"error": message})
+        return Response(body, status, headers, mimetype="application/json")
+
+    def service_error(exc: ServiceError) -> Response:
+        return respond(str(exc), exc.status)
+
+    def http_exception(exc: HTTPException) -> Response:
+        if isinstance(exc, NotFound):
+            message = f"no endpoint at {request.path}"
+        elif isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(exc.valid_methods or ())
+            message = f"method {request.method} not allowed at {request.path} (allowed: {allowed})"
+        elif isinstance(exc, RequestEntityTooLarge):
+            message = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
+        else:
+            message = exc.description or exc.name
+        # 405 must keep its Allow header.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        return respond(message, exc.code or 500, headers)
+
+    def unexpected(exc: Exception) -> Response:
+        rid = g.get("request_id", "-")
+        log.exception("unhandled error in request %s", rid, extra={"request_id": rid})
+        return respond(f"internal server error (request id {rid})", 500)
+
+    app.register_error_handler(ServiceError, service_error)
+    app.register_error_handler(HTTPException, http_exception)
+    app.register_error_handler(Exception, unexpected)

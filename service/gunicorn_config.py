@@ -1,0 +1,142 @@
+"""Gunicorn settings and hooks for the service, read from the environment.
+
+Run with ``gunicorn -c python:service.gunicorn_config 'service:create_app()'`` (what
+``surrogate serve`` does) or, in containers, ``gunicorn -c deploy/gunicorn.conf.py ...``.
+Flags given to gunicorn on its command line still override these values.
+
+========================================  ==========================================================
+Environment variable                      Meaning (default)
+========================================  ==========================================================
+``SURROGATE_BIND``                        Listen address; else ``0.0.0.0:$PORT`` when ``PORT`` is
+                                          set (KServe, Cloud Run, Heroku...); else 127.0.0.1:8000.
+``SURROGATE_WORKERS``                     Worker processes; else ``WEB_CONCURRENCY``; else the
+                                          usable CPU count clamped to 2..4.
+``SURROGATE_THREADS``                     Threads per worker (4).
+``SURROGATE_TIMEOUT``                     Seconds before a silent worker is killed (30).
+``SURROGATE_GRACEFUL_TIMEOUT``            Seconds for in-flight requests after SIGTERM (25).
+``SURROGATE_KEEPALIVE``                   Seconds an idle keep-alive connection stays open (5;
+                                          raise it above a load balancer's idle timeout).
+``SURROGATE_MAX_REQUESTS``                Recycle a worker after this many requests (0 = never).
+``SURROGATE_MAX_REQUESTS_JITTER``         Random extra requests per worker (max_requests // 10).
+``SURROGATE_LOG_LEVEL``                   Gunicorn log level (info).
+``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
+                                          temporary directory (removed at exit) when unset.
+========================================  ==========================================================
+
+Why ``gthread``: the requests are short, CPU-bound ONNX Runtime calls, and several processes
+(not threads) are what scale them, because JSON decoding holds the GIL. A few threads per
+worker still pay off: ONNX Runtime releases the GIL while it runs, so one thread can infer
+while another parses; a slow client or a large binary upload no longer stalls the worker, so
+health probes keep being answered; and unlike ``sync`` workers, ``gthread`` keeps HTTP
+connections alive, which matters when an optimiser or tritonclient sends thousands of small
+requests. gevent buys nothing here: ONNX Runtime calls would block its event loop.
+
+This module is part of the serving install: only the standard library at import time, and
+``prometheus_client`` inside hooks. Gunicorn takes every module-level name that matches one of
+its settings, so helpers carry underscores; ``__all__`` is what deploy/gunicorn.conf.py re-exports.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import sys
+import tempfile
+
+__all__ = [
+    "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
+    "max_requests", "max_requests_jitter", "preload_app", "accesslog", "errorlog", "loglevel",
+    "access_log_format", "worker_tmp_dir", "control_socket_disable",
+    "on_starting", "child_exit",
+]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _default_bind() -> str:
+    if os.environ.get("SURROGATE_BIND"):
+        return os.environ["SURROGATE_BIND"]
+    if os.environ.get("PORT"):
+        return f"0.0.0.0:{_env_int('PORT', 8000, minimum=1)}"
+    return "127.0.0.1:8000"
+
+
+def _default_workers() -> int:
+    # One process per usable core (affinity honours taskset/cpusets), at least 2 so that one
+    # worker keeps serving while another restarts, at most 4 because beyond that a deployment
+    # scales better with more replicas than with more copies of every model in one pod.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    fallback = _env_int("WEB_CONCURRENCY", max(2, min(cpus or 1, 4)), minimum=1)
+    return _env_int("SURROGATE_WORKERS", fallback, minimum=1)
+
+
+bind = [_default_bind()]
+workers = _default_workers()
+worker_class = "gthread"
+threads = _env_int("SURROGATE_THREADS", 4, minimum=1)
+timeout = _env_int("SURROGATE_TIMEOUT", 30, minimum=1)
+# Below Kubernetes' default 30 s termination grace period, so draining ends before SIGKILL.
+graceful_timeout = _env_int("SURROGATE_GRACEFUL_TIMEOUT", 25, minimum=1)
+keepalive = _env_int("SURROGATE_KEEPALIVE", 5)
+# Off by default: recycling a worker reloads every model, and there is no leak to contain.
+max_requests = _env_int("SURROGATE_MAX_REQUESTS", 0)
+max_requests_jitter = _env_int("SURROGATE_MAX_REQUESTS_JITTER", max_requests // 10)
+# ONNX Runtime sessions (and their thread pools) do not survive fork: each worker builds its own.
+preload_app = False
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("SURROGATE_LOG_LEVEL", "info")
+access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s pid=%(p)s'
+# The heartbeat file on a container's overlay filesystem can stall workers; RAM does not.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# Gunicorn >= 25.1 otherwise opens $HOME/.gunicorn/gunicorn.ctl, one path shared by every
+# server on the host and often read-only in containers; nothing here uses gunicornc.
+control_socket_disable = True
+
+def on_starting(server) -> None:
+    """Give the workers one empty directory for their metric files, before the first fork."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        # Files left by a previous run would be added to this run's counters.
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(stale)
+    else:
+        if "prometheus_client" in sys.modules:
+            # prometheus_client picks its storage when first imported; workers forked from a
+            # master that imported it without the variable would each count on their own.
+            raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set; "
+                               "set it in the environment or import it only in the workers")
+        directory = tempfile.mkdtemp(prefix="surrogate-metrics-")
+        os.environ[MULTIPROC_ENV] = directory
+        # atexit, not the on_exit hook: gunicorn skips on_exit when the workers fail to boot.
+        atexit.register(_remove_in_process, directory, os.getpid())
+    server.log.info("Prometheus multiprocess directory: %s", directory)
+
+
+def child_exit(server, worker) -> None:
+    """Drop the live-gauge files of a worker that exited (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _remove_in_process(directory: str, pid: int) -> None:
+    # Forked workers inherit the atexit handler; only the master that created it removes it.
+    if os.getpid() == pid:
+        shutil.rmtree(directory, ignore_errors=True)

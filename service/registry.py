@@ -1,0 +1,245 @@
+"""The loaded models of one worker, by name and version, and the repository operations on them.
+
+Reads never lock: the name -> entry mapping is replaced as a whole (built aside, then assigned
+under the write lock), so a request holds the ``OnnxModel`` it looked up for as long as it needs
+it, even while a load or unload swaps the mapping. A bundle that fails to load is kept as an
+UNAVAILABLE version with its reason, and never takes the service down.
+
+Ready semantics: the registry is ready once the startup scan has finished and every bundle found
+has been tried; bundles that failed, and models unloaded on purpose, do not make it unready
+(they are visible in the repository index and the ``model_load_failures`` metric). Because the
+scan runs inside ``create_app``, a worker that answers HTTP at all is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnxruntime as ort
+
+from service import metrics, repository
+from service.errors import (
+    BundleError,
+    ModelLoadFailed,
+    ModelNotFound,
+    ModelNotReady,
+    VersionNotFound,
+)
+from service.repository import BundleRef
+from service.runtime import CUDA, OnnxModel, select_providers
+from service.settings import Settings
+
+log = logging.getLogger("service.registry")
+
+READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """One version's state; ``model`` is set exactly when the state is READY."""
+
+    version: int
+    state: str
+    reason: str = ""
+    model: OnnxModel | None = None
+    fingerprint: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """All known versions of one model; ``latest`` is the highest READY one."""
+
+    name: str
+    versions: Mapping[int, VersionStatus]
+    reason: str = ""
+    latest: OnnxModel | None = field(init=False)
+    ready_versions: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        ready = [v for v, s in sorted(self.versions.items()) if s.model is not None]
+        object.__setattr__(self, "ready_versions", tuple(str(v) for v in ready))
+        object.__setattr__(self, "latest", self.versions[ready[-1]].model if ready else None)
+
+    def rows(self) -> list[dict[str, str]]:
+        """The repository-index rows of this model: one per version (one in all if none)."""
+        if not self.versions:
+            return [_index_row(self.name, "", UNAVAILABLE, self.reason)]
+        return [
+            _index_row(self.name, str(v), s.state, s.reason)
+            for v, s in sorted(self.versions.items())
+        ]
+
+    def why_unavailable(self) -> str:
+        reasons = [f"version {v}: {s.reason}" for v, s in sorted(self.versions.items())]
+        return "; ".join(reasons) or self.reason
+
+
+class ModelRegistry:
+    """Holds the loaded models of one worker; see the module docstring for the concurrency rule.
+
+    Parameters
+    ----------
+    settings : Settings
+        Repository location, threads, warm-up.
+    providers : sequence of str
+        ONNX Runtime execution providers for every session.
+    """
+
+    def __init__(self, settings: Settings, providers: list[str]) -> None:
+        self.settings = settings
+        self.root = settings.model_repository
+        self.providers = providers
+        self.ready = False
+        self._models: Mapping[str, ModelEntry] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        """Pick the execution providers, scan the repository and load every bundle in it."""
+        providers = select_providers(settings.device, ort.get_available_providers())
+        if settings.device == "auto" and CUDA not in providers:
+            log.info("device auto: %s is not available, running on CPU", CUDA)
+        log.info("device %s: execution providers %s", settings.device, ", ".join(providers))
+        registry = cls(settings, providers)
+        registry.load_all()
+        return registry
+
+    def load_all(self) -> None:
+        """(Re)load every model in the repository; the startup scan."""
+        with self._lock:
+            scanned = repository.scan(self.root)
+            self._models = {
+                name: self._build(name, refs, self._models.get(name))
+                for name, refs in scanned.items()
+            }
+        self.ready = True
+        ready = sum(entry.latest is not None for entry in self._models.values())
+        log.info("repository %s: %d of %d models ready", self.root, ready, len(self._models))
+
+    def get(self, name: str, version: int | str | None = None) -> OnnxModel:
+        """The model to serve: ``version`` of ``name``, or its latest READY version.
+
+        Raises
+        ------
+        ModelNotFound, VersionNotFound
+            Unknown name, or no such version (a version that is not a positive integer included).
+        ModelNotReady
+            Known, but failed to load or was unloaded.
+        """
+        entry = self._models.get(name)
+        if entry is None:
+            raise ModelNotFound(f"model {name!r} not found")
+        if version is None:
+            if entry.latest is None:
+                raise ModelNotReady(f"model {name!r} is not ready: {entry.why_unavailable()}")
+            return entry.latest
+        number = version if isinstance(version, int) else repository.parse_version(version)
+        status = entry.versions.get(number) if number is not None else None
+        if status is None:
+            raise VersionNotFound(f"model {name!r} has no version {str(version)!r}")
+        if status.model is None:
+            raise ModelNotReady(f"version {number} of model {name!r} is not ready: {status.reason}")
+        return status.model
+
+    def entry(self, name: str) -> ModelEntry:
+        entry = self._models.get(name)
+        if entry is None:
+            raise ModelNotFound(f"model {name!r} not found")
+        return entry
+
+    def entries(self) -> list[ModelEntry]:
+        return [self._models[name] for name in sorted(self._models)]
+
+    def load(self, name: str) -> ModelEntry:
+        """Re-read ``name``'s versions from disk and swap them in.
+
+        Unchanged versions keep their loaded session; new or changed ones are loaded; versions
+        gone from disk are dropped. A version that fails is recorded, the others keep serving.
+
+        Raises
+        ------
+        ModelNotFound
+            No such model directory (an entry for it, if any, is dropped).
+        ModelLoadFailed
+            The model directory holds no version that loads (the failures are recorded).
+        """
+        with self._lock:
+            refs = repository.scan_model(self.root, name)
+            if refs is None:
+                self._models = {n: e for n, e in self._models.items() if n != name}
+                raise ModelNotFound(f"model {name!r} not found in the model repository")
+            entry = self._build(name, refs, self._models.get(name))
+            self._models = {**self._models, name: entry}
+        if entry.latest is None:
+            raise ModelLoadFailed(f"failed to load model {name!r}: {entry.why_unavailable()}")
+        return entry
+
+    def unload(self, name: str) -> ModelEntry:
+        """Stop serving every version of ``name``; in-flight requests finish on their model."""
+        with self._lock:
+            old = self.entry(name)
+            versions = {v: VersionStatus(v, UNAVAILABLE, "unloaded") for v in old.versions}
+            entry = ModelEntry(name, versions, reason="unloaded")
+            self._models = {**self._models, name: entry}
+        log.info("model %s unloaded", name)
+        return entry
+
+    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        """Every model version in the registry or on disk, as the repository extension lists it."""
+        on_disk = repository.scan(self.root)
+        models = dict(self._models)
+        rows = []
+        for name in sorted(set(on_disk) | set(models)):
+            entry = models.get(name)
+            known = entry.versions if entry is not None else {}
+            new = [ref.version for ref in on_disk.get(name, []) if ref.version not in known]
+            if entry is not None and (known or not new):
+                rows.extend(entry.rows())
+            rows.extend(_index_row(name, str(v), UNAVAILABLE, "not loaded") for v in new)
+            if entry is None and not new:
+                rows.append(_index_row(name, "", UNAVAILABLE, "no version directory"))
+        return [row for row in rows if row["state"] == READY or not ready_only]
+
+    def _build(self, name: str, refs: list[BundleRef], previous: ModelEntry | None) -> ModelEntry:
+        versions = {}
+        for ref in refs:
+            old = previous.versions.get(ref.version) if previous is not None else None
+            versions[ref.version] = self._load_version(ref, old)
+        reason = "" if refs else "no version directory (a positive integer) found"
+        return ModelEntry(name, versions, reason)
+
+    def _load_version(self, ref: BundleRef, old: VersionStatus | None) -> VersionStatus:
+        fingerprint = _fingerprint(ref)
+        if old is not None and old.model is not None and old.fingerprint == fingerprint:
+            return old
+        try:
+            model = OnnxModel.load(ref, self.settings, self.providers)
+        except Exception as exc:
+            if not isinstance(exc, BundleError):
+                log.exception("unexpected error loading %s/%s", ref.name, ref.version)
+            reason = str(exc) or type(exc).__name__
+            log.warning("model %s version %s is UNAVAILABLE: %s", ref.name, ref.version, reason)
+            metrics.record_load_failure(ref.name)
+            return VersionStatus(ref.version, UNAVAILABLE, reason, fingerprint=fingerprint)
+        log.info("model %s version %s is READY on %s", ref.name, ref.version,
+                 ", ".join(model.providers))
+        return VersionStatus(ref.version, READY, model=model, fingerprint=fingerprint)
+
+
+def _index_row(name: str, version: str, state: str, reason: str) -> dict[str, str]:
+    return {"name": name, "version": version, "state": state, "reason": reason}
+
+
+def _fingerprint(ref: BundleRef) -> tuple[int, ...] | None:
+    """Identity of a bundle's files: a reload re-reads a version only when this changes."""
+    try:
+        stats = (os.stat(ref.onnx_path), os.stat(ref.card_path))
+    except OSError:
+        return None
+    return tuple(x for st in stats for x in (st.st_ino, st.st_size, st.st_mtime_ns))

@@ -1,0 +1,255 @@
+"""One loaded model: an ONNX Runtime session plus everything the hot path needs, computed once.
+
+``OnnxModel.load`` reads a bundle, verifies the card against the file (sha256) and the graph
+(tensor names, widths, element types), builds the session with the configured threads and
+execution providers, and optionally runs it once so the first request does not pay for lazy
+initialisation. Any problem raises ``BundleError`` with a reason fit for the repository index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+from service.errors import BundleError, DeviceUnavailable
+from service.repository import BundleRef
+from service.settings import DEVICES, Settings
+
+log = logging.getLogger("service.runtime")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+PLATFORM = "onnxruntime_onnx"
+CARD_FORMAT = "surrogate-bundle/1"
+# The graph output holding the predictions, one column per card output (the bundle contract).
+MAIN_OUTPUT = "outputs"
+# ORT element types the service can encode in a V2 response, by their V2 datatype.
+ORT_DATATYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(float16)": "FP16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+}
+
+
+def select_providers(device: str, available: Sequence[str]) -> list[str]:
+    """The execution providers for ``device`` given ORT's ``available`` ones, in priority order.
+
+    Raises
+    ------
+    DeviceUnavailable
+        ``device`` is "cuda" and this onnxruntime build has no CUDA provider.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise DeviceUnavailable(
+            f"SURROGATE_DEVICE=cuda but onnxruntime offers only {', '.join(available)}; "
+            "install onnxruntime-gpu with a matching CUDA, or use device cpu or auto"
+        )
+    return [CPU]
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    return options
+
+
+class OnnxModel:
+    """A loaded, verified model version; immutable, shared by all threads of a worker.
+
+    Attributes
+    ----------
+    name, version : str, int
+        Identity, from the directory layout (which wins over the card, as in Triton).
+    card : mapping
+        The model card (model.json) as read.
+    input_name : str
+        The graph input, float32 [N, input_width].
+    feature_names, target_names : tuple of str
+        Card input and output names; ``target_names`` label the columns of ``outputs``.
+    output_names : tuple of str
+        Every graph output, graph order; ``output_datatypes`` maps each to its V2 datatype.
+    providers : tuple of str
+        The execution providers the session really runs on.
+    metadata : mapping
+        The V2 model metadata, minus "versions" (which depends on the registry).
+    """
+
+    def __init__(self, ref: BundleRef, card: dict[str, Any], session: ort.InferenceSession):
+        self.name, self.version, self.card, self.path = ref.name, ref.version, card, ref.path
+        self.card_json = orjson.dumps(card)
+        self._session = session
+        # What ORT actually uses: it falls back to CPU silently when CUDA fails to initialise.
+        self.providers = tuple(session.get_providers())
+        self.feature_names = _names(card, "inputs")
+        self.target_names = _names(card, "outputs")
+        self.feature_index = MappingProxyType({n: i for i, n in enumerate(self.feature_names)})
+        tensors = card.get("tensors") or {}
+        self.input_name = tensors.get("input", "inputs")
+        self.input_width = len(self.feature_names)
+        self.main_output = MAIN_OUTPUT
+        graph_outputs = {o.name: o for o in session.get_outputs()}
+        self.output_names = tuple(graph_outputs)
+        self.output_datatypes = MappingProxyType(
+            {name: ORT_DATATYPES.get(o.type, "") for name, o in graph_outputs.items()}
+        )
+        self.metadata = MappingProxyType(self._v2_metadata(graph_outputs))
+
+    @classmethod
+    def load(cls, ref: BundleRef, settings: Settings, providers: Sequence[str]) -> OnnxModel:
+        """Read, verify and (optionally) warm up one bundle.
+
+        Raises
+        ------
+        BundleError
+            The bundle is missing a file, its card is invalid or disagrees with the graph, its
+            sha256 does not match, or ONNX Runtime cannot load or run it.
+        """
+        card = read_card(ref)
+        model_bytes = _read(ref.onnx_path)
+        expected = (card.get("onnx") or {}).get("sha256")
+        if expected is not None:
+            actual = hashlib.sha256(model_bytes).hexdigest()
+            if not isinstance(expected, str) or actual != expected.lower():
+                raise BundleError(f"sha256 of model.onnx is {actual}, the card says {expected}")
+        try:
+            session = ort.InferenceSession(
+                model_bytes, sess_options=session_options(settings), providers=list(providers)
+            )
+        except Exception as exc:  # ORT raises several unrelated types for a bad file
+            raise BundleError(f"onnxruntime cannot load model.onnx: {_first_line(exc)}") from exc
+        _check_graph(session, card)
+        model = cls(ref, card, session)
+        if settings.warmup:
+            model.warm_up()
+        return model
+
+    def run(self, x: np.ndarray, output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """Run the graph on float32 ``x`` of shape (n, input_width); one array per output."""
+        return self._session.run(output_names or self.output_names, {self.input_name: x})
+
+    def warm_up(self) -> None:
+        """One run at the middle of the training range, so lazy ORT initialisation happens now."""
+        x = np.array([[_midpoint(spec) for spec in self.card["inputs"]]], dtype=np.float32)
+        try:
+            self.run(x)
+        except Exception as exc:
+            raise BundleError(f"warm-up run failed: {_first_line(exc)}") from exc
+
+    def _v2_metadata(self, graph_outputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "platform": PLATFORM,
+            "inputs": [
+                {"name": self.input_name, "datatype": "FP32", "shape": [-1, self.input_width]}
+            ],
+            "outputs": [
+                {"name": n, "datatype": self.output_datatypes[n], "shape": _shape(o.shape)}
+                for n, o in graph_outputs.items()
+            ],
+            "parameters": {"inputs": list(self.feature_names), "outputs": list(self.target_names)},
+        }
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({self.name!r}, version={self.version})"
+
+
+def read_card(ref: BundleRef) -> dict[str, Any]:
+    """The parsed model.json of ``ref``, checked for what the service relies on."""
+    try:
+        card = orjson.loads(_read(ref.card_path))
+    except orjson.JSONDecodeError as exc:
+        raise BundleError(f"model.json is not valid JSON: {exc}") from None
+    if not isinstance(card, dict):
+        raise BundleError("model.json must hold a JSON object")
+    if card.get("format", CARD_FORMAT) != CARD_FORMAT:
+        raise BundleError(f"model.json format {card['format']!r} is not {CARD_FORMAT!r}")
+    _names(card, "inputs")
+    _names(card, "outputs")
+    for key, actual in (("name", ref.name), ("version", ref.version)):
+        if key in card and card[key] != actual:
+            log.warning("%s/%s: card says %s %r; serving under the directory's",
+                        ref.name, ref.version, key, card[key])
+    return card
+
+
+def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
+    tensors = card.get("tensors") or {}
+    input_name = tensors.get("input", "inputs")
+    n_in, n_out = len(card["inputs"]), len(card["outputs"])
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != [input_name]:
+        raise BundleError(f"graph inputs are {[i.name for i in inputs]}, expected [{input_name!r}]")
+    graph_in = inputs[0]
+    if graph_in.type != "tensor(float)" or _shape(graph_in.shape) != [-1, n_in]:
+        raise BundleError(
+            f"graph input {input_name!r} is {graph_in.type} {graph_in.shape}, the card's "
+            f"{n_in} inputs need tensor(float) [N, {n_in}]"
+        )
+    outputs = {o.name: o for o in session.get_outputs()}
+    main = outputs.get(MAIN_OUTPUT)
+    if main is None or _shape(main.shape) != [-1, n_out]:
+        found = None if main is None else main.shape
+        raise BundleError(f"graph output {MAIN_OUTPUT!r} is {found}, the card's {n_out} outputs "
+                          f"need [N, {n_out}]")
+    listed = [t.get("name") for t in tensors.get("outputs", []) if isinstance(t, dict)]
+    missing = [name for name in listed if name not in outputs]
+    if missing:
+        raise BundleError(f"card lists outputs {missing} that the graph does not have")
+    unsupported = [o.name for o in outputs.values() if o.type not in ORT_DATATYPES]
+    if unsupported:
+        raise BundleError(f"graph outputs {unsupported} have unsupported element types")
+
+
+def _names(card: dict[str, Any], key: str) -> tuple[str, ...]:
+    specs = card.get(key)
+    if not isinstance(specs, list) or not specs:
+        raise BundleError(f"model.json {key!r} must be a non-empty list")
+    names = tuple(s.get("name") if isinstance(s, dict) else None for s in specs)
+    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise BundleError(f"model.json {key!r} entries need unique non-empty names")
+    return names
+
+
+def _shape(dims: Sequence[Any]) -> list[int]:
+    """An ORT shape with symbolic or unknown dimensions as -1 (the V2 convention)."""
+    return [d if isinstance(d, int) and d >= 0 else -1 for d in dims]
+
+
+def _midpoint(spec: dict[str, Any]) -> float:
+    low, high = spec.get("min"), spec.get("max")
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        middle = (low + high) / 2
+        if math.isfinite(middle):
+            return middle
+    return 0.0
+
+
+def _read(path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{path.name} is missing") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {path.name}: {exc.strerror}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

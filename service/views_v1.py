@@ -1,0 +1,58 @@
+"""The V1 convenience API for people and scripts: model cards and named-input predictions.
+
+``POST /v1/models/<m>:predict`` takes ``{"instances": [{"<input>": value, ...}, ...]}`` (or lists
+in the card's input order) and answers ``{"predictions": [{"<output>": value, ...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from service import codec, codec_v1, dataplane
+from service.metrics import RequestTimer
+from service.registry import ModelRegistry
+from service.web import json_response, read_body
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+def _registry() -> ModelRegistry:
+    return current_app.extensions["surrogate.registry"]
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    models = []
+    for entry in _registry().entries():
+        latest = entry.latest
+        models.append({
+            "name": entry.name,
+            "state": "READY" if latest is not None else "UNAVAILABLE",
+            "versions": entry.ready_versions,
+            "latest": str(latest.version) if latest is not None else None,
+            "inputs": latest.feature_names if latest is not None else [],
+            "outputs": latest.target_names if latest is not None else [],
+            "reason": entry.why_unavailable() if latest is None else "",
+        })
+    return json_response({"models": models})
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+def model_card(name: str, version: str | None = None) -> Response:
+    model = _registry().get(name, version)
+    return Response(model.card_json, 200, mimetype="application/json")
+
+
+@bp.post("/models/<name>:predict")
+@bp.post("/models/<name>/versions/<version>:predict")
+def predict(name: str, version: str | None = None) -> Response:
+    with RequestTimer("v1") as timer:
+        body, _ = read_body()
+        model = _registry().get(name, version)
+        timer.bind(model)
+        x = codec_v1.decode_instances(model, codec.loads(body))
+        outputs = dataplane.predict(model, x)
+        timer.rows = len(x)
+        payload = codec_v1.encode_predictions(model, outputs)
+    return Response(payload, 200, mimetype="application/json")

@@ -1,0 +1,119 @@
+"""V2 Open Inference Protocol (REST) views, with Triton's repository extension.
+
+The views only translate HTTP: they read the body, delegate to the codec, the registry and the
+data plane, and wrap the result in a response. Errors are raised and mapped in ``errors``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from service import codec, dataplane
+from service.errors import BadRequest, ModelNotReady
+from service.metrics import RequestTimer
+from service.registry import ModelEntry, ModelRegistry
+from service.web import json_response, read_body
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+
+SERVER_NAME = "surrogate-serving"
+EXTENSIONS = ("binary_tensor_data", "model_repository")
+
+
+def _registry() -> ModelRegistry:
+    return current_app.extensions["surrogate.registry"]
+
+
+@bp.get("")
+def server_metadata() -> Response:
+    version = current_app.extensions["surrogate.version"]
+    return json_response({"name": SERVER_NAME, "version": version, "extensions": EXTENSIONS})
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return json_response({"live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> Response:
+    """200 once the startup scan has tried every bundle; see ``registry`` for the semantics."""
+    if _registry().ready:
+        return json_response({"ready": True})
+    return json_response({"ready": False, "error": "model repository not loaded yet"}, 503)
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None) -> Response:
+    registry = _registry()
+    model = registry.get(name, version)
+    versions = registry.entry(name).ready_versions
+    return json_response({**model.metadata, "versions": versions})
+
+
+@bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: str | None = None) -> Response:
+    try:
+        _registry().get(name, version)
+    except ModelNotReady as exc:
+        return json_response({"name": name, "ready": False, "error": str(exc)}, exc.status)
+    return json_response({"name": name, "ready": True})
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None) -> Response:
+    with RequestTimer("v2") as timer:
+        body, header_length = read_body(binary_allowed=True)
+        model = _registry().get(name, version)
+        timer.bind(model)
+        header, binary = codec.split_body(body, header_length)
+        request = codec.decode_request(model, header, binary)
+        names = [output for output, _ in request.outputs]
+        arrays = dataplane.infer(model, request.inputs, names)
+        timer.rows = len(request.inputs)
+        payload, headers, content_type = codec.encode_response(model, request, arrays)
+    return Response(payload, 200, headers, content_type=content_type)
+
+
+@bp.post("/repository/index")
+def repository_index() -> Response:
+    ready_only = _optional_object().get("ready", False)
+    if not isinstance(ready_only, bool):
+        raise BadRequest("'ready' must be true or false")
+    return json_response(_registry().index(ready_only=ready_only))
+
+
+@bp.post("/repository/models/<name>/load")
+def load(name: str) -> Response:
+    parameters = _optional_object().get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be a JSON object")
+    overrides = [key for key in parameters if key == "config" or key.startswith("file:")]
+    if overrides:
+        raise BadRequest(f"load parameters {overrides} are not supported; models load from disk")
+    return _entry_response(_registry().load(name))
+
+
+@bp.post("/repository/models/<name>/unload")
+def unload(name: str) -> Response:
+    _optional_object()
+    return _entry_response(_registry().unload(name))
+
+
+def _optional_object() -> dict:
+    """The JSON object body of a repository request; an empty body counts as ``{}``."""
+    body, _ = read_body()
+    if not body.strip():
+        return {}
+    payload = codec.loads(body)
+    if not isinstance(payload, dict):
+        raise BadRequest("request body must be a JSON object")
+    return payload
+
+
+def _entry_response(entry: ModelEntry) -> Response:
+    versions = [{k: row[k] for k in ("version", "state", "reason")} for row in entry.rows()]
+    return json_response({"name": entry.name, "versions": versions})

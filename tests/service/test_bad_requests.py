@@ -1,0 +1,214 @@
+"""Every client mistake gets a 4xx with ``{"error": "..."}`` and leaves the service ready."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from tests.service.v2_helpers import HEADER_LENGTH, binary_request, json_request
+
+LIMIT = 4096
+INFER = "/v2/models/linear/infer"
+PREDICT = "/v1/models/linear:predict"
+JSON = {"Content-Type": "application/json"}
+
+
+def ok(**fields):
+    """A valid request for ``linear`` (2 inputs), with ``fields`` overriding its members."""
+    return {**json_request([1.0, 2.0], [1, 2]), **fields}
+
+
+def tensor(**fields):
+    """A request whose one input has ``fields`` overriding the valid tensor's (None removes)."""
+    merged = {**json_request([1.0, 2.0], [1, 2])["inputs"][0], **fields}
+    return {"inputs": [{k: v for k, v in merged.items() if v is not None}]}
+
+
+def binary(header_length=None, extra=b"", size_delta=0, **fields):
+    body, headers = binary_request(np.ones((1, 2)), **fields)
+    header = json.loads(body[: int(headers[HEADER_LENGTH])])
+    header["inputs"][0]["parameters"]["binary_data_size"] += size_delta
+    head = json.dumps(header).encode()
+    length = str(len(head)) if header_length is None else header_length
+    return {HEADER_LENGTH: length}, head + body[int(headers[HEADER_LENGTH]) :] + extra
+
+
+def binary_with_data():
+    headers, body = binary()
+    header = json.loads(body[: int(headers[HEADER_LENGTH])])
+    header["inputs"][0]["data"] = [1.0, 2.0]
+    head = json.dumps(header).encode()
+    return {HEADER_LENGTH: str(len(head))}, head + np.ones(2, "<f4").tobytes()
+
+
+GZIP = {**JSON, "Content-Encoding": "gzip"}
+INDEX = "/v2/repository/index"
+LOAD = "/v2/repository/models/{}/load"
+
+# name: (method, path, headers, body, status, a fragment of the error message)
+CASES = {
+    # body syntax
+    "not-json": ("POST", INFER, {}, b"{not json", 400, "not valid JSON"),
+    "empty-body": ("POST", INFER, {}, b"", 400, "not valid JSON"),
+    "not-an-object": ("POST", INFER, {}, [], 400, "must be a JSON object"),
+    "nan-literal": ("POST", INFER, {}, b'{"inputs": [{"data": [NaN]}]}', 400, "not valid JSON"),
+    "deeply-nested": ("POST", INFER, {}, b"[" * 1500 + b"]" * 1500, 400, "depth limit"),
+    "invalid-utf8": ("POST", INFER, {}, b'{"id": "\xff"}', 400, "UTF-8"),
+    # request structure
+    "no-inputs": ("POST", INFER, {}, {"id": "x"}, 400, "'inputs' must be"),
+    "inputs-not-a-list": ("POST", INFER, {}, ok(inputs={}), 400, "'inputs' must be"),
+    "input-not-an-object": ("POST", INFER, {}, ok(inputs=[1]), 400, "string 'name'"),
+    "wrong-input-name": ("POST", INFER, {}, tensor(name="x"), 400, "unknown input 'x'"),
+    "input-twice": ("POST", INFER, {}, ok(inputs=ok()["inputs"] * 2), 400, "given 2 times"),
+    "id-not-a-string": ("POST", INFER, {}, ok(id=7), 400, "'id' must be a string"),
+    "parameters-not-an-object": ("POST", INFER, {}, ok(parameters=[1]), 400, "JSON object"),
+    "binary-output-flag-not-bool": (
+        "POST", INFER, {}, ok(parameters={"binary_data_output": "yes"}), 400, "true or false"
+    ),
+    # shapes and data
+    "shape-data-mismatch": ("POST", INFER, {}, tensor(shape=[2, 2]), 400, "needs 4 values"),
+    "width-mismatch": (
+        "POST", INFER, {}, tensor(shape=[1, 3], data=[1, 2, 3]), 400, "2 input columns (x0, x1)"
+    ),
+    "rank-1-shape": ("POST", INFER, {}, tensor(shape=[2]), 400, "must be [rows, 2]"),
+    "rank-3-shape": ("POST", INFER, {}, tensor(shape=[1, 1, 2]), 400, "must be [rows, 2]"),
+    "negative-shape": ("POST", INFER, {}, tensor(shape=[-1, 2]), 400, "must be [rows, 2]"),
+    "bool-in-shape": ("POST", INFER, {}, tensor(shape=[True, 2]), 400, "must be [rows, 2]"),
+    "huge-shape": ("POST", INFER, {}, tensor(shape=[10**15, 2]), 400, "values, got 2"),
+    "nan-strings": ("POST", INFER, {}, tensor(data=["NaN", "1"]), 400, "numbers only"),
+    "null-in-data": ("POST", INFER, {}, tensor(data=[None, 1.0]), 400, "numbers only"),
+    "ragged-nested-data": ("POST", INFER, {}, tensor(data=[[1.0], [2, 3]]), 400, "rectangular"),
+    "data-not-a-list": ("POST", INFER, {}, tensor(data=1.0), 400, "list of numbers"),
+    "no-data": ("POST", INFER, {}, tensor(data=None), 400, "list of numbers"),
+    "beyond-float32": (
+        "POST", INFER, {}, tensor(data=[1e39, 1.0], datatype="FP64"), 400, "beyond float32"
+    ),
+    "int-too-large": (
+        "POST", INFER, {}, tensor(data=[2**70, 1], datatype="INT64"), 400, "within 64 bits"
+    ),
+    "float-data-for-int32": ("POST", INFER, {}, tensor(datatype="INT32"), 400, "integers"),
+    "unknown-datatype": ("POST", INFER, {}, tensor(datatype="BYTES"), 400, "'BYTES' is not"),
+    "datatype-not-a-string": ("POST", INFER, {}, tensor(datatype=["FP32"]), 400, "is not one of"),
+    # requested outputs
+    "unknown-output": ("POST", INFER, {}, ok(outputs=[{"name": "std"}]), 400, "output 'std'"),
+    "output-name-not-a-string": (
+        "POST", INFER, {}, ok(outputs=[{"name": ["outputs"]}]), 400, "unknown output"
+    ),
+    "output-twice": ("POST", INFER, {}, ok(outputs=[{"name": "outputs"}] * 2), 400, "twice"),
+    "outputs-not-a-list": ("POST", INFER, {}, ok(outputs="outputs"), 400, "must be a list"),
+    "classification": (
+        "POST", INFER, {}, ok(outputs=[{"name": "outputs", "parameters": {"classification": 2}}]),
+        400, "classification extension",
+    ),
+    # binary tensor extension
+    "header-length-not-int": ("POST", INFER, *binary(header_length="ten"), 400, "'ten' must"),
+    "header-length-beyond-body": ("POST", INFER, *binary(header_length="999"), 400, "'999' must"),
+    "header-length-zero": ("POST", INFER, *binary(header_length="0"), 400, "'0' must"),
+    "binary-size-too-small": ("POST", INFER, *binary(size_delta=-4), 400, "binary_data_size 4,"),
+    "binary-size-too-large": ("POST", INFER, *binary(size_delta=4), 400, "binary_data_size 12,"),
+    "extra-binary-bytes": ("POST", INFER, *binary(extra=b"\0" * 4), 400, "12 bytes were sent"),
+    "binary-and-data": ("POST", INFER, *binary_with_data(), 400, "both 'data' and"),
+    "binary-size-without-header": (
+        "POST", INFER, {}, tensor(data=None, parameters={"binary_data_size": 8}), 400,
+        f"no {HEADER_LENGTH} header",
+    ),
+    # media types and sizes
+    "text-plain": ("POST", INFER, {"Content-Type": "text/plain"}, b"{}", 415, "'text/plain'"),
+    "form-encoded": (
+        "POST", INFER, {"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 415,
+        "'application/x-www-form-urlencoded' is not supported",
+    ),
+    "brotli": ("POST", INFER, {**JSON, "Content-Encoding": "br"}, b"{}", 415, "'br'"),
+    "bad-gzip": ("POST", INFER, GZIP, b"not gzip", 400, "not valid gzip"),
+    "truncated-gzip": ("POST", INFER, GZIP, gzip.compress(b"{}" * 99)[:-9], 400, "truncated"),
+    "too-large": ("POST", INFER, {}, b" " * (LIMIT + 1), 413, f"exceeds {LIMIT} bytes"),
+    "gzip-bomb": ("POST", INFER, GZIP, gzip.compress(b" " * 10**6), 413, "decompressed body"),
+    # routing
+    "unknown-model": ("POST", "/v2/models/nope/infer", {}, ok(), 404, "model 'nope' not found"),
+    "unknown-version": (
+        "POST", "/v2/models/linear/versions/9/infer", {}, ok(), 404, "no version '9'"
+    ),
+    "version-zero": ("GET", "/v2/models/linear/versions/0", {}, None, 404, "no version '0'"),
+    "version-not-a-number": (
+        "GET", "/v2/models/linear/versions/latest/ready", {}, None, 404, "no version 'latest'"
+    ),
+    "unknown-path": ("GET", "/v3/models", {}, None, 404, "no endpoint at /v3/models"),
+    "get-infer": ("GET", INFER, {}, None, 405, "method GET not allowed"),
+    "post-ready": ("POST", "/v2/health/ready", {}, b"", 405, "method POST not allowed"),
+    "unknown-model-card": ("GET", "/v1/models/nope", {}, None, 404, "model 'nope' not found"),
+    # V1 predict
+    "v1-missing-input": ("POST", PREDICT, {}, {"instances": [{"x0": 1}]}, 400, "input 'x1'"),
+    "v1-unknown-input": (
+        "POST", PREDICT, {}, {"instances": [{"x0": 1, "x1": 2, "q": 3}]}, 400, "input 'q'"
+    ),
+    "v1-short-list": ("POST", PREDICT, {}, {"instances": [[1.0]]}, 400, "expected 2 values"),
+    "v1-long-list": ("POST", PREDICT, {}, {"instances": [[1, 2, 3]]}, 400, "got 3"),
+    "v1-nan-string": (
+        "POST", PREDICT, {}, {"instances": [[1.0, "NaN"]]}, 400, "'x1' is not a number: 'NaN'"
+    ),
+    "v1-bool": (
+        "POST", PREDICT, {}, {"instances": [{"x0": True, "x1": 1}]}, 400, "'x0' is not a number"
+    ),
+    "v1-nested-value": ("POST", PREDICT, {}, {"instances": [[1, [2]]]}, 400, "'x1' is not a"),
+    "v1-scalar-instance": ("POST", PREDICT, {}, {"instances": [1.0, 2.0]}, 400, "instance 0:"),
+    "v1-no-instances": ("POST", PREDICT, {}, {"inputs": [[1, 2]]}, 400, '{"instances": [...]}'),
+    "v1-not-json": ("POST", PREDICT, {}, b"instances", 400, "not valid JSON"),
+    "v1-text-plain": ("POST", PREDICT, {"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
+    "v1-unknown-model": ("POST", "/v1/models/nope:predict", {}, {"instances": []}, 404, "'nope'"),
+    # repository extension
+    "index-ready-not-bool": ("POST", INDEX, {}, {"ready": "yes"}, 400, "'ready' must be"),
+    "index-body-not-object": ("POST", INDEX, {}, [1], 400, "must be a JSON object"),
+    "load-config-override": (
+        "POST", LOAD.format("linear"), {}, {"parameters": {"config": "{}"}}, 400,
+        "['config'] are not supported",
+    ),
+    "load-unknown-model": ("POST", LOAD.format("nope"), {}, None, 404, "not found in the model"),
+    "load-path-traversal": ("POST", LOAD.format("..%2F..%2Fetc"), {}, None, 404, "no endpoint"),
+    "load-dot-dot": ("POST", LOAD.format(".."), {}, None, 404, "not found in the model"),
+    "unload-unknown-model": (
+        "POST", "/v2/repository/models/nope/unload", {}, None, 404, "model 'nope' not found"
+    ),
+}
+
+
+@pytest.fixture
+def settings(repo):
+    from service.settings import Settings
+
+    return Settings(model_repository=repo, max_request_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "message"), CASES.values(), ids=CASES
+)
+def test_bad_request(client, method, path, headers, body, status, message):
+    kwargs = {"headers": headers}
+    if isinstance(body, bytes):
+        kwargs["data"] = body
+    elif body is not None:
+        kwargs["json"] = body
+    response = client.open(path, method=method, **kwargs)
+    assert response.status_code == status, response.get_data()
+    payload = response.get_json()
+    assert list(payload) == ["error"] and message in payload["error"]
+    assert client.get("/v2/health/ready").status_code == 200
+    assert client.post(INFER, json=ok()).status_code == 200
+
+
+def test_method_not_allowed_keeps_allow_header(client):
+    response = client.delete("/v2/health/live")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+
+
+def test_unexpected_error_is_a_json_500_with_request_id(app, caplog):
+    app.add_url_rule("/boom", "boom", lambda: 1 / 0)
+    response = app.test_client().get("/boom", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal server error (request id req-500)"}
+    assert response.headers["X-Request-ID"] == "req-500"
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.request_id == "req-500" and record.exc_info[0] is ZeroDivisionError

@@ -1,0 +1,76 @@
+"""Execution-provider selection and what ``OnnxModel`` precomputes at load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.errors import DeviceUnavailable
+from service.repository import BundleRef
+from service.runtime import CPU, CUDA, OnnxModel, select_providers
+from service.settings import Settings
+from tests.bundles import make_bundle
+
+WITH_CUDA = ["TensorrtExecutionProvider", CUDA, CPU]
+CPU_ONLY = ["AzureExecutionProvider", CPU]
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "expected"),
+    [
+        ("cpu", WITH_CUDA, [CPU]),
+        ("cpu", CPU_ONLY, [CPU]),
+        ("cuda", WITH_CUDA, [CUDA, CPU]),
+        ("auto", WITH_CUDA, [CUDA, CPU]),
+        ("auto", CPU_ONLY, [CPU]),
+    ],
+)
+def test_select_providers(device, available, expected):
+    assert select_providers(device, available) == expected
+
+
+def test_cuda_without_cuda_provider_is_a_clear_error():
+    with pytest.raises(DeviceUnavailable, match="SURROGATE_DEVICE=cuda.*onnxruntime-gpu"):
+        select_providers("cuda", CPU_ONLY)
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="device must be one of"):
+        select_providers("tpu", WITH_CUDA)
+
+
+def test_create_app_fails_fast_when_cuda_is_unavailable(repo):
+    import onnxruntime as ort
+
+    from service import create_app
+
+    if CUDA in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA; the failure path needs a CPU-only build")
+    with pytest.raises(DeviceUnavailable):
+        create_app(Settings(model_repository=repo, device="cuda"))
+    assert create_app(Settings(model_repository=repo, device="auto")) is not None
+
+
+def test_missing_repository_fails_fast(tmp_path):
+    from service import create_app
+    from service.errors import RepositoryNotFound
+
+    with pytest.raises(RepositoryNotFound, match="not a directory"):
+        create_app(Settings(model_repository=tmp_path / "typo"))
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_onnx_model_precomputes_hot_path_facts(tmp_path, warmup):
+    bundle = make_bundle(tmp_path, "m", n_inputs=3, n_outputs=2, extra_outputs=("std",))
+    settings = Settings(model_repository=tmp_path, intra_op_threads=2, warmup=warmup)
+    model = OnnxModel.load(BundleRef("m", 1, bundle.path), settings, [CPU])
+    assert (model.input_name, model.input_width) == ("inputs", 3)
+    assert model.feature_names == ("x0", "x1", "x2")
+    assert model.target_names == ("y0", "y1")
+    assert model.output_names == ("outputs", "std")
+    assert dict(model.output_datatypes) == {"outputs": "FP32", "std": "FP32"}
+    assert model.feature_index["x2"] == 2
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    outputs, std = model.run(x)
+    np.testing.assert_allclose(outputs, bundle.predict(x))
+    np.testing.assert_allclose(std, 2 * bundle.predict(x))

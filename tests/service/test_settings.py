@@ -1,0 +1,80 @@
+"""``Settings``: defaults, environment parsing, validation, replace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.model_repository == Path("models")
+    assert (settings.device, settings.intra_op_threads, settings.inter_op_threads) == ("cpu", 1, 1)
+    assert settings.warmup and not settings.json_logs and settings.access_log
+    assert settings.max_request_bytes == 64 * 1024 * 1024
+
+
+def test_from_env_reads_every_field():
+    environ = {
+        "SURROGATE_MODEL_REPOSITORY": "/srv/models",
+        "SURROGATE_DEVICE": "AUTO",
+        "SURROGATE_INTRA_OP_THREADS": "4",
+        "SURROGATE_INTER_OP_THREADS": "2",
+        "SURROGATE_WARMUP": "off",
+        "SURROGATE_JSON_LOGS": "yes",
+        "SURROGATE_MAX_REQUEST_BYTES": "1024",
+        "SURROGATE_LOG_LEVEL": "debug",
+        "SURROGATE_ACCESS_LOG": "0",
+        "UNRELATED": "ignored",
+    }
+    assert Settings.from_env(environ) == Settings(
+        model_repository=Path("/srv/models"),
+        device="auto",
+        intra_op_threads=4,
+        inter_op_threads=2,
+        warmup=False,
+        json_logs=True,
+        max_request_bytes=1024,
+        log_level="DEBUG",
+        access_log=False,
+    )
+
+
+def test_from_env_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv("SURROGATE_INTRA_OP_THREADS", "3")
+    assert Settings.from_env().intra_op_threads == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SURROGATE_DEVICE", "tpu", "device must be one of cpu, cuda, auto"),
+        ("SURROGATE_INTRA_OP_THREADS", "many", "SURROGATE_INTRA_OP_THREADS: expected an integer"),
+        ("SURROGATE_INTER_OP_THREADS", "-1", "inter_op_threads must be >= 0"),
+        ("SURROGATE_WARMUP", "maybe", "SURROGATE_WARMUP: expected a boolean"),
+        ("SURROGATE_MAX_REQUEST_BYTES", "0", "max_request_bytes must be > 0"),
+        ("SURROGATE_LOG_LEVEL", "LOUD", "is not a logging level"),
+        ("SURROGATE_MODEL_REPOSITORY", "", "expected a directory"),
+    ],
+)
+def test_invalid_values_name_the_problem(variable, value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({variable: value})
+
+
+def test_replace_validates_and_keeps_the_original():
+    settings = Settings()
+    changed = settings.replace(model_repository="elsewhere", intra_op_threads=0)
+    assert changed.model_repository == Path("elsewhere") and changed.intra_op_threads == 0
+    assert settings.model_repository == Path("models")
+    with pytest.raises(ValueError):
+        settings.replace(device="gpu")
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().device = "cuda"  # type: ignore[misc]

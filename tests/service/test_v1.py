@@ -1,0 +1,59 @@
+"""The V1 convenience API: model list, model card, named-input predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def test_list_models(client):
+    models = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
+    assert set(models) == {"linear", "wide"}
+    assert models["wide"] == {
+        "name": "wide",
+        "state": "READY",
+        "versions": ["1"],
+        "latest": "1",
+        "inputs": ["x0", "x1", "x2"],
+        "outputs": ["y0", "y1"],
+        "reason": "",
+    }
+
+
+@pytest.mark.parametrize("path", ["/v1/models/wide", "/v1/models/wide/versions/1"])
+def test_model_card_is_the_bundles_model_json(client, bundles, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == json.loads((bundles["wide"].path / "model.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "instances",
+    [
+        [{"x0": 1, "x1": 2, "x2": 3}, {"x2": 0.5, "x0": -1.0, "x1": 2.25}],
+        [[1, 2, 3], [-1.0, 2.25, 0.5]],
+        [{"x0": 1, "x1": 2, "x2": 3}, [-1.0, 2.25, 0.5]],
+    ],
+    ids=["dicts", "lists", "mixed"],
+)
+@pytest.mark.parametrize("path", ["/v1/models/wide:predict", "/v1/models/wide/versions/1:predict"])
+def test_predict(client, bundles, instances, path):
+    response = client.post(path, json={"instances": instances})
+    assert response.status_code == 200, response.get_json()
+    expected = bundles["wide"].predict([[1, 2, 3], [-1.0, 2.25, 0.5]])
+    predictions = response.get_json()["predictions"]
+    assert [sorted(p) for p in predictions] == [["y0", "y1"]] * 2
+    actual = [[p["y0"], p["y1"]] for p in predictions]
+    np.testing.assert_allclose(actual, expected, rtol=1e-6)
+
+
+def test_predict_values_keep_float32_short_repr(client):
+    response = client.post("/v1/models/linear:predict", json={"instances": [[0.1, 0.0]]})
+    assert response.get_data() == b'{"predictions":[{"y0":0.1}]}'
+
+
+def test_predict_empty_instances(client):
+    response = client.post("/v1/models/linear:predict", json={"instances": []})
+    assert (response.status_code, response.get_json()) == (200, {"predictions": []})
