@@ -99,6 +99,8 @@ max_requests_jitter = _env_int("SURROGATE_MAX_REQUESTS_JITTER", max_requests // 
 # ONNX Runtime sessions (and their thread pools) do not survive fork: each worker builds its own.
 preload_app = False
 accesslog = "-"
+# gunicorn writes the access line (with the request id), so the app's own one would double it.
+os.environ.setdefault("SURROGATE_ACCESS_LOG", "false")
 errorlog = "-"
 loglevel = os.environ.get("SURROGATE_LOG_LEVEL", "info")
 access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s pid=%(p)s'

@@ -38,7 +38,7 @@ CONFIG = "python:service.gunicorn_config"
                    "[default: cpu].")
 @click.option("--intra-op-threads", envvar="SURROGATE_INTRA_OP_THREADS",
               type=click.IntRange(min=0), default=None,
-              help="ONNX Runtime threads per session [default: the service's setting].")
+              help="ONNX Runtime threads per operator, 0 = all cores [default: 1].")
 def serve(repo, bind, workers, threads, device, intra_op_threads) -> None:
     """Serve a model repository over the V2 inference protocol, under gunicorn."""
     if device == "cuda":

@@ -1,0 +1,50 @@
+"""End-to-end fixtures: a model repository and one real gunicorn server per test module.
+
+A failing test gets the log of every server fixture it used as an extra section of its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bundles import Bundle, make_bundle
+from tests.e2e.server import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Bundle]:
+    """The served bundles by ``name/version`` and ``name/latest``, to compute expected answers."""
+    root = tmp_path_factory.mktemp("models")
+    bundles = {
+        "linear/1": make_bundle(root, "linear", version=1),
+        "linear/2": make_bundle(root, "linear", version=2, weights=([[0.5], [-2.0]], [3.0])),
+        "wide/1": make_bundle(root, "wide", n_inputs=3, n_outputs=2),
+    }
+    bundles["linear/latest"] = bundles["linear/2"]
+    bundles["wide/latest"] = bundles["wide/1"]
+    return bundles
+
+
+@pytest.fixture(scope="module")
+def model_repo(models) -> Path:
+    return models["linear/1"].path.parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(model_repo, tmp_path_factory) -> Iterator[Server]:
+    """One two-worker server for the whole test module."""
+    with running_server(model_repo, tmp_path_factory.mktemp("server") / "server.log") as running:
+        yield running
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Server):
+                report.sections.append((f"server log ({value.url})", value.log()))
+    return report
