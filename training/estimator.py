@@ -1,0 +1,373 @@
+"""``SurrogateMLP``: a scikit-learn regressor for smooth simulation tables, written in numpy.
+
+Scaling of inputs and outputs is part of the estimator, so ``fit`` and ``predict`` take physical
+units; the network itself lives in scaled space (see :mod:`training.network`).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from training.activations import get_activation
+from training.network import Layers, Network
+from training.optim import (
+    SCHEDULES,
+    AdamSettings,
+    DivergenceError,
+    History,
+    LbfgsSettings,
+    Problem,
+    adam,
+    lbfgs,
+)
+from training.scaling import SCALINGS, Scaler
+
+__all__ = ["DivergenceError", "SurrogateMLP"]
+
+SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
+X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
+# "auto" polishes with full-batch L-BFGS up to this many training rows; above, Adam alone.
+AUTO_LBFGS_MAX_ROWS = 20_000
+# A diverging Adam phase is restarted with the learning rate divided by 10, this many times.
+MAX_RESTARTS = 2
+
+
+class SurrogateMLP(RegressorMixin, BaseEstimator):
+    """Multi-layer perceptron regressor with built-in scaling, per-layer activations and a
+    solver that trains small tables to tight convergence.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(64, 64)
+        Width of each hidden layer.
+    activation : str or sequence of str, default="tanh"
+        Hidden-layer activation: one name for all hidden layers, or one per hidden layer. Names
+        and aliases from :data:`training.activations.ACTIVATIONS`.
+    output_activation : str, default="identity"
+        Activation of the output layer.
+    solver : {"auto", "adam", "lbfgs"}, default="auto"
+        ``"adam"``: mini-batch Adam. ``"lbfgs"``: full-batch L-BFGS-B. ``"auto"``: Adam, then an
+        L-BFGS polish to tight convergence when there are at most 20,000 training rows.
+    alpha : float, default=1e-6
+        L2 penalty: the loss adds ``alpha / (2 n_rows) * sum(W**2)`` over weights.
+    batch_size : int or "auto", default="auto"
+        Adam mini-batch size; ``"auto"`` is ``min(200, n_rows)``.
+    learning_rate_init : float, default=1e-3
+        Initial Adam learning rate.
+    learning_rate : {"constant", "cosine", "plateau"}, default="constant"
+        Adam schedule. ``"cosine"`` anneals to 0 over ``max_iter`` epochs. ``"plateau"`` divides
+        the rate by 5 whenever the monitored loss stalls (see ``tol``) and stops once it has
+        fallen by 1000x.
+    max_iter : int, default=200
+        Maximum number of Adam epochs (solvers "adam" and "auto").
+    tol : float, default=1e-4
+        Adam stops when the monitored loss (validation loss with ``early_stopping``, training
+        loss otherwise) has not improved by this *relative* amount for more than
+        ``n_iter_no_change`` epochs.
+    n_iter_no_change : int, default=10
+        Patience of the ``tol`` rule, in epochs.
+    early_stopping : bool, default=False
+        Monitor the validation loss instead of the training loss, and keep the parameters with
+        the best validation loss (in every phase).
+    validation_fraction : float, default=0.1
+        Fraction of rows held out to compute ``validation_scores_``; 0 trains on every row.
+        No rows are held out when the fraction amounts to less than one row.
+    lbfgs_maxiter : int, default=10000
+        Maximum number of L-BFGS iterations (solvers "lbfgs" and "auto").
+    lbfgs_ftol : float, default=0.0
+        L-BFGS stops when ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= lbfgs_ftol``.
+    lbfgs_gtol : float, default=1e-12
+        L-BFGS stops when the largest gradient component is at most this.
+    lbfgs_maxcor : int, default=20
+        Number of correction pairs L-BFGS keeps.
+    x_scaling : {"standard", "minmax", "none"}, default="standard"
+        Scaling of the inputs, per column.
+    y_scaling : {"standard", "minmax", "log", "none"}, default="standard"
+        Scaling of the outputs, per column; ``"log"`` for positive outputs spanning decades.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, the validation split and mini-batch shuffling.
+    callback : callable or None, default=None
+        Called as ``callback(epoch, train_loss, val_loss)`` after every Adam epoch and every
+        L-BFGS iteration (``epoch`` counts both, from 1); ``val_loss`` is None without a split.
+    verbose : bool, default=False
+        Print the losses after every epoch or iteration.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
+    n_outputs_ : int
+    coefs_ : list of ndarray of shape (fan_in, fan_out)
+        Weights, in scaled space.
+    intercepts_ : list of ndarray of shape (fan_out,)
+    activations_ : tuple of str
+        Canonical activation name of every layer, the output layer's last.
+    activation_params_ : list of dict
+        Learned activation parameters per layer (PReLU's ``"slope"``), else empty.
+    x_scaler_, y_scaler_ : Scaler
+    loss_curve_ : list of float
+        Training loss (half MSE in scaled space plus the L2 term) per epoch / iteration.
+    validation_scores_ : list of float or None
+        Validation loss (half MSE in scaled space) per epoch / iteration, None without a split.
+    n_iter_ : int
+        Adam epochs plus L-BFGS iterations run.
+    best_loss_ : float
+        Lowest training loss reached.
+    fit_log_ : list of str
+        What each phase did and why it stopped, including restarts after divergence.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64, 64),
+        activation="tanh",
+        output_activation="identity",
+        solver="auto",
+        alpha=1e-6,
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        learning_rate="constant",
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        lbfgs_maxiter=10000,
+        lbfgs_ftol=0.0,
+        lbfgs_gtol=1e-12,
+        lbfgs_maxcor=20,
+        x_scaling="standard",
+        y_scaling="standard",
+        random_state=None,
+        callback=None,
+        verbose=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.output_activation = output_activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.lbfgs_maxiter = lbfgs_maxiter
+        self.lbfgs_ftol = lbfgs_ftol
+        self.lbfgs_gtol = lbfgs_gtol
+        self.lbfgs_maxcor = lbfgs_maxcor
+        self.x_scaling = x_scaling
+        self.y_scaling = y_scaling
+        self.random_state = random_state
+        self.callback = callback
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Fit the network to ``(X, y)`` in physical units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self : SurrogateMLP
+
+        Raises
+        ------
+        ValueError
+            For invalid parameters, or ``y_scaling="log"`` with a non-positive output.
+        DivergenceError
+            When the loss stays non-finite after the learning-rate restarts.
+        """
+        self._check_params()
+        y_names = _column_names(y)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        self._y_1d = y.ndim == 1
+        y = y.reshape(len(y), -1)
+        activations = self._layer_activations()
+        self.x_scaler_ = Scaler(self.x_scaling).fit(X)
+        self.y_scaler_ = Scaler(self.y_scaling).fit(y, y_names)
+        rng = check_random_state(self.random_state)
+        net = Network((X.shape[1], *_hidden_sizes(self.hidden_layer_sizes), y.shape[1]),
+                      activations)
+        problem = _problem(net, net.initial(rng), self.x_scaler_.transform(X),
+                           self.y_scaler_.transform(y), self.validation_fraction, self.alpha, rng)
+        history = History(problem.x_val is not None, self._reporter())
+        self.fit_log_ = []
+        # Single-threaded BLAS: these matrices are too small for threads to pay off.
+        with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
+            self._train(problem, rng, history)
+        self._set_fitted(net, problem.layers, history)
+        return self
+
+    def predict(self, X):
+        """Predict in physical units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
+            1-D when the model was fitted on a 1-D ``y``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        sizes = [self.n_features_in_] + [c.shape[1] for c in self.coefs_]
+        net = Network(sizes, [get_activation(name) for name in self.activations_])
+        layers = Layers(self.coefs_, self.intercepts_, self.activation_params_)
+        y = self.y_scaler_.inverse(net.predict(layers, self.x_scaler_.transform(X)))
+        return y.ravel() if self._y_1d else y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _train(self, problem: Problem, rng: np.random.RandomState, history: History) -> None:
+        n_train = len(problem.x)
+        if self.solver in ("adam", "auto"):
+            self._run_adam(problem, rng, history)
+        if self.solver == "lbfgs" or (self.solver == "auto" and n_train <= AUTO_LBFGS_MAX_ROWS):
+            self._run_lbfgs(problem, history)
+
+    def _run_adam(self, problem: Problem, rng: np.random.RandomState, history: History) -> None:
+        """Adam, restarted from the same start with a 10x lower rate when the loss diverges."""
+        start_theta, start_len = problem.theta.copy(), len(history.loss)
+        batch = min(200 if self.batch_size == "auto" else self.batch_size, len(problem.x))
+        for attempt in range(MAX_RESTARTS + 1):
+            rate = self.learning_rate_init / 10**attempt
+            settings = AdamSettings(self.max_iter, batch, rate, self.learning_rate, self.tol,
+                                    self.n_iter_no_change, self.early_stopping)
+            try:
+                reason = adam(problem, settings, rng, history)
+            except DivergenceError as err:
+                self.fit_log_.append(f"adam (learning rate {rate:g}) diverged: {err}")
+                problem.theta[...] = start_theta
+                history.truncate(start_len)
+                continue
+            self.fit_log_.append(f"adam (learning rate {rate:g}): {reason}")
+            return
+        raise DivergenceError(
+            "training diverged at every learning rate tried; lower learning_rate_init or change "
+            "the scaling. Log: " + " | ".join(self.fit_log_)
+        )
+
+    def _run_lbfgs(self, problem: Problem, history: History) -> None:
+        """L-BFGS; a polish that diverges falls back to the Adam result."""
+        start_theta, start_len = problem.theta.copy(), len(history.loss)
+        settings = LbfgsSettings(self.lbfgs_maxiter, self.lbfgs_ftol, self.lbfgs_gtol,
+                                 self.lbfgs_maxcor, self.early_stopping)
+        try:
+            self.fit_log_.append("lbfgs: " + lbfgs(problem, settings, history))
+        except DivergenceError as err:
+            self.fit_log_.append(f"lbfgs diverged: {err}")
+            if self.solver == "lbfgs":
+                raise DivergenceError(f"L-BFGS diverged: {err}") from None
+            problem.theta[...] = start_theta
+            history.truncate(start_len)
+            self.fit_log_.append("lbfgs: kept the Adam result")
+
+    def _set_fitted(self, net: Network, layers: Layers, history: History) -> None:
+        self.n_outputs_ = net.sizes[-1]
+        self.coefs_ = [c.copy() for c in layers.coefs]
+        self.intercepts_ = [b.copy() for b in layers.intercepts]
+        self.activations_ = tuple(act.name for act in net.activations)
+        self.activation_params_ = [{k: v.copy() for k, v in p.items()} for p in layers.act_params]
+        self.loss_curve_ = history.loss
+        self.validation_scores_ = history.validation if history.has_validation else None
+        self.n_iter_ = len(history.loss)
+        self.best_loss_ = min(history.loss)
+
+    def _layer_activations(self):
+        n_hidden = len(_hidden_sizes(self.hidden_layer_sizes))
+        names = self.activation
+        names = [names] * n_hidden if isinstance(names, str) else list(names)
+        if len(names) != n_hidden:
+            raise ValueError(
+                f"activation lists {len(names)} names for {n_hidden} hidden layers; give one "
+                "name for all layers or one per hidden layer"
+            )
+        return [get_activation(name) for name in (*names, self.output_activation)]
+
+    def _reporter(self):
+        if not self.verbose:
+            return self.callback
+
+        def report(epoch: int, loss: float, val_loss: float | None) -> None:
+            extra = "" if val_loss is None else f", validation loss = {val_loss:.8g}"
+            print(f"Iteration {epoch}, loss = {loss:.8g}{extra}")
+            if self.callback is not None:
+                self.callback(epoch, loss, val_loss)
+
+        return report
+
+    def _check_params(self) -> None:
+        _check_choice("solver", self.solver, SOLVERS)
+        _check_choice("learning_rate", self.learning_rate, SCHEDULES)
+        _check_choice("x_scaling", self.x_scaling, X_SCALINGS)
+        _check_choice("y_scaling", self.y_scaling, SCALINGS)
+        _hidden_sizes(self.hidden_layer_sizes)
+        for name in ("max_iter", "n_iter_no_change", "lbfgs_maxiter", "lbfgs_maxcor"):
+            _check_number(name, getattr(self, name), Integral, low=1)
+        for name in ("alpha", "tol", "lbfgs_ftol", "lbfgs_gtol"):
+            _check_number(name, getattr(self, name), Real, low=0)
+        _check_number("learning_rate_init", self.learning_rate_init, Real, low=0, strict=True)
+        _check_number("validation_fraction", self.validation_fraction, Real, low=0)
+        if self.validation_fraction >= 1:
+            raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction}")
+        if self.batch_size != "auto":
+            _check_number("batch_size", self.batch_size, Integral, low=1)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None, got {self.callback!r}")
+
+
+def _problem(net, theta, x, y, fraction, alpha, rng) -> Problem:
+    """Split scaled rows into training and validation parts (no split below one row)."""
+    n_val = int(fraction * len(x))
+    if n_val < 1:
+        return Problem(net, theta, x, y, None, None, alpha)
+    order = rng.permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return Problem(net, theta, x[train], y[train], x[val], y[val], alpha)
+
+
+def _hidden_sizes(sizes) -> tuple[int, ...]:
+    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+        raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
+    return sizes
+
+
+def _column_names(y) -> list | None:
+    """Output names of a DataFrame or Series target, for error messages."""
+    if hasattr(y, "columns"):
+        return [str(c) for c in y.columns]
+    name = getattr(y, "name", None)
+    return None if name is None else [str(name)]
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_number(name: str, value, kind, low: float, strict: bool = False) -> None:
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strict and value == low):
+        bound = f"> {low}" if strict else f">= {low}"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")

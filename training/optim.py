@@ -1,0 +1,239 @@
+"""Optimisers for :class:`training.network.Network`: mini-batch Adam with learning-rate schedules,
+and full-batch L-BFGS (scipy) driven to tight tolerances.
+
+Both work in place on one flat parameter vector owned by a :class:`Problem`, record the training
+(and validation) loss per epoch or iteration in a :class:`History`, and raise
+:class:`DivergenceError` when the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from training.network import Network
+
+__all__ = [
+    "SCHEDULES",
+    "AdamSettings",
+    "DivergenceError",
+    "History",
+    "LbfgsSettings",
+    "Problem",
+    "adam",
+    "lbfgs",
+]
+
+SCHEDULES: tuple[str, ...] = ("constant", "cosine", "plateau")
+BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
+# "plateau" divides the rate by 5 (scikit-learn's "adaptive" factor) and stops once it would fall
+# below this fraction of the initial rate.
+PLATEAU_FACTOR, PLATEAU_FLOOR = 5.0, 1e-3
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """Loss per epoch (Adam) or iteration (L-BFGS), across phases, and the user's callback."""
+
+    has_validation: bool
+    callback: Callable[[int, float, float | None], object] | None = None
+    loss: list[float] = field(default_factory=list)
+    validation: list[float] = field(default_factory=list)
+
+    def add(self, loss: float, val_loss: float | None) -> None:
+        self.loss.append(loss)
+        if val_loss is not None:
+            self.validation.append(val_loss)
+        if self.callback is not None:
+            self.callback(len(self.loss), loss, val_loss)
+
+    def truncate(self, length: int) -> None:
+        """Forget entries past ``length`` (a phase that diverged and is restarted)."""
+        del self.loss[length:], self.validation[length:]
+
+
+class Problem:
+    """Scaled training data, the parameter vector being optimised and its gradient buffer."""
+
+    def __init__(self, net: Network, theta: np.ndarray, x, y, x_val, y_val, alpha: float) -> None:
+        self.net, self.x, self.y, self.x_val, self.y_val = net, x, y, x_val, y_val
+        self.theta, self.grad = theta, np.zeros_like(theta)
+        self.layers, self.grads = net.views(self.theta), net.views(self.grad)
+        self._grad_sum = np.zeros_like(theta)
+        # The L2 term is alpha / (2 n_rows) * sum(W**2), as in scikit-learn's full-batch loss.
+        self.alpha_n = alpha / len(x)
+
+    def loss_grad(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Data loss on ``(x, y)``; the gradient (with the L2 term) lands in ``self.grad``."""
+        return self.net.data_loss_grad(self.layers, self.grads, x, y, self.alpha_n)
+
+    def full_loss_grad(self) -> float:
+        """Data loss and gradient over every training row, summed over cache-sized chunks."""
+        n, step = len(self.x), self.net.chunk_rows
+        if n <= step:
+            return self.loss_grad(self.x, self.y)
+        total, self._grad_sum[...] = 0.0, 0.0
+        for start in range(0, n, step):
+            weight = min(step, n - start) / n
+            total += weight * self.loss_grad(self.x[start : start + step],
+                                             self.y[start : start + step])
+            self._grad_sum += weight * self.grad
+        self.grad[...] = self._grad_sum
+        return total
+
+    def penalty(self) -> float:
+        return self.net.penalty(self.layers, self.alpha_n)
+
+    def val_loss(self) -> float | None:
+        if self.x_val is None:
+            return None
+        diff = self.net.predict(self.layers, self.x_val) - self.y_val
+        return 0.5 * float(np.vdot(diff, diff)) / diff.size
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    schedule: str
+    tol: float
+    n_iter_no_change: int
+    early_stopping: bool
+
+
+def adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
+         history: History) -> str:
+    """Run mini-batch Adam in place on ``problem.theta``; returns why it stopped.
+
+    With ``early_stopping`` the validation loss is monitored and the best parameters are
+    restored at the end; otherwise the training loss is monitored.
+    """
+    s = settings
+    theta, grad, n = problem.theta, problem.grad, len(problem.x)
+    m, v, tmp = np.zeros_like(theta), np.zeros_like(theta), np.empty_like(theta)
+    use_validation = problem.x_val is not None and s.early_stopping
+    monitor, best = _Monitor(s, use_validation), _BestIterate(use_validation)
+    lr, step, reason = s.learning_rate, 0, f"max_iter={s.epochs} epochs reached"
+    for epoch in range(s.epochs):
+        if s.schedule == "cosine":
+            lr = s.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / s.epochs))
+        order = rng.permutation(n)
+        xs, ys, total = problem.x[order], problem.y[order], 0.0
+        for start in range(0, n, s.batch_size):
+            xb, yb = xs[start : start + s.batch_size], ys[start : start + s.batch_size]
+            total += problem.loss_grad(xb, yb) * len(xb)
+            step += 1
+            # In-place Adam update of the whole flat vector, bias correction folded into the rate.
+            m *= BETA_1
+            m += (1.0 - BETA_1) * grad
+            v *= BETA_2
+            np.multiply(grad, grad, out=tmp)
+            tmp *= 1.0 - BETA_2
+            v += tmp
+            np.sqrt(v, out=tmp)
+            tmp += EPSILON
+            np.divide(m, tmp, out=tmp)
+            tmp *= lr * math.sqrt(1.0 - BETA_2**step) / (1.0 - BETA_1**step)
+            theta -= tmp
+        loss, val = total / n + problem.penalty(), problem.val_loss()
+        history.add(loss, val)
+        _check_finite(loss, f"Adam epoch {epoch + 1}")
+        best.update(val, theta)
+        if monitor.update(loss, val):
+            if s.schedule == "plateau" and lr / PLATEAU_FACTOR >= s.learning_rate * PLATEAU_FLOOR:
+                lr /= PLATEAU_FACTOR
+                monitor.stale = 0
+                continue
+            reason = f"no improvement > tol for {s.n_iter_no_change} epochs at epoch {epoch + 1}"
+            break
+    return reason + best.restore(theta)
+
+
+class _Monitor:
+    """The tol / n_iter_no_change rule on the monitored loss."""
+
+    def __init__(self, settings: AdamSettings, use_validation: bool) -> None:
+        self.tol, self.patience = settings.tol, settings.n_iter_no_change
+        self.use_validation, self.stale, self.best = use_validation, 0, math.inf
+
+    def update(self, loss: float, val: float | None) -> bool:
+        """Record one epoch; True once the loss has not improved by a relative ``tol`` for more
+        than ``n_iter_no_change`` epochs."""
+        value = val if self.use_validation else loss
+        improved = self.best == math.inf or value < self.best - self.tol * abs(self.best)
+        self.stale = 0 if improved else self.stale + 1
+        self.best = min(self.best, value)
+        return self.stale > self.patience
+
+
+@dataclass(frozen=True)
+class LbfgsSettings:
+    maxiter: int
+    ftol: float
+    gtol: float
+    maxcor: int
+    early_stopping: bool
+
+
+def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
+    """Run full-batch L-BFGS-B in place on ``problem.theta``; returns why it stopped.
+
+    Unlike scikit-learn, ``ftol`` is exposed: its test is absolute once the loss is below 1, so
+    scipy's default stops scaled-space fits long before they converge.
+    """
+    s, theta = settings, problem.theta
+
+    def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        np.copyto(theta, x)
+        loss = problem.full_loss_grad() + problem.penalty()
+        # scipy keeps the returned gradient, and the buffer is overwritten by the next call.
+        return loss, problem.grad.copy()
+
+    best = _BestIterate(s.early_stopping and problem.x_val is not None)
+
+    def callback(intermediate_result) -> None:
+        np.copyto(theta, intermediate_result.x)
+        val = problem.val_loss()
+        history.add(float(intermediate_result.fun), val)
+        best.update(val, theta)
+
+    options = {"maxiter": s.maxiter, "maxfun": 2 * s.maxiter + 100, "ftol": s.ftol,
+               "gtol": s.gtol, "maxcor": s.maxcor}
+    result = minimize(loss_and_grad, theta.copy(), method="L-BFGS-B", jac=True,
+                      callback=callback, options=options)
+    np.copyto(theta, result.x)
+    if result.nit == 0:
+        history.add(float(result.fun), problem.val_loss())
+    _check_finite(float(result.fun), f"L-BFGS iteration {result.nit}")
+    return f"{result.nit} iterations, {result.message}" + best.restore(theta)
+
+
+class _BestIterate:
+    """Keeps the iterate with the lowest validation loss, when asked to."""
+
+    def __init__(self, active: bool) -> None:
+        self.active, self.best, self.theta = active, math.inf, None
+
+    def update(self, val: float | None, theta: np.ndarray) -> None:
+        if self.active and val is not None and val < self.best:
+            self.best, self.theta = val, theta.copy()
+
+    def restore(self, theta: np.ndarray) -> str:
+        if self.theta is None:
+            return ""
+        theta[...] = self.theta
+        return f"; restored the parameters of the best validation loss {self.best:.4g}"
+
+
+def _check_finite(loss: float, where: str) -> None:
+    if not math.isfinite(loss):
+        raise DivergenceError(f"the training loss is {loss} after {where}")

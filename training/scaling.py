@@ -1,0 +1,132 @@
+"""Per-column scaling of inputs and outputs, fitted inside the estimator.
+
+Every method is the same affine map ``z = (x - offset_) / scale_``, applied to ``log(x)`` for
+``"log"``, so the exporter writes any of them into the ONNX graph as one ``Sub`` and one ``Div``
+(plus ``Log``/``Exp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["SCALINGS", "Scaler"]
+
+SCALINGS: tuple[str, ...] = ("standard", "minmax", "log", "none")
+
+
+def _safe_scale(scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Replace spreads that are zero up to rounding by 1, so constant columns pass through."""
+    tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(offset), 1.0)
+    return np.where(scale > tiny, scale, 1.0)
+
+
+def _column_name(names: Sequence[str] | None, index: int) -> str:
+    if names is not None and index < len(names) and names[index] is not None:
+        return f"{names[index]!r} (column {index})"
+    return f"column {index}"
+
+
+class Scaler:
+    """Affine per-column scaling, optionally after a logarithm.
+
+    Parameters
+    ----------
+    method : {"standard", "minmax", "log", "none"}, default="standard"
+        ``"standard"``: zero mean, unit variance. ``"minmax"``: the training range onto
+        [-1, 1]. ``"log"``: standardise ``log(x)``, for positive quantities spanning decades.
+        ``"none"``: identity.
+
+    Attributes
+    ----------
+    offset_ : ndarray of shape (n_columns,)
+        Subtracted from ``x`` (from ``log(x)`` for ``"log"``).
+    scale_ : ndarray of shape (n_columns,)
+        Divides the shifted values; never 0 (a constant column gets 1.0).
+    """
+
+    def __init__(self, method: str = "standard") -> None:
+        if method not in SCALINGS:
+            raise ValueError(f"unknown scaling {method!r}; valid methods: {', '.join(SCALINGS)}")
+        self.method = method
+
+    def fit(self, x: np.ndarray, names: Sequence[str] | None = None) -> Scaler:
+        """Fit offset and scale per column of ``x``.
+
+        Parameters
+        ----------
+        x : ndarray of shape (n_samples, n_columns)
+            Values in physical units.
+        names : sequence of str, optional
+            Column names, used in error messages.
+
+        Returns
+        -------
+        self : Scaler
+
+        Raises
+        ------
+        ValueError
+            For ``"log"`` when a column holds a value that is not strictly positive.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if self.method == "log":
+            x = self._log(x, names)
+        if self.method in ("standard", "log"):
+            offset, scale = x.mean(axis=0), x.std(axis=0)
+        elif self.method == "minmax":
+            low, high = x.min(axis=0), x.max(axis=0)
+            offset, scale = (high + low) / 2.0, (high - low) / 2.0
+        else:
+            offset, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        self.offset_ = offset
+        self.scale_ = _safe_scale(scale, offset)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Physical units to scaled space."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.method == "log":
+            x = self._log(x, None)
+        return (x - self.offset_) / self.scale_
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """Scaled space back to physical units."""
+        x = np.asarray(z, dtype=np.float64) * self.scale_ + self.offset_
+        if self.method == "log":
+            # Predictions far outside the training range may overflow to inf; that is the answer.
+            with np.errstate(over="ignore"):
+                return np.exp(x)
+        return x
+
+    def to_dict(self) -> dict:
+        """JSON-able description: ``{"method", "offset", "scale"}``."""
+        return {
+            "method": self.method,
+            "offset": self.offset_.tolist(),
+            "scale": self.scale_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scaler:
+        """Rebuild a fitted scaler from :meth:`to_dict` output."""
+        scaler = cls(data["method"])
+        scaler.offset_ = np.asarray(data["offset"], dtype=np.float64)
+        scaler.scale_ = np.asarray(data["scale"], dtype=np.float64)
+        return scaler
+
+    def __repr__(self) -> str:
+        return f"Scaler(method={self.method!r})"
+
+    @staticmethod
+    def _log(x: np.ndarray, names: Sequence[str] | None) -> np.ndarray:
+        bad = ~(x > 0)
+        if bad.any():
+            column = int(np.flatnonzero(bad.any(axis=0))[0])
+            value = x[bad[:, column], column][0]
+            raise ValueError(
+                f"log scaling needs strictly positive values, but {_column_name(names, column)} "
+                f"holds {value!r}"
+            )
+        return np.log(x)
