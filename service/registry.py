@@ -25,6 +25,7 @@ import onnxruntime as ort
 from service import metrics, repository
 from service.errors import (
     BundleError,
+    DeviceUnavailable,
     ModelLoadFailed,
     ModelNotFound,
     ModelNotReady,
@@ -220,6 +221,8 @@ class ModelRegistry:
             return old
         try:
             model = OnnxModel.load(ref, self.settings, self.providers)
+        except DeviceUnavailable:
+            raise  # a device problem is the server's, not this bundle's: fail the start
         except Exception as exc:
             if not isinstance(exc, BundleError):
                 log.exception("unexpected error loading %s/%s", ref.name, ref.version)

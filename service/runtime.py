@@ -63,6 +63,19 @@ def select_providers(device: str, available: Sequence[str]) -> list[str]:
     return [CPU]
 
 
+def check_session_providers(device: str, actual: Sequence[str]) -> None:
+    """Fail when a session asked for CUDA did not get it.
+
+    ``get_available_providers()`` lists CUDA whenever onnxruntime-gpu is installed, even when
+    the CUDA libraries or the driver are missing; ORT then quietly runs the session on the CPU.
+    """
+    if device == "cuda" and CUDA not in actual:
+        raise DeviceUnavailable(
+            "SURROGATE_DEVICE=cuda but onnxruntime could not start its CUDA provider (missing "
+            f"CUDA/cuDNN libraries or driver?); the session runs on {', '.join(actual)}"
+        )
+
+
 def session_options(settings: Settings) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
@@ -134,6 +147,7 @@ class OnnxModel:
             )
         except Exception as exc:  # ORT raises several unrelated types for a bad file
             raise BundleError(f"onnxruntime cannot load model.onnx: {_first_line(exc)}") from exc
+        check_session_providers(settings.device, session.get_providers())
         _check_graph(session, card)
         model = cls(ref, card, session)
         if settings.warmup:

@@ -7,7 +7,7 @@ import pytest
 
 from service.errors import DeviceUnavailable
 from service.repository import BundleRef
-from service.runtime import CPU, CUDA, OnnxModel, select_providers
+from service.runtime import CPU, CUDA, OnnxModel, check_session_providers, select_providers
 from service.settings import Settings
 from tests.bundles import make_bundle
 
@@ -32,6 +32,19 @@ def test_select_providers(device, available, expected):
 def test_cuda_without_cuda_provider_is_a_clear_error():
     with pytest.raises(DeviceUnavailable, match="SURROGATE_DEVICE=cuda.*onnxruntime-gpu"):
         select_providers("cuda", CPU_ONLY)
+
+
+@pytest.mark.parametrize(
+    ("device", "actual", "fails"),
+    [("cuda", [CPU], True), ("cuda", [CUDA, CPU], False), ("auto", [CPU], False),
+     ("cpu", [CPU], False)],
+)
+def test_a_session_that_silently_fell_back_from_cuda_is_refused(device, actual, fails):
+    if fails:
+        with pytest.raises(DeviceUnavailable, match="could not start its CUDA provider"):
+            check_session_providers(device, actual)
+    else:
+        check_session_providers(device, actual)
 
 
 def test_unknown_device_is_rejected():
