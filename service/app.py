@@ -1,6 +1,9 @@
 """The application factory: ``gunicorn 'service:create_app()'``.
 
-Each gunicorn worker calls it after the fork, so every worker owns its ONNX Runtime sessions.
+Each gunicorn worker calls it after the fork, so every worker owns its ONNX Runtime sessions,
+and, when ``SURROGATE_CONTROL_DIR`` is set (gunicorn_config sets it), its own thread that applies
+the repository loads and unloads made through the other workers (see ``registry``). Without it,
+e.g. under Flask's test client, a load or unload acts on this process only.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.extensions["surrogate.settings"] = settings
     app.extensions["surrogate.version"] = _version()
-    app.extensions["surrogate.registry"] = ModelRegistry.from_settings(settings)
+    registry = ModelRegistry.from_settings(settings)
+    # Here, after the fork: a thread started in the gunicorn master would not exist in workers.
+    registry.start_sync()
+    app.extensions["surrogate.registry"] = registry
     install_request_hooks(app, settings.access_log)
     register_error_handlers(app)
     app.register_blueprint(views_v2.bp)

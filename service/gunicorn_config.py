@@ -21,6 +21,10 @@ Environment variable                      Meaning (default)
 ``SURROGATE_LOG_LEVEL``                   Gunicorn log level (info).
 ``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
                                           temporary directory (removed at exit) when unset.
+``SURROGATE_CONTROL_DIR``                 Shared directory through which a repository load or
+                                          unload reaches every worker (see ``service.registry``);
+                                          a fresh temporary directory (removed at exit) when unset.
+``SURROGATE_CONTROL_POLL_SECONDS``        How often each worker reads it (0.5).
 ========================================  ==========================================================
 
 Why ``gthread``: the requests are short, CPU-bound ONNX Runtime calls, and several processes
@@ -53,6 +57,7 @@ __all__ = [
 ]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTROL_ENV = "SURROGATE_CONTROL_DIR"
 
 
 def _env_int(name: str, default: int, minimum: int = 0) -> int:
@@ -111,24 +116,18 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 
 def on_starting(server) -> None:
-    """Give the workers one empty directory for their metric files, before the first fork."""
-    directory = os.environ.get(MULTIPROC_ENV)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-        # Files left by a previous run would be added to this run's counters.
-        for stale in glob.glob(os.path.join(directory, "*.db")):
-            os.remove(stale)
-    else:
-        if "prometheus_client" in sys.modules:
-            # prometheus_client picks its storage when first imported; workers forked from a
-            # master that imported it without the variable would each count on their own.
-            raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set; "
-                               "set it in the environment or import it only in the workers")
-        directory = tempfile.mkdtemp(prefix="surrogate-metrics-")
-        os.environ[MULTIPROC_ENV] = directory
-        # atexit, not the on_exit hook: gunicorn skips on_exit when the workers fail to boot.
-        atexit.register(_remove_in_process, directory, os.getpid())
-    server.log.info("Prometheus multiprocess directory: %s", directory)
+    """Give the workers empty shared directories (metric files, control files), before the fork."""
+    if not os.environ.get(MULTIPROC_ENV) and "prometheus_client" in sys.modules:
+        # prometheus_client picks its storage when first imported; workers forked from a
+        # master that imported it without the variable would each count on their own.
+        raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set; "
+                           "set it in the environment or import it only in the workers")
+    # Stale metric files would be added to this run's counters; stale control files would
+    # replay the last run's loads and unloads, where a start must serve what is on disk.
+    metrics_dir = _shared_dir(MULTIPROC_ENV, "surrogate-metrics-", "*.db")
+    control_dir = _shared_dir(CONTROL_ENV, "surrogate-control-", "*.json")
+    server.log.info("Prometheus multiprocess directory: %s", metrics_dir)
+    server.log.info("Repository control directory: %s", control_dir)
 
 
 def child_exit(server, worker) -> None:
@@ -136,6 +135,21 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _shared_dir(variable: str, prefix: str, stale: str) -> str:
+    """The directory named by ``variable``, emptied of ``stale`` files; else a fresh one."""
+    directory = os.environ.get(variable)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, stale)):
+            os.remove(path)
+        return directory
+    directory = tempfile.mkdtemp(prefix=prefix)
+    os.environ[variable] = directory
+    # atexit, not the on_exit hook: gunicorn skips on_exit when the workers fail to boot.
+    atexit.register(_remove_in_process, directory, os.getpid())
+    return directory
 
 
 def _remove_in_process(directory: str, pid: int) -> None:

@@ -9,6 +9,15 @@ Ready semantics: the registry is ready once the startup scan has finished and ev
 has been tried; bundles that failed, and models unloaded on purpose, do not make it unready
 (they are visible in the repository index and the ``model_load_failures`` metric). Because the
 scan runs inside ``create_app``, a worker that answers HTTP at all is ready.
+
+Several workers: each gunicorn worker has its own registry, so a load or unload through the
+repository extension reaches only the worker that received it. With ``settings.control_dir`` set
+(gunicorn_config always sets it), that worker also records the action in the shared control
+directory (see ``control``), and every worker's ``sync`` thread, polling every
+``control_poll_seconds``, applies the actions it has not applied yet: within about one poll
+interval all the workers serve the same versions. A worker started later (a restart, or
+``max_requests``) applies the recorded actions before it serves, so a model unloaded on purpose
+stays unloaded. The request path never touches the control directory.
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import onnxruntime as ort
 
-from service import metrics, repository
+from service import control, metrics, repository
 from service.errors import (
     BundleError,
     DeviceUnavailable,
@@ -99,6 +109,10 @@ class ModelRegistry:
         self.ready = False
         self._models: Mapping[str, ModelEntry] = {}
         self._lock = threading.Lock()
+        # Held across an action and its control-file update, so that ``sync`` never applies an
+        # older action over a newer one of this worker.
+        self._control_lock = threading.Lock()
+        self._applied: dict[str, int] = {}  # the seq of the last control action, per model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
@@ -158,10 +172,11 @@ class ModelRegistry:
         return [self._models[name] for name in sorted(self._models)]
 
     def load(self, name: str) -> ModelEntry:
-        """Re-read ``name``'s versions from disk and swap them in.
+        """Re-read ``name``'s versions from disk and swap them in, in every worker.
 
         Unchanged versions keep their loaded session; new or changed ones are loaded; versions
         gone from disk are dropped. A version that fails is recorded, the others keep serving.
+        The action is then recorded in the control directory, if any (see the module docstring).
 
         Raises
         ------
@@ -170,6 +185,72 @@ class ModelRegistry:
         ModelLoadFailed
             The model directory holds no version that loads (the failures are recorded).
         """
+        with self._control_lock:
+            known = name in self._models
+            try:
+                return self._load(name)
+            finally:
+                # Failures are published too (the others record them, or drop a model gone
+                # from disk), except for a name never known: it changed nothing.
+                if known or name in self._models:
+                    self._publish(name, "load")
+
+    def unload(self, name: str) -> ModelEntry:
+        """Stop serving every version of ``name``, in every worker (see the module docstring).
+
+        In-flight requests finish on their model.
+        """
+        with self._control_lock:
+            entry = self._unload(name)
+            self._publish(name, "unload")
+        return entry
+
+    def sync(self) -> list[str]:
+        """Apply the control actions of other workers that this one has not applied yet.
+
+        Returns the names of the models acted on. A failure is logged, as the worker that
+        received the call has answered it already.
+        """
+        if self.settings.control_dir is None:
+            return []
+        with self._control_lock:
+            todo = {name: action for name, action in control.read(self.settings.control_dir).items()
+                    if self._applied.get(name) != action[1]}
+            for name, (action, seq) in sorted(todo.items()):
+                self._applied[name] = seq
+                try:
+                    if action == "load":
+                        self._load(name)
+                    else:
+                        self._unload(name)
+                except (ModelNotFound, ModelLoadFailed) as exc:
+                    log.info("control action %s on model %s: %s", action, name, exc)
+        return sorted(todo)
+
+    def start_sync(self) -> threading.Thread | None:
+        """Catch up with the control directory, then follow it from a daemon thread."""
+        if self.settings.control_dir is None:
+            return None
+        self.settings.control_dir.mkdir(parents=True, exist_ok=True)
+        self.sync()
+        thread = threading.Thread(target=self._sync_forever, name="registry-sync", daemon=True)
+        thread.start()
+        return thread
+
+    def _sync_forever(self) -> None:
+        while True:
+            time.sleep(self.settings.control_poll_seconds)
+            try:
+                self.sync()
+            except Exception:
+                # One bad poll (a disk error...) must not stop the worker following the others.
+                log.exception("control directory sync failed")
+
+    def _publish(self, name: str, action: str) -> None:
+        if self.settings.control_dir is not None:
+            self._applied[name] = control.record(self.settings.control_dir, name, action)
+
+    def _load(self, name: str) -> ModelEntry:
         with self._lock:
             refs = repository.scan_model(self.root, name)
             if refs is None:
@@ -181,8 +262,7 @@ class ModelRegistry:
             raise ModelLoadFailed(f"failed to load model {name!r}: {entry.why_unavailable()}")
         return entry
 
-    def unload(self, name: str) -> ModelEntry:
-        """Stop serving every version of ``name``; in-flight requests finish on their model."""
+    def _unload(self, name: str) -> ModelEntry:
         with self._lock:
             old = self.entry(name)
             versions = {v: VersionStatus(v, UNAVAILABLE, "unloaded") for v in old.versions}

@@ -1,24 +1,35 @@
 """Service settings: one frozen dataclass, read from ``SURROGATE_*`` environment variables.
 
-==================  ==========================  ========  =========================================
-Field               Environment variable        Default   Meaning
-==================  ==========================  ========  =========================================
-model_repository    SURROGATE_MODEL_REPOSITORY  models    Directory holding ``<name>/<version>/``
-                                                          bundles (must exist).
-device              SURROGATE_DEVICE            cpu       ``cpu``, ``cuda`` (fail at startup if
-                                                          ONNX Runtime has no CUDA provider) or
-                                                          ``auto`` (CUDA when available).
-intra_op_threads    SURROGATE_INTRA_OP_THREADS  1         ONNX Runtime threads inside one operator;
-                                                          0 lets ORT use every core.
-inter_op_threads    SURROGATE_INTER_OP_THREADS  1         ONNX Runtime threads across operators.
-warmup              SURROGATE_WARMUP            true      Run each model once at load.
-json_logs           SURROGATE_JSON_LOGS         false     One JSON object per log line.
-max_request_bytes   SURROGATE_MAX_REQUEST_BYTES 67108864  Largest request body accepted (after
-                                                          decompression); larger gets 413.
-log_level           SURROGATE_LOG_LEVEL         INFO      Level of the ``service`` loggers.
-access_log          SURROGATE_ACCESS_LOG        true      One ``service.access`` line per request
-                                                          (turn off when the server logs them).
-==================  ==========================  ========  =========================================
+====================  ==============================  ========  ====================================
+Field                 Environment variable            Default   Meaning
+====================  ==============================  ========  ====================================
+model_repository      SURROGATE_MODEL_REPOSITORY      models    Directory holding
+                                                                ``<name>/<version>/`` bundles (must
+                                                                exist).
+device                SURROGATE_DEVICE                cpu       ``cpu``, ``cuda`` (fail at startup
+                                                                if ONNX Runtime has no CUDA
+                                                                provider) or ``auto`` (CUDA when
+                                                                available).
+intra_op_threads      SURROGATE_INTRA_OP_THREADS      1         ONNX Runtime threads inside one
+                                                                operator; 0 lets ORT use every core.
+inter_op_threads      SURROGATE_INTER_OP_THREADS      1         ONNX Runtime threads across
+                                                                operators.
+warmup                SURROGATE_WARMUP                true      Run each model once at load.
+json_logs             SURROGATE_JSON_LOGS             false     One JSON object per log line.
+max_request_bytes     SURROGATE_MAX_REQUEST_BYTES     67108864  Largest request body accepted (after
+                                                                decompression); larger gets 413.
+log_level             SURROGATE_LOG_LEVEL             INFO      Level of the ``service`` loggers.
+access_log            SURROGATE_ACCESS_LOG            true      One ``service.access`` line per
+                                                                request (turn off when the server
+                                                                logs them).
+control_dir           SURROGATE_CONTROL_DIR           unset     Directory shared by the workers of
+                                                                one server, so that a repository
+                                                                load or unload made on one worker
+                                                                reaches them all (see ``registry``);
+                                                                gunicorn_config makes one. Unset: no
+                                                                sync.
+control_poll_seconds  SURROGATE_CONTROL_POLL_SECONDS  0.5       How often each worker reads it.
+====================  ==============================  ========  ====================================
 
 The thread defaults are 1 because gunicorn runs several workers per machine and ORT's default (all
 cores per session) oversubscribes it; the surrogates are small MLPs that gain little from threads.
@@ -53,11 +64,16 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
     access_log: bool = True
+    control_dir: Path | None = None
+    control_poll_seconds: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_repository", Path(self.model_repository))
         object.__setattr__(self, "device", str(self.device).lower())
         object.__setattr__(self, "log_level", str(self.log_level).upper())
+        # An empty SURROGATE_CONTROL_DIR means unset, like gunicorn_config reads it.
+        control_dir = Path(self.control_dir) if self.control_dir else None
+        object.__setattr__(self, "control_dir", control_dir)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for field in ("intra_op_threads", "inter_op_threads"):
@@ -65,6 +81,8 @@ class Settings:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
         if self.max_request_bytes <= 0:
             raise ValueError(f"max_request_bytes must be > 0, got {self.max_request_bytes}")
+        if self.control_poll_seconds <= 0:
+            raise ValueError(f"control_poll_seconds must be > 0, got {self.control_poll_seconds}")
         if not isinstance(logging.getLevelName(self.log_level), int):
             raise ValueError(f"log_level {self.log_level!r} is not a logging level")
 
@@ -114,6 +132,11 @@ def _parse(default: Any, text: str) -> Any:
             return int(text)
         except ValueError:
             raise ValueError(f"expected an integer, got {text!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
     if isinstance(default, Path):
         if not text:
             raise ValueError("expected a directory, got an empty string")

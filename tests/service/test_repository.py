@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+from service.errors import ModelNotFound, ModelNotReady
+from service.registry import ModelRegistry
 from service.repository import parse_version
 from tests.bundles import make_bundle
 from tests.service.v2_helpers import json_request
@@ -171,3 +173,44 @@ def test_inference_never_fails_while_versions_are_rewritten_and_reloaded(app, re
     for thread in threads:
         thread.join()
     assert statuses == [200] * 240
+
+
+def test_load_and_unload_reach_a_registry_sharing_the_control_dir(settings, repo, tmp_path):
+    # Two registries stand for two gunicorn workers; ``sync`` is what each worker's thread runs.
+    shared = settings.replace(control_dir=tmp_path / "control")
+    shared.control_dir.mkdir()
+    first, second = ModelRegistry.from_settings(shared), ModelRegistry.from_settings(shared)
+    make_bundle(repo, "linear", version=2, weights=([[10.0], [10.0]], [0.0]))
+
+    assert first.load("linear").ready_versions == ("1", "2")
+    assert second.entry("linear").ready_versions == ("1",)
+    assert first.sync() == []  # its own action is not applied twice
+    assert second.sync() == ["linear"]
+    assert second.entry("linear").ready_versions == ("1", "2")
+    assert second.sync() == []
+
+    second.unload("linear")
+    assert first.sync() == ["linear"]
+    with pytest.raises(ModelNotReady):
+        first.get("linear")
+
+
+def test_a_new_registry_catches_up_and_unknown_names_are_not_recorded(settings, tmp_path):
+    # A poll interval the test never reaches: the threads started here stay asleep.
+    shared = settings.replace(control_dir=tmp_path / "control", control_poll_seconds=3600)
+    worker = ModelRegistry.from_settings(shared)
+    worker.start_sync()
+    worker.unload("wide")
+    with pytest.raises(ModelNotFound):
+        worker.load("nosuchmodel")
+    assert sorted(path.name for path in shared.control_dir.iterdir()) == ["wide.json"]
+
+    restarted = ModelRegistry.from_settings(shared)
+    assert restarted.start_sync() is not None  # applies the recorded unload before serving
+    with pytest.raises(ModelNotReady):
+        restarted.get("wide")
+
+
+def test_control_dir_is_off_when_unset(settings):
+    registry = ModelRegistry.from_settings(settings)
+    assert registry.start_sync() is None and registry.sync() == []

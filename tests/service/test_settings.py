@@ -44,6 +44,18 @@ def test_from_env_reads_every_field():
     )
 
 
+def test_control_settings():
+    assert Settings().control_dir is None and Settings().control_poll_seconds == 0.5
+    environ = {"SURROGATE_CONTROL_DIR": "/run/ctl", "SURROGATE_CONTROL_POLL_SECONDS": "0.25"}
+    settings = Settings.from_env(environ)
+    assert (settings.control_dir, settings.control_poll_seconds) == (Path("/run/ctl"), 0.25)
+    assert Settings.from_env({"SURROGATE_CONTROL_DIR": ""}).control_dir is None
+    with pytest.raises(ValueError, match="control_poll_seconds must be > 0"):
+        Settings.from_env({"SURROGATE_CONTROL_POLL_SECONDS": "0"})
+    with pytest.raises(ValueError, match="expected a number"):
+        Settings.from_env({"SURROGATE_CONTROL_POLL_SECONDS": "often"})
+
+
 def test_from_env_defaults_to_os_environ(monkeypatch):
     monkeypatch.setenv("SURROGATE_INTRA_OP_THREADS", "3")
     assert Settings.from_env().intra_op_threads == 3
