@@ -25,6 +25,7 @@ class TrainJob:
 
     ``params`` are `SurrogateMLP` keyword arguments. With ``refit`` the exported model is fit
     again on every row after the held-out metrics are measured; the card says so.
+    ``extra_training_info`` is merged into the card's ``training`` section (e.g. a sweep).
     """
 
     name: str
@@ -35,6 +36,7 @@ class TrainJob:
     refit: bool = False
     seed: int = 0
     description: str = ""
+    extra_training_info: Mapping | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,10 @@ def train_and_export(
         inputs=_input_specs(data, fit_rows, job.units),
         outputs=[{"name": n, "unit": job.units.get(n, "")} for n in data.outputs],
         metrics=metrics,
-        training_info=_training_info(data, job, model, params, epochs, fit_seconds, fit_rows),
+        training_info={
+            **_training_info(data, job, model, params, epochs, fit_seconds, fit_rows),
+            **(job.extra_training_info or {}),
+        },
         description=job.description,
         extra_files=extra_files,
     )

@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": "training.cli.demo:demo",
     "serve": "training.cli.serve:serve",
     "predict": "training.cli.predict:predict",
+    "sweep": "training.cli.sweep:sweep",
 }
 
 

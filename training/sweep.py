@@ -1,0 +1,347 @@
+"""Sweep activations x architectures x seeds (or CV folds), one independent fit per task.
+
+Protocol-free: :func:`run_sweep` takes a :class:`~training.data.Dataset` and a :class:`Grid` and
+returns a :class:`Leaderboard`; the CLI only parses flags, shows progress and refits the winner.
+Tasks run in local processes (joblib's loky backend) or on a Dask cluster (joblib's dask
+backend, with the data scattered to every worker once), through the same ``joblib.Parallel``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+
+from training.data import Dataset
+
+SWEEP_SPLIT_SEED = 0  # the held-out split (and CV shuffle) is the same for every configuration
+_COLUMNS = ("rank", "activations", "hidden", "n_params", "val_rmse_mean", "val_rmse_std",
+            "val_r2_mean", "val_r2_std", "epochs", "fit_seconds", "predict_us_per_row",
+            "runs", "status", "reason")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One architecture: an activation per hidden layer (or one for all) and the layer sizes."""
+
+    activation: tuple[str, ...]
+    hidden: tuple[int, ...]
+
+    @property
+    def activation_label(self) -> str:
+        return "+".join(self.activation)
+
+    @property
+    def hidden_label(self) -> str:
+        return ",".join(str(size) for size in self.hidden)
+
+    def params(self) -> dict:
+        activation = self.activation[0] if len(self.activation) == 1 else self.activation
+        return {"hidden_layer_sizes": self.hidden, "activation": activation}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Activations x hidden sizes; ``params`` are further `SurrogateMLP` keyword arguments."""
+
+    activations: tuple[tuple[str, ...], ...]
+    hidden: tuple[tuple[int, ...], ...]
+    params: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, activations: str, hidden: str, params: Mapping | None = None) -> Grid:
+        """``"tanh,relu+identity"`` and ``"32,32;64,64"`` -> a grid; ValueError if invalid."""
+        from training.activations import get_activation
+
+        acts = tuple(tuple(p.strip() for p in item.split("+")) for item in _items(activations, ","))
+        for names in acts:
+            for name in names:
+                get_activation(name)
+        sizes = []
+        for item in _items(hidden, ";"):
+            try:
+                layer_sizes = tuple(int(s) for s in _items(item, ","))
+            except ValueError:
+                layer_sizes = ()
+            if not layer_sizes or min(layer_sizes) < 1:
+                raise ValueError(f"hidden sizes must be positive integers like 32,32; got {item!r}")
+            sizes.append(layer_sizes)
+        if not acts or not sizes:
+            raise ValueError("the grid needs at least one activation and one architecture")
+        return cls(acts, tuple(sizes), dict(params or {}))
+
+    def configs(self) -> list[Config]:
+        return [Config(a, h) for a, h in product(self.activations, self.hidden)]
+
+    def to_dict(self) -> dict:
+        return {"activations": ["+".join(a) for a in self.activations],
+                "hidden": [list(h) for h in self.hidden], "params": dict(self.params)}
+
+
+def _items(text: str, sep: str) -> list[str]:
+    return [item.strip() for item in str(text).split(sep) if item.strip()]
+
+
+@dataclass
+class Leaderboard:
+    """Aggregated rows (best first) and the individual runs they summarise."""
+
+    rows: list[dict]
+    runs: list[dict]
+    grid: Grid
+    total_tasks: int
+    interrupted: bool = False
+
+    @property
+    def winner(self) -> dict | None:
+        return self.rows[0] if self.rows and self.rows[0]["status"] == "ok" else None
+
+    def write(self, directory: str | os.PathLike) -> Path:
+        """leaderboard.csv, leaderboard.json, curves.png and report.md in ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "leaderboard.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        document = {"grid": self.grid.to_dict(), "tasks": self.total_tasks,
+                    "finished": len(self.runs), "interrupted": self.interrupted,
+                    "rows": self.rows, "runs": self.runs}
+        (directory / "leaderboard.json").write_text(
+            json.dumps(_jsonable(document), indent=1), encoding="utf-8")
+        (directory / "curves.png").write_bytes(curves_png(self.runs))
+        (directory / "report.md").write_text(self.markdown(), encoding="utf-8")
+        return directory / "leaderboard.json"
+
+    def markdown(self) -> str:
+        lines = ["# Sweep leaderboard", ""]
+        if self.interrupted:
+            lines += [f"Interrupted: {len(self.runs)} of {self.total_tasks} runs finished.", ""]
+        lines += ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+        lines += ["| " + " | ".join(_cell(row.get(c)) for c in _COLUMNS) + " |"
+                  for row in self.rows]
+        return "\n".join([*lines, "", "![validation loss curves](curves.png)", ""])
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value).replace("|", "/")
+
+
+def run_sweep(
+    data: Dataset,
+    grid: Grid,
+    *,
+    seeds: int = 1,
+    cv: int | None = None,
+    n_jobs: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+    test_fraction: float = 0.2,
+) -> Leaderboard:
+    """Fit every configuration x seed (x CV fold) and rank by mean validation RMSE.
+
+    Parameters
+    ----------
+    data : Dataset
+    grid : Grid
+    seeds : int
+        Random states 0 .. seeds-1 of each configuration.
+    cv : int or None
+        K-fold cross-validation; None holds out ``test_fraction`` of the rows instead.
+    n_jobs : int
+        Local worker processes (ignored with ``scheduler``).
+    scheduler : str or None
+        Address of a running Dask scheduler, e.g. ``"tcp://127.0.0.1:8786"``.
+    progress : callable or None
+        Called with every finished run's record.
+
+    Returns
+    -------
+    Leaderboard
+        Partial, with ``interrupted`` set, if the sweep was stopped by KeyboardInterrupt.
+    """
+    import joblib
+
+    configs, splits = grid.configs(), _splits(data.n_rows, cv, test_fraction)
+    tasks = [(i, seed, fold) for i in range(len(configs)) for seed in range(seeds)
+             for fold in range(len(splits))]
+    runs, interrupted = [], False
+    with ExitStack() as stack:
+        if scheduler:
+            from distributed import Client
+
+            stack.enter_context(Client(scheduler))
+            # scatter: X and Y are sent to each worker once; tasks refer to them by key.
+            stack.enter_context(joblib.parallel_backend("dask", scatter=[data.X, data.Y]))
+            n_jobs = -1
+        parallel = joblib.Parallel(n_jobs=n_jobs, batch_size=1,
+                                   return_as="generator_unordered")
+        results = parallel(
+            joblib.delayed(fit_config)(data.X, data.Y, configs[i], grid.params, splits[fold],
+                                       seed, tag={"config": i, "seed": seed, "fold": fold})
+            for i, seed, fold in tasks
+        )
+        try:
+            for run in results:
+                runs.append(run)
+                if progress is not None:
+                    progress(run)
+        except KeyboardInterrupt:
+            interrupted = True
+            results.close()
+    rows = _aggregate(configs, runs)
+    return Leaderboard(rows, sorted(runs, key=lambda r: (r["config"], r["seed"], r["fold"])),
+                       grid, len(tasks), interrupted)
+
+
+def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Mapping) -> dict:
+    """One run: fit on the training rows, measure on the held-out rows; never raises."""
+    train_rows, val_rows = split
+    record = {**tag, "activations": config.activation_label, "hidden": config.hidden_label,
+              "worker": _worker_name(), "pid": os.getpid(), "status": "ok", "reason": ""}
+    try:
+        record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed))
+    except Exception as exc:  # a failed configuration is a row of the leaderboard, not a crash
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        record.update(status="failed", reason=f"{type(exc).__name__}: {reason}"[:300])
+    return record
+
+
+def _fit_and_measure(X, Y, config, params, train_rows, val_rows, seed) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    from training.estimator import SurrogateMLP
+    from training.report import holdout_metrics
+
+    y = Y[:, 0] if Y.shape[1] == 1 else Y
+    model = SurrogateMLP(**{"random_state": seed, **params, **config.params()})
+    with threadpool_limits(limits=1):  # one core per task; parallelism comes from the tasks
+        started = time.perf_counter()
+        model.fit(X[train_rows], y[train_rows])
+        fit_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        predicted = model.predict(X[val_rows])
+        predict_us = (time.perf_counter() - started) / len(val_rows) * 1e6
+    if not np.all(np.isfinite(predicted)):
+        raise FloatingPointError("non-finite predictions on the held-out rows")
+    names = [str(j) for j in range(Y.shape[1])]
+    per_output = holdout_metrics(Y[val_rows], predicted, names)
+    # Several outputs have different units: rank them by RMSE relative to each output's spread.
+    key = "rmse" if len(names) == 1 else "relative_rmse"
+    return {
+        "val_rmse": float(np.mean([m[key] for m in per_output.values()])),
+        "val_r2": float(np.mean([m["r2"] for m in per_output.values()])),
+        "epochs": int(model.n_iter_),
+        "fit_seconds": fit_seconds,
+        "predict_us_per_row": predict_us,
+        "n_params": int(sum(w.size for w in model.coefs_) + sum(b.size for b in model.intercepts_)),
+        "val_curve": [float(v) for v in (model.validation_scores_ or [])],
+    }
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _splits(n_rows: int, cv: int | None, test_fraction: float) -> list[tuple]:
+    from training.pipeline import split_rows
+
+    if cv is None:
+        return [split_rows(n_rows, test_fraction, SWEEP_SPLIT_SEED)]
+    if not 2 <= cv <= n_rows:
+        raise ValueError(f"cv must be between 2 and the number of rows, got {cv}")
+    from sklearn.model_selection import KFold
+
+    folds = KFold(n_splits=cv, shuffle=True, random_state=SWEEP_SPLIT_SEED)
+    return list(folds.split(np.zeros((n_rows, 1))))
+
+
+def _aggregate(configs: list[Config], runs: list[dict]) -> list[dict]:
+    rows = []
+    for i, config in enumerate(configs):
+        mine = [r for r in runs if r["config"] == i]
+        if not mine:
+            continue
+        ok = [r for r in mine if r["status"] == "ok"]
+        failed = [r for r in mine if r["status"] != "ok"]
+        row = {"config": i, "activations": config.activation_label,
+               "hidden": config.hidden_label, "runs": len(mine),
+               "status": "ok" if ok else "failed",
+               "reason": f"{len(failed)} of {len(mine)} runs failed: {failed[0]['reason']}"
+               if failed else "",
+               "workers": sorted({r["worker"] for r in mine})}
+        for key in ("val_rmse", "val_r2"):
+            values = [r[key] for r in ok]
+            row[f"{key}_mean"] = float(np.mean(values)) if ok else math.nan
+            row[f"{key}_std"] = float(np.std(values)) if ok else math.nan
+        for key in ("n_params", "epochs", "fit_seconds", "predict_us_per_row"):
+            row[key] = float(np.mean([r[key] for r in ok])) if ok else math.nan
+        rows.append(row)
+    rows.sort(key=lambda r: (r["status"] != "ok", _nan_last(r["val_rmse_mean"])))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows
+
+
+def _nan_last(value: float) -> float:
+    return math.inf if math.isnan(value) else value
+
+
+def curves_png(runs: list[dict]) -> bytes:
+    """Every run's validation loss per epoch, log scale, one colour per activation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from training.report import _figure_png
+
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    labels = sorted({r["activations"] for r in runs})
+    colours = {label: f"C{k % 10}" for k, label in enumerate(labels)}
+    shown = set()
+    for run in runs:
+        curve = run.get("val_curve") or []
+        if run["status"] != "ok" or not curve:
+            continue
+        label = run["activations"] if run["activations"] not in shown else None
+        shown.add(run["activations"])
+        ax.semilogy(np.arange(1, len(curve) + 1), curve, color=colours[run["activations"]],
+                    alpha=0.7, linewidth=0.9, label=label)
+    ax.set_xlabel("epoch / iteration")
+    ax.set_ylabel("validation loss (scaled units)")
+    ax.set_title("validation loss of every run")
+    ax.grid(True, which="both", alpha=0.3)
+    if shown:
+        ax.legend(fontsize="small")
+    return _figure_png(fig)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
