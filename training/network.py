@@ -1,4 +1,5 @@
-"""A fully connected network over one flat float64 parameter vector: forward pass and backprop.
+"""A fully connected network over one flat float64 parameter vector: forward pass, backprop, and
+the training objective (:class:`Problem`).
 
 Keeping every weight, bias and learnable activation parameter in one contiguous vector lets Adam
 update all of them with a handful of array operations per step and lets L-BFGS (scipy) optimise
@@ -14,7 +15,7 @@ import numpy as np
 
 from training.activations import Activation, init_std
 
-__all__ = ["Layers", "Network"]
+__all__ = ["Layers", "Network", "Problem"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Network:
         self.activations = tuple(activations)
         self._layout: list[tuple[slice, slice, dict[str, slice]]] = []
         start = 0
-        for fan_in, fan_out, act in zip(self.sizes[:-1], self.sizes[1:], self.activations):
+        for fan_in, fan_out, act in zip(
+            self.sizes[:-1], self.sizes[1:], self.activations, strict=True
+        ):
             w = slice(start, start + fan_in * fan_out)
             b = slice(w.stop, w.stop + fan_out)
             start = b.stop
@@ -59,7 +62,9 @@ class Network:
     def views(self, flat: np.ndarray) -> Layers:
         """Per-layer views (not copies) into ``flat``."""
         layers = Layers([], [], [])
-        for (w, b, extra), fan_in, fan_out in zip(self._layout, self.sizes[:-1], self.sizes[1:]):
+        for (w, b, extra), fan_in, fan_out in zip(
+            self._layout, self.sizes[:-1], self.sizes[1:], strict=True
+        ):
             layers.coefs.append(flat[w].reshape(fan_in, fan_out))
             layers.intercepts.append(flat[b])
             layers.act_params.append({name: flat[s] for name, s in extra.items()})
@@ -70,7 +75,9 @@ class Network:
         zero biases, and the activations' own initial parameter values."""
         flat = np.zeros(self.n_params)
         layers = self.views(flat)
-        for coef, params, act in zip(layers.coefs, layers.act_params, self.activations):
+        for coef, params, act in zip(
+            layers.coefs, layers.act_params, self.activations, strict=True
+        ):
             fan_in, fan_out = coef.shape
             coef[...] = rng.normal(scale=init_std(act.init, fan_in, fan_out), size=coef.shape)
             for name, value in params.items():
@@ -81,7 +88,7 @@ class Network:
         """Pre-activations and activations of every layer; ``outputs[-1]`` is the prediction."""
         pre, out = [], [x]
         for coef, bias, params, act in zip(
-            layers.coefs, layers.intercepts, layers.act_params, self.activations
+            layers.coefs, layers.intercepts, layers.act_params, self.activations, strict=True
         ):
             z = out[-1] @ coef
             z += bias
@@ -134,7 +141,7 @@ class Network:
         act, params = self.activations[layer], layers.act_params[layer]
         if act.param_grad is not None:
             for name, d_param in act.param_grad(z, params).items():
-                np.sum(delta * d_param, axis=0, out=grads.act_params[layer][name])
+                np.add.reduce(delta * d_param, axis=0, out=grads.act_params[layer][name])
         # The identity's derivative is 1: skipping the multiply saves a pass per step.
         if act.name != "identity":
             delta = delta * act.derivative(z, params)
@@ -142,5 +149,59 @@ class Network:
         np.matmul(a_prev.T, delta, out=grads.coefs[layer])
         if alpha_n:
             grads.coefs[layer] += alpha_n * coef
-        np.sum(delta, axis=0, out=grads.intercepts[layer])
+        np.add.reduce(delta, axis=0, out=grads.intercepts[layer])
         return delta @ coef.T if layer else None
+
+
+class Problem:
+    """The training objective: scaled data, the parameter vector and its gradient buffer.
+
+    The loss is half the mean squared error in scaled space plus ``alpha / (2 n_rows) *
+    sum(W**2)``, scikit-learn's full-batch MLP loss; mini-batches keep the full-data ``n_rows``
+    so that Adam and L-BFGS minimise the same function.
+    """
+
+    def __init__(self, net: Network, theta: np.ndarray, x, y, x_val, y_val, alpha: float) -> None:
+        self.net, self.x, self.y, self.x_val, self.y_val = net, x, y, x_val, y_val
+        self.theta, self.grad = theta, np.zeros_like(theta)
+        self.layers, self.grads = net.views(self.theta), net.views(self.grad)
+        self._grad_sum = np.zeros_like(theta)
+        self.alpha_n = alpha / len(x)
+
+    @classmethod
+    def split(cls, net: Network, theta: np.ndarray, x, y, alpha: float, fraction: float,
+              rng: np.random.RandomState) -> Problem:
+        """Hold out a random ``fraction`` of the rows for validation (none if under one row)."""
+        n_val = int(fraction * len(x))
+        if n_val < 1:
+            return cls(net, theta, x, y, None, None, alpha)
+        order = rng.permutation(len(x))
+        val, train = order[:n_val], order[n_val:]
+        return cls(net, theta, x[train], y[train], x[val], y[val], alpha)
+
+    def loss_grad(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Data loss on ``(x, y)``; the gradient (with the L2 term) lands in ``self.grad``."""
+        return self.net.data_loss_grad(self.layers, self.grads, x, y, self.alpha_n)
+
+    def full_loss_grad(self) -> float:
+        """Data loss and gradient over every training row, summed over cache-sized chunks."""
+        n, step = len(self.x), self.net.chunk_rows
+        if n <= step:
+            return self.loss_grad(self.x, self.y)
+        total, self._grad_sum[...] = 0.0, 0.0
+        for start in range(0, n, step):
+            weight = min(step, n - start) / n
+            total += weight * self.loss_grad(self.x[start : start + step], self.y[start : start + step])
+            self._grad_sum += weight * self.grad
+        self.grad[...] = self._grad_sum
+        return total
+
+    def penalty(self) -> float:
+        return self.net.penalty(self.layers, self.alpha_n)
+
+    def val_loss(self) -> float | None:
+        """Half the mean squared error on the validation rows (None without them)."""
+        if self.x_val is None:
+            return None
+        diff = self.net.predict(self.layers, self.x_val) - self.y_val
+        return 0.5 * float(np.vdot(diff, diff)) / diff.size

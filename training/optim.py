@@ -1,21 +1,21 @@
-"""Optimisers for :class:`training.network.Network`: mini-batch Adam with learning-rate schedules,
-and full-batch L-BFGS (scipy) driven to tight tolerances.
+"""Optimisers for a :class:`training.network.Problem`: mini-batch Adam with learning-rate
+schedules, and full-batch L-BFGS (scipy) driven to tight tolerances.
 
-Both work in place on one flat parameter vector owned by a :class:`Problem`, record the training
-(and validation) loss per epoch or iteration in a :class:`History`, and raise
-:class:`DivergenceError` when the loss stops being finite.
+Both work in place on the problem's flat parameter vector, record the training (and validation)
+loss per epoch or iteration in a :class:`History`, and raise :class:`DivergenceError` when the
+loss stops being finite; :func:`run_adam` and :func:`run_lbfgs` add the recovery policy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import minimize
 
-from training.network import Network
+from training.network import Problem
 
 __all__ = [
     "SCHEDULES",
@@ -23,9 +23,8 @@ __all__ = [
     "DivergenceError",
     "History",
     "LbfgsSettings",
-    "Problem",
-    "adam",
-    "lbfgs",
+    "run_adam",
+    "run_lbfgs",
 ]
 
 SCHEDULES: tuple[str, ...] = ("constant", "cosine", "plateau")
@@ -33,6 +32,8 @@ BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
 # "plateau" divides the rate by 5 (scikit-learn's "adaptive" factor) and stops once it would fall
 # below this fraction of the initial rate.
 PLATEAU_FACTOR, PLATEAU_FLOOR = 5.0, 1e-3
+# A diverging Adam phase is restarted from its start with the rate divided by 10, this often.
+MAX_RESTARTS = 2
 
 
 class DivergenceError(RuntimeError):
@@ -60,45 +61,6 @@ class History:
         del self.loss[length:], self.validation[length:]
 
 
-class Problem:
-    """Scaled training data, the parameter vector being optimised and its gradient buffer."""
-
-    def __init__(self, net: Network, theta: np.ndarray, x, y, x_val, y_val, alpha: float) -> None:
-        self.net, self.x, self.y, self.x_val, self.y_val = net, x, y, x_val, y_val
-        self.theta, self.grad = theta, np.zeros_like(theta)
-        self.layers, self.grads = net.views(self.theta), net.views(self.grad)
-        self._grad_sum = np.zeros_like(theta)
-        # The L2 term is alpha / (2 n_rows) * sum(W**2), as in scikit-learn's full-batch loss.
-        self.alpha_n = alpha / len(x)
-
-    def loss_grad(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Data loss on ``(x, y)``; the gradient (with the L2 term) lands in ``self.grad``."""
-        return self.net.data_loss_grad(self.layers, self.grads, x, y, self.alpha_n)
-
-    def full_loss_grad(self) -> float:
-        """Data loss and gradient over every training row, summed over cache-sized chunks."""
-        n, step = len(self.x), self.net.chunk_rows
-        if n <= step:
-            return self.loss_grad(self.x, self.y)
-        total, self._grad_sum[...] = 0.0, 0.0
-        for start in range(0, n, step):
-            weight = min(step, n - start) / n
-            total += weight * self.loss_grad(self.x[start : start + step],
-                                             self.y[start : start + step])
-            self._grad_sum += weight * self.grad
-        self.grad[...] = self._grad_sum
-        return total
-
-    def penalty(self) -> float:
-        return self.net.penalty(self.layers, self.alpha_n)
-
-    def val_loss(self) -> float | None:
-        if self.x_val is None:
-            return None
-        diff = self.net.predict(self.layers, self.x_val) - self.y_val
-        return 0.5 * float(np.vdot(diff, diff)) / diff.size
-
-
 @dataclass(frozen=True)
 class AdamSettings:
     epochs: int
@@ -108,6 +70,52 @@ class AdamSettings:
     tol: float
     n_iter_no_change: int
     early_stopping: bool
+
+
+@dataclass(frozen=True)
+class LbfgsSettings:
+    maxiter: int
+    ftol: float
+    gtol: float
+    maxcor: int
+    early_stopping: bool
+
+
+def run_adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
+             history: History, log: list[str]) -> None:
+    """Adam, restarted from the same parameters with a 10x lower rate when the loss diverges."""
+    start_theta, start_len = problem.theta.copy(), len(history.loss)
+    for attempt in range(MAX_RESTARTS + 1):
+        rate = settings.learning_rate / 10**attempt
+        try:
+            reason = adam(problem, replace(settings, learning_rate=rate), rng, history)
+        except DivergenceError as err:
+            log.append(f"adam (learning rate {rate:g}) diverged: {err}")
+            problem.theta[...] = start_theta
+            history.truncate(start_len)
+            continue
+        log.append(f"adam (learning rate {rate:g}): {reason}")
+        return
+    raise DivergenceError(
+        "training diverged at every learning rate tried; lower learning_rate_init or change the "
+        "scaling. Log: " + " | ".join(log)
+    )
+
+
+def run_lbfgs(problem: Problem, settings: LbfgsSettings, history: History, log: list[str],
+              fallback: bool) -> None:
+    """L-BFGS; with ``fallback`` a divergence restores the starting parameters (the Adam
+    result), otherwise it is raised."""
+    start_theta, start_len = problem.theta.copy(), len(history.loss)
+    try:
+        log.append("lbfgs: " + lbfgs(problem, settings, history))
+    except DivergenceError as err:
+        log.append(f"lbfgs diverged: {err}")
+        if not fallback:
+            raise DivergenceError(f"L-BFGS diverged: {err}") from None
+        problem.theta[...] = start_theta
+        history.truncate(start_len)
+        log.append("lbfgs: kept the parameters it started from")
 
 
 def adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
@@ -158,32 +166,6 @@ def adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
     return reason + best.restore(theta)
 
 
-class _Monitor:
-    """The tol / n_iter_no_change rule on the monitored loss."""
-
-    def __init__(self, settings: AdamSettings, use_validation: bool) -> None:
-        self.tol, self.patience = settings.tol, settings.n_iter_no_change
-        self.use_validation, self.stale, self.best = use_validation, 0, math.inf
-
-    def update(self, loss: float, val: float | None) -> bool:
-        """Record one epoch; True once the loss has not improved by a relative ``tol`` for more
-        than ``n_iter_no_change`` epochs."""
-        value = val if self.use_validation else loss
-        improved = self.best == math.inf or value < self.best - self.tol * abs(self.best)
-        self.stale = 0 if improved else self.stale + 1
-        self.best = min(self.best, value)
-        return self.stale > self.patience
-
-
-@dataclass(frozen=True)
-class LbfgsSettings:
-    maxiter: int
-    ftol: float
-    gtol: float
-    maxcor: int
-    early_stopping: bool
-
-
 def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
     """Run full-batch L-BFGS-B in place on ``problem.theta``; returns why it stopped.
 
@@ -191,14 +173,13 @@ def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
     scipy's default stops scaled-space fits long before they converge.
     """
     s, theta = settings, problem.theta
+    best = _BestIterate(s.early_stopping and problem.x_val is not None)
 
     def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         np.copyto(theta, x)
         loss = problem.full_loss_grad() + problem.penalty()
         # scipy keeps the returned gradient, and the buffer is overwritten by the next call.
         return loss, problem.grad.copy()
-
-    best = _BestIterate(s.early_stopping and problem.x_val is not None)
 
     def callback(intermediate_result) -> None:
         np.copyto(theta, intermediate_result.x)
@@ -217,8 +198,25 @@ def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
     return f"{result.nit} iterations, {result.message}" + best.restore(theta)
 
 
+class _Monitor:
+    """The tol / n_iter_no_change rule on the monitored loss."""
+
+    def __init__(self, settings: AdamSettings, use_validation: bool) -> None:
+        self.tol, self.patience = settings.tol, settings.n_iter_no_change
+        self.use_validation, self.stale, self.best = use_validation, 0, math.inf
+
+    def update(self, loss: float, val: float | None) -> bool:
+        """Record one epoch; True once the loss has not improved by a relative ``tol`` for more
+        than ``n_iter_no_change`` epochs."""
+        value = val if self.use_validation else loss
+        improved = self.best == math.inf or value < self.best - self.tol * abs(self.best)
+        self.stale = 0 if improved else self.stale + 1
+        self.best = min(self.best, value)
+        return self.stale > self.patience
+
+
 class _BestIterate:
-    """Keeps the iterate with the lowest validation loss, when asked to."""
+    """Keeps the parameters with the lowest validation loss, when asked to."""
 
     def __init__(self, active: bool) -> None:
         self.active, self.best, self.theta = active, math.inf, None

@@ -12,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from training.activations import ACTIVATIONS, get_activation
 from training.estimator import DivergenceError, SurrogateMLP
 from training.network import Network
-from training.optim import Problem
+from training.network import Problem
 
 SMALL = {"hidden_layer_sizes": (8,), "random_state": 0}
 FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 50, "lbfgs_maxiter": 300, "random_state": 0}
@@ -97,7 +97,7 @@ def test_predict_is_the_documented_forward_pass(data):
     model = SurrogateMLP(**FAST, activation=["prelu", "silu"], x_scaling="minmax").fit(x, y)
     a = model.x_scaler_.transform(x)
     for coef, bias, name, params in zip(
-        model.coefs_, model.intercepts_, model.activations_, model.activation_params_
+        model.coefs_, model.intercepts_, model.activations_, model.activation_params_, strict=True
     ):
         a = get_activation(name).forward(a @ coef + bias, params)
     np.testing.assert_allclose(model.predict(x), model.y_scaler_.inverse(a).ravel(), rtol=1e-12)
@@ -175,8 +175,11 @@ def test_invalid_parameters(data, params, message):
 
 
 def test_aliases_resolve_to_canonical_names(data):
-    model = SurrogateMLP(**{**FAST, "hidden_layer_sizes": (4, 4)}, activation=["swish", "sigmoid"],
-                         output_activation="linear").fit(*data)
+    model = SurrogateMLP(
+        **{**FAST, "hidden_layer_sizes": (4, 4)},
+        activation=["swish", "sigmoid"],
+        output_activation="linear",
+    ).fit(*data)
     assert model.activations_ == ("silu", "logistic", "identity")
 
 
@@ -189,18 +192,15 @@ def test_early_stopping_reduces_epochs(data):
     assert full.n_iter_ == 400
     assert stopped.n_iter_ < 400
     assert "restored the parameters of the best validation loss" in stopped.fit_log_[0]
-    assert min(stopped.validation_scores_) == pytest.approx(
-        0.5 * np.mean((stopped.y_scaler_.transform(noisy[:, None]) - 0) ** 2), rel=10
-    )
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "plateau"])
 def test_schedules_are_deterministic(data, schedule):
-    params = {**FAST, "solver": "adam", "max_iter": 60, "learning_rate": schedule, "random_state": 3}
+    params = {**FAST, "solver": "adam", "max_iter": 60, "learning_rate": schedule}
     first, second = SurrogateMLP(**params).fit(*data), SurrogateMLP(**params).fit(*data)
     assert first.loss_curve_ == second.loss_curve_
     assert first.loss_curve_[-1] < first.loss_curve_[0]
-    other = SurrogateMLP(**{**params, "random_state": 4}).fit(*data)
+    other = SurrogateMLP(**{**params, "random_state": 1}).fit(*data)
     assert other.loss_curve_ != first.loss_curve_
 
 
@@ -237,8 +237,18 @@ def test_grid_search_over_activations(data):
     assert grid.best_score_ > 0.9
 
 
-def test_divergence_restarts_then_raises(data):
-    model = SurrogateMLP(**FAST, solver="adam", learning_rate_init=1e200, activation="relu")
+# Adam's step is bounded by the learning rate, so only absurd rates overflow float64 in a few
+# epochs: with these data ReLU diverges from 1e51 on and trains at 1e50.
+@pytest.mark.parametrize(("rate", "restarts"), [(10.0**51.5, 1), (1e52, 2)])
+def test_divergence_restarts_with_a_lower_rate(data, rate, restarts):
+    params = {**FAST, "solver": "adam", "activation": "relu", "learning_rate_init": rate}
+    model = SurrogateMLP(**params).fit(*data)
+    assert [" diverged: " in line for line in model.fit_log_] == [True] * restarts + [False]
+    assert np.isfinite(model.loss_curve_).all() and len(model.loss_curve_) == model.n_iter_
+
+
+def test_divergence_raises_after_the_restarts(data):
+    params = {**FAST, "solver": "adam", "activation": "relu", "learning_rate_init": 1e60}
     with pytest.raises(DivergenceError, match="diverged at every learning rate") as info:
-        model.fit(*data)
-    assert str(info.value).count("diverged:") == 3
+        SurrogateMLP(**params).fit(*data)
+    assert str(info.value).count(" diverged: ") == 3
