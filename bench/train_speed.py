@@ -29,18 +29,30 @@ from training.functions import FUNCTIONS
 
 def surrogate(args: argparse.Namespace):
     return SurrogateMLP(
-        hidden_layer_sizes=args.hidden, activation="tanh", solver="adam",
-        batch_size=args.batch_size, max_iter=args.epochs, tol=0.0,
-        n_iter_no_change=args.epochs, validation_fraction=0.0, x_scaling="none",
-        y_scaling="none", random_state=0,
+        hidden_layer_sizes=args.hidden,
+        activation="tanh",
+        solver="adam",
+        batch_size=args.batch_size,
+        max_iter=args.epochs,
+        tol=0.0,
+        n_iter_no_change=args.epochs,
+        validation_fraction=0.0,
+        x_scaling="none",
+        y_scaling="none",
+        random_state=0,
     )
 
 
 def mlp(args: argparse.Namespace):
     return MLPRegressor(
-        hidden_layer_sizes=args.hidden, activation="tanh", solver="adam",
-        batch_size=args.batch_size, max_iter=args.epochs, tol=0.0,
-        n_iter_no_change=args.epochs, random_state=0,
+        hidden_layer_sizes=args.hidden,
+        activation="tanh",
+        solver="adam",
+        batch_size=args.batch_size,
+        max_iter=args.epochs,
+        tol=0.0,
+        n_iter_no_change=args.epochs,
+        random_state=0,
     )
 
 
@@ -80,8 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for _ in range(args.repeats):
         for label, (build, threads) in runs.items():
             best[label] = min(best[label], seconds_per_epoch(build, X, y, threads))
-    print(f"Adam, {args.rows} rows, batch {args.batch_size}, hidden {args.hidden}, tanh, "
-          f"{args.epochs} epochs, best of {args.repeats}:")
+    print(
+        f"Adam, {args.rows} rows, batch {args.batch_size}, hidden {args.hidden}, tanh, "
+        f"{args.epochs} epochs, best of {args.repeats}:"
+    )
     for label, seconds in best.items():
         print(f"  {label:32s} {seconds * 1e3:8.2f} ms/epoch")
     sklearn_best = min(best["MLPRegressor (default threads)"], best["MLPRegressor (1 thread)"])

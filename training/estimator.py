@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from training.activations import get_activation
-from training.network import Layers, Network, Problem
+from training.network import Layers, Network, Problem, hidden_sizes, layer_activations
 from training.optim import (
     SCHEDULES,
     AdamSettings,
@@ -26,7 +26,7 @@ from training.optim import (
     run_adam,
     run_lbfgs,
 )
-from training.scaling import SCALINGS, Scaler
+from training.scaling import SCALINGS, Scaler, column_names
 
 __all__ = ["DivergenceError", "SurrogateMLP"]
 
@@ -34,11 +34,11 @@ SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
 X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
 # "auto" polishes with full-batch L-BFGS up to this many training rows; above, Adam alone.
 AUTO_LBFGS_MAX_ROWS = 20_000
-# lbfgs_maxiter="auto" spends a roughly fixed compute budget (~25 s on one 2026 server core):
+# lbfgs_maxiter="auto" spends a roughly fixed compute budget (~22 s on one core here):
 # an iteration costs about (training rows + LBFGS_ROWS_PER_PAIR * lbfgs_maxcor) * parameters,
 # the second term being scipy's own work per stored correction pair (measured). 1000 rows and a
-# (64, 64) network on 8 inputs get 9,000 iterations.
-LBFGS_WORK, LBFGS_ROWS_PER_PAIR = 8.2e10, 20
+# (64, 64) network on 8 inputs get 8,000 iterations.
+LBFGS_WORK, LBFGS_ROWS_PER_PAIR = 7.3e10, 20
 LBFGS_MIN_ITER, LBFGS_MAX_ITER = 200, 20_000
 
 
@@ -86,8 +86,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         No rows are held out when the fraction amounts to less than one row.
     lbfgs_maxiter : int or "auto", default="auto"
         Maximum number of L-BFGS iterations (solvers "lbfgs" and "auto"). ``"auto"`` spends
-        about the same time whatever the table size: 9,000 iterations for 1000 rows and a
-        (64, 64) network on 8 inputs (~25 s on one core), between 200 and 20,000 in general.
+        about the same time whatever the table size: 8,000 iterations for 1000 rows and a
+        (64, 64) network on 8 inputs (~22 s on one core), between 200 and 20,000 in general.
     lbfgs_ftol : float, default=0.0
         L-BFGS stops when ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= lbfgs_ftol``.
     lbfgs_gtol : float, default=1e-12
@@ -104,8 +104,6 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     callback : callable or None, default=None
         Called as ``callback(epoch, train_loss, val_loss)`` after every Adam epoch and every
         L-BFGS iteration (``epoch`` counts both, from 1); ``val_loss`` is None without a split.
-    verbose : bool, default=False
-        Print the losses after every epoch or iteration.
 
     Attributes
     ----------
@@ -156,7 +154,6 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         y_scaling="standard",
         random_state=None,
         callback=None,
-        verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -179,7 +176,6 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         self.y_scaling = y_scaling
         self.random_state = random_state
         self.callback = callback
-        self.verbose = verbose
 
     def fit(self, X, y):
         """Fit the network to ``(X, y)`` in physical units.
@@ -201,20 +197,27 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             When the loss stays non-finite after the learning-rate restarts.
         """
         self._check_params()
-        y_names = _column_names(y)
+        y_names = column_names(y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         self._y_1d = y.ndim == 1
         y = y.reshape(len(y), -1)
-        activations = self._layer_activations()
+        activations = layer_activations(
+            self.activation, self.output_activation, len(hidden_sizes(self.hidden_layer_sizes))
+        )
         self.x_scaler_ = Scaler(self.x_scaling).fit(X)
         self.y_scaler_ = Scaler(self.y_scaling).fit(y, y_names)
         rng = check_random_state(self.random_state)
-        net = Network((X.shape[1], *_hidden_sizes(self.hidden_layer_sizes), y.shape[1]),
-                      activations)
-        problem = Problem.split(net, net.initial(rng), self.x_scaler_.transform(X),
-                                self.y_scaler_.transform(y), self.alpha,
-                                self.validation_fraction, rng)
-        history = History(problem.x_val is not None, self._reporter())
+        net = Network((X.shape[1], *hidden_sizes(self.hidden_layer_sizes), y.shape[1]), activations)
+        problem = Problem.split(
+            net,
+            net.initial(rng),
+            self.x_scaler_.transform(X),
+            self.y_scaler_.transform(y),
+            self.alpha,
+            self.validation_fraction,
+            rng,
+        )
+        history = History(problem.x_val is not None, self.callback)
         self.fit_log_ = []
         # Single-threaded BLAS: these matrices are too small for threads to pay off.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
@@ -251,13 +254,24 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         n_train = len(problem.x)
         if self.solver in ("adam", "auto"):
             batch = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
-            settings = AdamSettings(self.max_iter, batch, self.learning_rate_init,
-                                    self.learning_rate, self.tol, self.n_iter_no_change,
-                                    self.early_stopping)
+            settings = AdamSettings(
+                self.max_iter,
+                batch,
+                self.learning_rate_init,
+                self.learning_rate,
+                self.tol,
+                self.n_iter_no_change,
+                self.early_stopping,
+            )
             run_adam(problem, settings, rng, history, self.fit_log_)
         if self.solver == "lbfgs" or (self.solver == "auto" and n_train <= AUTO_LBFGS_MAX_ROWS):
-            settings = LbfgsSettings(self._lbfgs_iterations(problem), self.lbfgs_ftol,
-                                     self.lbfgs_gtol, self.lbfgs_maxcor, self.early_stopping)
+            settings = LbfgsSettings(
+                self._lbfgs_iterations(problem),
+                self.lbfgs_ftol,
+                self.lbfgs_gtol,
+                self.lbfgs_maxcor,
+                self.early_stopping,
+            )
             run_lbfgs(problem, settings, history, self.fit_log_, fallback=self.solver == "auto")
 
     def _lbfgs_iterations(self, problem: Problem) -> int:
@@ -278,35 +292,12 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         self.n_iter_ = len(history.loss)
         self.best_loss_ = min(history.loss)
 
-    def _layer_activations(self):
-        n_hidden = len(_hidden_sizes(self.hidden_layer_sizes))
-        names = self.activation
-        names = [names] * n_hidden if isinstance(names, str) else list(names)
-        if len(names) != n_hidden:
-            raise ValueError(
-                f"activation lists {len(names)} names for {n_hidden} hidden layers; give one "
-                "name for all layers or one per hidden layer"
-            )
-        return [get_activation(name) for name in (*names, self.output_activation)]
-
-    def _reporter(self):
-        if not self.verbose:
-            return self.callback
-
-        def report(epoch: int, loss: float, val_loss: float | None) -> None:
-            extra = "" if val_loss is None else f", validation loss = {val_loss:.8g}"
-            print(f"Iteration {epoch}, loss = {loss:.8g}{extra}")
-            if self.callback is not None:
-                self.callback(epoch, loss, val_loss)
-
-        return report
-
     def _check_params(self) -> None:
         _check_choice("solver", self.solver, SOLVERS)
         _check_choice("learning_rate", self.learning_rate, SCHEDULES)
         _check_choice("x_scaling", self.x_scaling, X_SCALINGS)
         _check_choice("y_scaling", self.y_scaling, SCALINGS)
-        _hidden_sizes(self.hidden_layer_sizes)
+        hidden_sizes(self.hidden_layer_sizes)
         for name in ("max_iter", "n_iter_no_change", "lbfgs_maxcor"):
             _check_number(name, getattr(self, name), Integral, low=1)
         if self.lbfgs_maxiter != "auto":
@@ -321,21 +312,6 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             _check_number("batch_size", self.batch_size, Integral, low=1)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}")
-
-
-def _hidden_sizes(sizes) -> tuple[int, ...]:
-    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
-    if not all(isinstance(s, Integral) and s > 0 for s in sizes):
-        raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
-    return sizes
-
-
-def _column_names(y) -> list | None:
-    """Output names of a DataFrame or Series target, for error messages."""
-    if hasattr(y, "columns"):
-        return [str(c) for c in y.columns]
-    name = getattr(y, "name", None)
-    return None if name is None else [str(name)]
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:

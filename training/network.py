@@ -10,12 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 
-from training.activations import Activation, init_std
+from training.activations import Activation, get_activation, init_std
 
-__all__ = ["Layers", "Network", "Problem"]
+__all__ = ["Layers", "Network", "Problem", "hidden_sizes", "layer_activations"]
+
+
+def hidden_sizes(sizes) -> tuple[int, ...]:
+    """``hidden_layer_sizes`` (an int or a sequence) as a tuple; ValueError unless positive ints."""
+    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    if not all(isinstance(s, Integral) and s > 0 for s in sizes):
+        raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
+    return sizes
+
+
+def layer_activations(activation, output_activation: str, n_hidden: int) -> list[Activation]:
+    """Registry entries for every layer: ``activation`` (one name for all hidden layers, or one
+    per hidden layer), then ``output_activation``."""
+    names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+    if len(names) != n_hidden:
+        raise ValueError(
+            f"activation lists {len(names)} names for {n_hidden} hidden layers; give one name "
+            "for all layers or one per hidden layer"
+        )
+    return [get_activation(name) for name in (*names, output_activation)]
 
 
 @dataclass(frozen=True)
@@ -169,8 +190,16 @@ class Problem:
         self.alpha_n = alpha / len(x)
 
     @classmethod
-    def split(cls, net: Network, theta: np.ndarray, x, y, alpha: float, fraction: float,
-              rng: np.random.RandomState) -> Problem:
+    def split(
+        cls,
+        net: Network,
+        theta: np.ndarray,
+        x,
+        y,
+        alpha: float,
+        fraction: float,
+        rng: np.random.RandomState,
+    ) -> Problem:
         """Hold out a random ``fraction`` of the rows for validation (none if under one row)."""
         n_val = int(fraction * len(x))
         if n_val < 1:
@@ -191,7 +220,9 @@ class Problem:
         total, self._grad_sum[...] = 0.0, 0.0
         for start in range(0, n, step):
             weight = min(step, n - start) / n
-            total += weight * self.loss_grad(self.x[start : start + step], self.y[start : start + step])
+            total += weight * self.loss_grad(
+                self.x[start : start + step], self.y[start : start + step]
+            )
             self._grad_sum += weight * self.grad
         self.grad[...] = self._grad_sum
         return total

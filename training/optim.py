@@ -81,8 +81,13 @@ class LbfgsSettings:
     early_stopping: bool
 
 
-def run_adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
-             history: History, log: list[str]) -> None:
+def run_adam(
+    problem: Problem,
+    settings: AdamSettings,
+    rng: np.random.RandomState,
+    history: History,
+    log: list[str],
+) -> None:
     """Adam, restarted from the same parameters with a 10x lower rate when the loss diverges."""
     start_theta, start_len = problem.theta.copy(), len(history.loss)
     for attempt in range(MAX_RESTARTS + 1):
@@ -102,8 +107,9 @@ def run_adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomStat
     )
 
 
-def run_lbfgs(problem: Problem, settings: LbfgsSettings, history: History, log: list[str],
-              fallback: bool) -> None:
+def run_lbfgs(
+    problem: Problem, settings: LbfgsSettings, history: History, log: list[str], fallback: bool
+) -> None:
     """L-BFGS; with ``fallback`` a divergence restores the starting parameters (the Adam
     result), otherwise it is raised."""
     start_theta, start_len = problem.theta.copy(), len(history.loss)
@@ -118,8 +124,9 @@ def run_lbfgs(problem: Problem, settings: LbfgsSettings, history: History, log: 
         log.append("lbfgs: kept the parameters it started from")
 
 
-def adam(problem: Problem, settings: AdamSettings, rng: np.random.RandomState,
-         history: History) -> str:
+def adam(
+    problem: Problem, settings: AdamSettings, rng: np.random.RandomState, history: History
+) -> str:
     """Run mini-batch Adam in place on ``problem.theta``; returns why it stopped.
 
     With ``early_stopping`` the validation loss is monitored and the best parameters are
@@ -187,10 +194,16 @@ def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
         history.add(float(intermediate_result.fun), val)
         best.update(val, theta)
 
-    options = {"maxiter": s.maxiter, "maxfun": 2 * s.maxiter + 100, "ftol": s.ftol,
-               "gtol": s.gtol, "maxcor": s.maxcor}
-    result = minimize(loss_and_grad, theta.copy(), method="L-BFGS-B", jac=True,
-                      callback=callback, options=options)
+    options = {
+        "maxiter": s.maxiter,
+        "maxfun": 2 * s.maxiter + 100,
+        "ftol": s.ftol,
+        "gtol": s.gtol,
+        "maxcor": s.maxcor,
+    }
+    result = minimize(
+        loss_and_grad, theta.copy(), method="L-BFGS-B", jac=True, callback=callback, options=options
+    )
     np.copyto(theta, result.x)
     if result.nit == 0:
         history.add(float(result.fun), problem.val_loss())

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SCALINGS", "Scaler"]
+__all__ = ["SCALINGS", "Scaler", "column_names"]
 
 SCALINGS: tuple[str, ...] = ("standard", "minmax", "log", "none")
 
@@ -20,6 +20,14 @@ def _safe_scale(scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """Replace spreads that are zero up to rounding by 1, so constant columns pass through."""
     tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(offset), 1.0)
     return np.where(scale > tiny, scale, 1.0)
+
+
+def column_names(table) -> list[str] | None:
+    """Column names of a DataFrame (or the name of a Series), for error messages."""
+    if hasattr(table, "columns"):
+        return [str(c) for c in table.columns]
+    name = getattr(table, "name", None)
+    return None if name is None else [str(name)]
 
 
 def _column_name(names: Sequence[str] | None, index: int) -> str:

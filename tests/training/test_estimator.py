@@ -11,8 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from training.activations import ACTIVATIONS, get_activation
 from training.estimator import DivergenceError, SurrogateMLP
-from training.network import Network
-from training.network import Problem
+from training.network import Network, Problem
 
 SMALL = {"hidden_layer_sizes": (8,), "random_state": 0}
 FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 50, "lbfgs_maxiter": 300, "random_state": 0}
