@@ -251,3 +251,18 @@ def test_divergence_raises_after_the_restarts(data):
     with pytest.raises(DivergenceError, match="diverged at every learning rate") as info:
         SurrogateMLP(**params).fit(*data)
     assert str(info.value).count(" diverged: ") == 3
+
+
+def test_lbfgs_early_stopping_keeps_the_best_validation_iterate(data):
+    x, y = data
+    noisy = y + np.random.default_rng(1).normal(scale=0.3, size=y.shape)
+    model = SurrogateMLP(**FAST, solver="lbfgs", early_stopping=True).fit(x, noisy)
+    assert "restored the parameters of the best validation loss" in model.fit_log_[-1]
+    assert len(model.validation_scores_) == model.n_iter_
+
+
+def test_constant_columns_and_constant_target():
+    x = np.column_stack([np.linspace(0.0, 1.0, 40), np.full(40, 7.0)])
+    model = SurrogateMLP(**FAST).fit(x, np.full(40, 3.5))
+    np.testing.assert_allclose(model.predict(x), 3.5, atol=1e-6)
+    assert model.x_scaler_.scale_[1] == 1.0 and model.y_scaler_.scale_[0] == 1.0
