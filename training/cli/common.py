@@ -64,6 +64,30 @@ def _config_value(value):
     return value
 
 
+def table_options(name_help: str):
+    """The options every training command shares: config file, table, columns, name, repo."""
+    options = (
+        click.option("--config", type=click.Path(dir_okay=False), is_eager=True,
+                     expose_value=False, callback=load_config,
+                     help="TOML file with the same keys as these flags; flags win."),
+        click.option("--data", required=True, type=click.Path(dir_okay=False),
+                     help="CSV or Parquet table of simulation runs."),
+        click.option("--inputs", required=True, help="Input column names, comma-separated."),
+        click.option("--outputs", required=True, help="Output column names, comma-separated."),
+        click.option("--name", required=True, help=name_help),
+        click.option("--repo", default="models", show_default=True,
+                     envvar="SURROGATE_MODEL_REPOSITORY", type=click.Path(file_okay=False),
+                     help="Model repository directory."),
+    )
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @contextmanager
 def epoch_progress(label: str, enabled: bool = True):
     """A live line with epoch, training and validation loss; yields the estimator callback."""

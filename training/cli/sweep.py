@@ -8,21 +8,13 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, load_config, split_list
+from training.cli.common import CliError, split_list, table_options
 
 _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init"}
 
 
 @click.command()
-@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=load_config, help="TOML file with the same keys as these flags; flags win.")
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="CSV or Parquet table of simulation runs.")
-@click.option("--inputs", required=True, help="Input column names, comma-separated.")
-@click.option("--outputs", required=True, help="Output column names, comma-separated.")
-@click.option("--name", required=True, help="Model name of the exported winner.")
-@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
-              type=click.Path(file_okay=False), help="Model repository directory.")
+@table_options("Model name of the exported winner.")
 @click.option("--activations", default="relu,tanh,elu,silu,gelu", show_default=True,
               help="Activations to try; '+' makes a per-layer mix: tanh,relu+identity.")
 @click.option("--hidden", default="32,32;64,64", show_default=True,

@@ -9,10 +9,10 @@ import click
 from training.cli.common import (
     CliError,
     epoch_progress,
-    load_config,
     metrics_table,
     parse_units,
     split_list,
+    table_options,
 )
 
 # CLI option -> SurrogateMLP parameter, for options that pass straight through.
@@ -29,15 +29,7 @@ _PASSTHROUGH = {
 
 
 @click.command()
-@click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=load_config, help="TOML file with the same keys as these flags; flags win.")
-@click.option("--data", required=True, type=click.Path(dir_okay=False),
-              help="CSV or Parquet table of simulation runs.")
-@click.option("--inputs", required=True, help="Input column names, comma-separated.")
-@click.option("--outputs", required=True, help="Output column names, comma-separated.")
-@click.option("--name", required=True, help="Model name in the repository.")
-@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
-              type=click.Path(file_okay=False), help="Model repository directory.")
+@table_options("Model name in the repository.")
 @click.option("--hidden", default="64,64", show_default=True, help="Hidden layer sizes.")
 @click.option("--activation", default="tanh", show_default=True,
               help="One activation for all hidden layers, or one per layer: relu,elu.")
