@@ -27,33 +27,28 @@ from training.estimator import SurrogateMLP
 from training.functions import FUNCTIONS
 
 
+def _shared_adam(args: argparse.Namespace) -> dict:
+    """The settings both estimators get, so the comparison is like for like."""
+    return {
+        "hidden_layer_sizes": args.hidden,
+        "activation": "tanh",
+        "solver": "adam",
+        "batch_size": args.batch_size,
+        "max_iter": args.epochs,
+        "tol": 0.0,
+        "n_iter_no_change": args.epochs,
+        "random_state": 0,
+    }
+
+
 def surrogate(args: argparse.Namespace):
     return SurrogateMLP(
-        hidden_layer_sizes=args.hidden,
-        activation="tanh",
-        solver="adam",
-        batch_size=args.batch_size,
-        max_iter=args.epochs,
-        tol=0.0,
-        n_iter_no_change=args.epochs,
-        validation_fraction=0.0,
-        x_scaling="none",
-        y_scaling="none",
-        random_state=0,
+        **_shared_adam(args), validation_fraction=0.0, x_scaling="none", y_scaling="none"
     )
 
 
 def mlp(args: argparse.Namespace):
-    return MLPRegressor(
-        hidden_layer_sizes=args.hidden,
-        activation="tanh",
-        solver="adam",
-        batch_size=args.batch_size,
-        max_iter=args.epochs,
-        tol=0.0,
-        n_iter_no_change=args.epochs,
-        random_state=0,
-    )
+    return MLPRegressor(**_shared_adam(args))
 
 
 def seconds_per_epoch(build: Callable[[], object], X, y, threads: int | None) -> float:
