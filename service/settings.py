@@ -29,6 +29,26 @@ control_dir           SURROGATE_CONTROL_DIR           unset     Directory shared
                                                                 gunicorn_config makes one. Unset: no
                                                                 sync.
 control_poll_seconds  SURROGATE_CONTROL_POLL_SECONDS  0.5       How often each worker reads it.
+domain_policy         SURROGATE_DOMAIN_POLICY         warn      What to do with rows outside a
+                                                                model's training range: ``warn``
+                                                                (predict and list them), ``reject``
+                                                                (422) or ``ignore``; a request may
+                                                                override it.
+api_key               SURROGATE_API_KEY               unset     One or several comma-separated
+                                                                keys; when set, model and repository
+                                                                endpoints need ``Authorization:
+                                                                Bearer <key>``. Health stays open.
+metrics_auth          SURROGATE_METRICS_AUTH          false     Whether ``/metrics`` needs a key.
+repository_control    SURROGATE_REPOSITORY_CONTROL    true      Allow repository load and unload.
+cors_origins          SURROGATE_CORS_ORIGINS          unset     Comma-separated origins allowed by
+                                                                CORS (``*`` for any); unset: no
+                                                                CORS headers (browsers refuse).
+batch_delay_ms        SURROGATE_BATCH_DELAY_MS        0         Dynamic batching: how long a request
+                                                                may wait for others to the same
+                                                                model to run as one ORT call; 0 off.
+batch_max_rows        SURROGATE_BATCH_MAX_ROWS        1024      Largest batch the batcher forms.
+chunk_rows            SURROGATE_CHUNK_ROWS            65536     Larger requests run in chunks of
+                                                                this many rows (bounds memory).
 ====================  ==============================  ========  ====================================
 
 The thread defaults are 1 because gunicorn runs several workers per machine and ORT's default (all
@@ -47,6 +67,7 @@ from typing import Any
 
 PREFIX = "SURROGATE_"
 DEVICES = ("cpu", "cuda", "auto")
+DOMAIN_POLICIES = ("warn", "reject", "ignore")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -66,6 +87,14 @@ class Settings:
     access_log: bool = True
     control_dir: Path | None = None
     control_poll_seconds: float = 0.5
+    domain_policy: str = "warn"
+    api_key: str = dataclasses.field(default="", repr=False)
+    metrics_auth: bool = False
+    repository_control: bool = True
+    cors_origins: str = ""
+    batch_delay_ms: float = 0.0
+    batch_max_rows: int = 1024
+    chunk_rows: int = 65536
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_repository", Path(self.model_repository))
@@ -74,6 +103,19 @@ class Settings:
         # An empty SURROGATE_CONTROL_DIR means unset, like gunicorn_config reads it.
         control_dir = Path(self.control_dir) if self.control_dir else None
         object.__setattr__(self, "control_dir", control_dir)
+        object.__setattr__(self, "domain_policy", str(self.domain_policy).lower())
+        if self.domain_policy not in DOMAIN_POLICIES:
+            raise ValueError(
+                f"domain_policy must be one of {', '.join(DOMAIN_POLICIES)}, "
+                f"got {self.domain_policy!r}"
+            )
+        if self.api_key and not self.api_keys:
+            raise ValueError("api_key holds no key (only commas or spaces)")
+        for name in ("batch_max_rows", "chunk_rows"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.batch_delay_ms < 0:
+            raise ValueError(f"batch_delay_ms must be >= 0, got {self.batch_delay_ms}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for field in ("intra_op_threads", "inter_op_threads"):
@@ -85,6 +127,15 @@ class Settings:
             raise ValueError(f"control_poll_seconds must be > 0, got {self.control_poll_seconds}")
         if not isinstance(logging.getLevelName(self.log_level), int):
             raise ValueError(f"log_level {self.log_level!r} is not a logging level")
+
+    @property
+    def api_keys(self) -> tuple[bytes, ...]:
+        """The accepted API keys, as bytes for constant-time comparison; empty: no auth."""
+        return tuple(key.strip().encode() for key in self.api_key.split(",") if key.strip())
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -90,3 +90,38 @@ def test_replace_validates_and_keeps_the_original():
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().device = "cuda"  # type: ignore[misc]
+
+
+def test_trust_security_and_batching_settings():
+    settings = Settings.from_env({
+        "SURROGATE_DOMAIN_POLICY": "Reject",
+        "SURROGATE_API_KEY": " first-key, second-key ,",
+        "SURROGATE_METRICS_AUTH": "true",
+        "SURROGATE_REPOSITORY_CONTROL": "off",
+        "SURROGATE_CORS_ORIGINS": "https://a.example, https://b.example",
+        "SURROGATE_BATCH_DELAY_MS": "2.5",
+        "SURROGATE_BATCH_MAX_ROWS": "256",
+        "SURROGATE_CHUNK_ROWS": "1000",
+    })
+    assert settings.domain_policy == "reject"
+    assert settings.api_keys == (b"first-key", b"second-key")
+    assert settings.metrics_auth and not settings.repository_control
+    assert settings.cors_origin_list == ("https://a.example", "https://b.example")
+    batching = (settings.batch_delay_ms, settings.batch_max_rows, settings.chunk_rows)
+    assert batching == (2.5, 256, 1000)
+    assert "first-key" not in repr(settings)  # keys never reach a log line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SURROGATE_DOMAIN_POLICY", "clip", "domain_policy must be one of warn, reject, ignore"),
+        ("SURROGATE_API_KEY", " , ", "api_key holds no key"),
+        ("SURROGATE_BATCH_DELAY_MS", "-1", "batch_delay_ms must be >= 0"),
+        ("SURROGATE_BATCH_MAX_ROWS", "0", "batch_max_rows must be > 0"),
+        ("SURROGATE_CHUNK_ROWS", "0", "chunk_rows must be > 0"),
+    ],
+)
+def test_trust_security_and_batching_settings_are_checked(variable, value, message):
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env({variable: value})
