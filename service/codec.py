@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.dataplane import check_policy
 from service.errors import BadRequest
 from service.runtime import OnnxModel
 
@@ -34,11 +35,16 @@ BINARY_TYPE = "application/octet-stream"
 
 @dataclass(frozen=True, slots=True)
 class InferRequest:
-    """A decoded V2 inference request; ``outputs`` pairs each output name with "binary?"."""
+    """A decoded V2 inference request; ``outputs`` pairs each output name with "binary?".
+
+    ``domain_policy`` is the request's override of the setting (``parameters.domain_policy``),
+    or None.
+    """
 
     id: str | None
     inputs: np.ndarray
     outputs: tuple[tuple[str, bool], ...]
+    domain_policy: str | None = None
 
 
 def loads(data: bytes | memoryview) -> Any:
@@ -78,13 +84,20 @@ def decode_request(model: OnnxModel, header: Any, binary: memoryview | None) -> 
     tensor = _single_input(model, header.get("inputs"))
     x = _tensor_array(model, tensor, binary)
     outputs = _requested_outputs(model, header.get("outputs"), binary_default)
-    return InferRequest(request_id, x, outputs)
+    policy = parameters.get("domain_policy")
+    return InferRequest(request_id, x, outputs, None if policy is None else check_policy(policy))
 
 
 def encode_response(
-    model: OnnxModel, request: InferRequest, arrays: list[np.ndarray]
+    model: OnnxModel,
+    request: InferRequest,
+    arrays: list[np.ndarray],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, dict[str, str] | None, str]:
-    """The response body, its extra headers (binary only) and its content type."""
+    """The response body, its extra headers (binary only) and its content type.
+
+    ``parameters`` (e.g. the domain report) become the response's ``parameters``.
+    """
     outputs, chunks = [], []
     for (name, binary), array in zip(request.outputs, arrays, strict=True):
         entry: dict[str, Any] = {
@@ -106,6 +119,8 @@ def encode_response(
     }
     if request.id is not None:
         response["id"] = request.id
+    if parameters:
+        response["parameters"] = parameters
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, None, JSON_TYPE

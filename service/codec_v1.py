@@ -2,38 +2,101 @@
 
 An instance is either an object ``{"<input name>": number, ...}`` with exactly the model's inputs,
 or a list of numbers in the model card's input order. Every rejection names the instance and the
-input at fault.
+input at fault. Optional ``"parameters"``: ``return_std`` and ``return_jacobian`` (booleans) add
+``"std"`` (``[{"<output>": value}]``) and ``"jacobian"`` (``[{"<output>": {"<input>": value}}]``)
+beside the predictions; ``domain_policy`` overrides the service's setting for this request.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
+from service.dataplane import check_policy
 from service.errors import BadRequest
-from service.runtime import OnnxModel
+from service.runtime import MAIN_OUTPUT, OnnxModel
+
+# The V1 parameters and the graph output each ``return_*`` flag asks for.
+_RETURNS = {"return_std": "std", "return_jacobian": "jacobian"}
+_PARAMETERS = frozenset({*_RETURNS, "domain_policy"})
 
 
-def decode_instances(model: OnnxModel, body: Any) -> np.ndarray:
-    """The float32 (rows, inputs) array of a V1 predict body."""
-    instances = body.get("instances") if isinstance(body, dict) else None
-    if not isinstance(instances, list):
+@dataclass(frozen=True, slots=True)
+class PredictRequest:
+    """A decoded V1 predict body: the inputs, the graph outputs to run, the policy override."""
+
+    inputs: np.ndarray
+    outputs: tuple[str, ...]
+    domain_policy: str | None
+
+
+def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
+    """Validate a V1 predict body against ``model``."""
+    if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
         raise BadRequest('request body must be {"instances": [...]}')
+    parameters = body.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequest("'parameters' must be a JSON object")
+    unknown = sorted(set(parameters) - _PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unknown parameter {unknown[0]!r:.80}; known: {', '.join(sorted(_PARAMETERS))}"
+        )
+    outputs = [MAIN_OUTPUT]
+    for flag, output in _RETURNS.items():
+        value = parameters.get(flag, False)
+        if not isinstance(value, bool):
+            raise BadRequest(f"parameter {flag!r} must be true or false")
+        if value and output not in model.output_datatypes:
+            raise BadRequest(
+                f"model {model.name!r} has no {output!r} output (it has "
+                f"{', '.join(model.output_names)})"
+                + ("; train it with --ensemble K for a spread" if output == "std" else "")
+            )
+        if value:
+            outputs.append(output)
+    policy = parameters.get("domain_policy")
+    policy = None if policy is None else check_policy(policy)
+    return PredictRequest(_instances(model, body["instances"]), tuple(outputs), policy)
+
+
+def _instances(model: OnnxModel, instances: list[Any]) -> np.ndarray:
+    """The float32 (rows, inputs) array of the instances."""
     rows = [_row(model, i, row) for i, row in enumerate(instances)]
     # Values beyond float32 become inf here, which the data plane rejects with a clear 400.
     with np.errstate(over="ignore"):
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), model.input_width)
 
 
-def encode_predictions(model: OnnxModel, outputs: np.ndarray) -> bytes:
-    """One ``{"<output name>": value}`` per row; float32 values keep their short repr."""
-    names = model.target_names
-    # orjson writes float32 in its shortest repr; reading that back gives Python floats that
-    # print the same, twice as fast as building the dicts from numpy scalars.
-    rows = orjson.loads(orjson.dumps(outputs, option=orjson.OPT_SERIALIZE_NUMPY))
-    return orjson.dumps({"predictions": [dict(zip(names, row, strict=True)) for row in rows]})
+def encode_predictions(
+    model: OnnxModel,
+    request: PredictRequest,
+    arrays: list[np.ndarray],
+    domain_report: dict[str, Any] | None = None,
+) -> bytes:
+    """One ``{"<output name>": value}`` per row, plus ``std``/``jacobian`` when asked and
+    ``out_of_domain`` when some rows were; float32 values keep their short repr."""
+    names, features = model.target_names, model.feature_names
+    response: dict[str, Any] = {}
+    for output, array in zip(request.outputs, arrays, strict=True):
+        # orjson writes float32 in its shortest repr; reading that back gives Python floats
+        # that print the same, twice as fast as building the dicts from numpy scalars.
+        rows = orjson.loads(orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY))
+        if output == "jacobian":
+            response[output] = [
+                {name: dict(zip(features, grad, strict=True))
+                 for name, grad in zip(names, row, strict=True)}
+                for row in rows
+            ]
+        else:
+            key = "predictions" if output == MAIN_OUTPUT else output
+            response[key] = [dict(zip(names, row, strict=True)) for row in rows]
+    if domain_report:
+        response.update(domain_report)
+    return orjson.dumps(response)
 
 
 def _row(model: OnnxModel, i: int, row: Any) -> list[float]:

@@ -1,17 +1,38 @@
-"""Protocol-free inference: validate a float32 batch against a model and run it.
+"""Protocol-free inference: validate a float32 batch against a model, check it against the
+model's domain of validity, and run it.
 
 Both protocols (V2 and the V1 convenience API) decode their request into a float32 array and
 call here, so the checks every request needs live in one place.
+
+Domain of validity: every bundle's card records the training range of each input. A row with an
+input outside it is an extrapolation; the policy (the ``domain_policy`` setting, overridable per
+request) says what to do: ``warn`` predicts and reports the rows, ``reject`` answers 422 naming
+the first offending input, ``ignore`` does not check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from service.errors import BadRequest
+from service import metrics
+from service.errors import BadRequest, OutOfDomain
 from service.runtime import OnnxModel
+from service.settings import DOMAIN_POLICIES
+
+# Rows listed in a warning, at most; the count beside the list is always exact.
+MAX_LISTED_ROWS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The requested output arrays, and the domain report when some rows were outside it."""
+
+    arrays: list[np.ndarray]
+    domain_report: dict[str, Any] | None = None
 
 
 def check_inputs(model: OnnxModel, x: np.ndarray) -> None:
@@ -26,14 +47,63 @@ def check_inputs(model: OnnxModel, x: np.ndarray) -> None:
         raise BadRequest(f"row {row} has a NaN or infinite input (or one beyond float32 range)")
 
 
+def check_policy(policy: Any) -> str:
+    """``policy`` if it names a domain policy, else BadRequest."""
+    if policy not in DOMAIN_POLICIES:
+        raise BadRequest(
+            f"'domain_policy' must be one of {', '.join(DOMAIN_POLICIES)}, got {policy!r:.40}"
+        )
+    return policy
+
+
+def check_domain(model: OnnxModel, x: np.ndarray, policy: str) -> dict[str, Any] | None:
+    """Apply ``policy`` to the rows of ``x`` outside the training range.
+
+    Returns
+    -------
+    dict or None
+        ``{"out_of_domain_rows": count, "out_of_domain": [{"row", "inputs"}, ...]}`` when some
+        rows are outside under ``warn``; None when none are or the policy is ``ignore``.
+
+    Raises
+    ------
+    OutOfDomain
+        Under ``reject``, naming the first offending row, input, value and range.
+    """
+    if policy == "ignore":
+        return None
+    outside = model.out_of_domain(x)
+    rows = np.flatnonzero(outside.any(axis=1))
+    if rows.size == 0:
+        return None
+    metrics.record_out_of_domain(model, int(rows.size))
+    if policy == "reject":
+        row = int(rows[0])
+        col = int(np.flatnonzero(outside[row])[0])
+        low, high = model.domain_low[col], model.domain_high[col]
+        raise OutOfDomain(
+            f"row {row}: input {model.feature_names[col]!r} = {x[row, col]:.7g} is outside the "
+            f"training range [{low:.7g}, {high:.7g}] ({rows.size} of {len(x)} rows are; "
+            "domain_policy reject)"
+        )
+    names = model.feature_names
+    listed = [
+        {"row": int(row), "inputs": [names[col] for col in np.flatnonzero(outside[row])]}
+        for row in rows[:MAX_LISTED_ROWS]
+    ]
+    return {"out_of_domain_rows": int(rows.size), "out_of_domain": listed}
+
+
 def infer(
-    model: OnnxModel, x: np.ndarray, output_names: Sequence[str] | None = None
-) -> list[np.ndarray]:
-    """Validate ``x`` and run ``model``; one array per requested output (all by default)."""
+    model: OnnxModel,
+    x: np.ndarray,
+    output_names: Sequence[str] | None = None,
+    domain_policy: str = "warn",
+) -> Prediction:
+    """Validate ``x``, apply the domain policy and run ``model``.
+
+    Returns one array per requested output (all by default), with the domain report.
+    """
     check_inputs(model, x)
-    return model.run(x, output_names)
-
-
-def predict(model: OnnxModel, x: np.ndarray) -> np.ndarray:
-    """The model's main output ``outputs`` for ``x``: shape (rows, len(model.target_names))."""
-    return infer(model, x, (model.main_output,))[0]
+    report = check_domain(model, x, domain_policy)
+    return Prediction(model.run(x, output_names), report)

@@ -30,6 +30,12 @@ class BadRequest(ServiceError):
     status = 400
 
 
+class OutOfDomain(ServiceError):
+    """A row lies outside the model's training range and the domain policy is ``reject``."""
+
+    status = 422
+
+
 class NotFound(ServiceError):
     status = 404
 

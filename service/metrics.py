@@ -41,6 +41,12 @@ BATCH_ROWS = Histogram(
     ("model",),
     buckets=tuple(float(4**k) for k in range(9)),
 )
+OUT_OF_DOMAIN = Counter(
+    "surrogate_out_of_domain_rows",
+    "Rows with an input outside the model's training range (counted under every policy but "
+    "ignore, which does not check).",
+    ("model", "version"),
+)
 LOAD_FAILURES = Counter(
     "surrogate_model_load_failures", "Model versions that failed to load.", ("model",)
 )
@@ -90,6 +96,10 @@ def _series(model: str, version: str, protocol: str) -> tuple[Any, ...]:
         BATCH_ROWS.labels(model),
         LATENCY.labels(model, protocol),
     )
+
+
+def record_out_of_domain(model: OnnxModel, rows: int) -> None:
+    OUT_OF_DOMAIN.labels(model.name, str(model.version)).inc(rows)
 
 
 def record_load_failure(model: str) -> None:

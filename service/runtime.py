@@ -4,6 +4,11 @@
 (tensor names, widths, element types), builds the session with the configured threads and
 execution providers, and optionally runs it once so the first request does not pay for lazy
 initialisation. Any problem raises ``BundleError`` with a reason fit for the repository index.
+
+A bundle may hold further graphs beside model.onnx, named by the card's ``tensors.outputs``
+entries with a ``file`` (``jacobian.onnx``: onnxruntime runs a whole graph whatever outputs are
+asked for, so the costly Jacobian lives in its own graph, which also computes every output of
+model.onnx). Each gets its own session, run only when a request asks for one of its outputs.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -20,7 +26,7 @@ import onnxruntime as ort
 import orjson
 
 from service.errors import BundleError, DeviceUnavailable
-from service.repository import BundleRef
+from service.repository import ONNX_FILE, BundleRef
 from service.settings import DEVICES, Settings
 
 log = logging.getLogger("service.runtime")
@@ -31,6 +37,8 @@ PLATFORM = "onnxruntime_onnx"
 CARD_FORMAT = "surrogate-bundle/1"
 # The graph output holding the predictions, one column per card output (the bundle contract).
 MAIN_OUTPUT = "outputs"
+# An extra graph's file name: a plain ``*.onnx`` name inside the version directory, never a path.
+_GRAPH_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.onnx")
 # ORT element types the service can encode in a V2 response, by their V2 datatype.
 ORT_DATATYPES = {
     "tensor(float)": "FP32",
@@ -97,17 +105,28 @@ class OnnxModel:
     feature_names, target_names : tuple of str
         Card input and output names; ``target_names`` label the columns of ``outputs``.
     output_names : tuple of str
-        Every graph output, graph order; ``output_datatypes`` maps each to its V2 datatype.
+        Every output of every graph, model.onnx's first; ``output_datatypes`` maps each to its
+        V2 datatype.
+    domain_low, domain_high : ndarray
+        float32 bounds of each input's training range (-inf/inf where the card has none).
     providers : tuple of str
         The execution providers the session really runs on.
     metadata : mapping
         The V2 model metadata, minus "versions" (which depends on the registry).
     """
 
-    def __init__(self, ref: BundleRef, card: dict[str, Any], session: ort.InferenceSession):
+    def __init__(
+        self,
+        ref: BundleRef,
+        card: dict[str, Any],
+        session: ort.InferenceSession,
+        extra_sessions: Sequence[ort.InferenceSession] = (),
+        chunk_rows: int = 65536,
+    ):
         self.name, self.version, self.card, self.path = ref.name, ref.version, card, ref.path
         self.card_json = orjson.dumps(card)
         self._session = session
+        self.chunk_rows = chunk_rows
         # What ORT actually uses: it falls back to CPU silently when CUDA fails to initialise.
         self.providers = tuple(session.get_providers())
         self.feature_names = _names(card, "inputs")
@@ -117,7 +136,16 @@ class OnnxModel:
         self.input_name = tensors.get("input", "inputs")
         self.input_width = len(self.feature_names)
         self.main_output = MAIN_OUTPUT
-        graph_outputs = {o.name: o for o in session.get_outputs()}
+        self.domain_low, self.domain_high = _domain(card["inputs"])
+        # Each output is computed by the first graph that has it: model.onnx, then the others.
+        graph_outputs: dict[str, Any] = {}
+        self._session_of: dict[str, ort.InferenceSession] = {}
+        for s in (session, *extra_sessions):
+            for o in s.get_outputs():
+                if o.name not in graph_outputs:
+                    graph_outputs[o.name], self._session_of[o.name] = o, s
+        self._sessions = (session, *extra_sessions)
+        self._outputs_of = {s: {o.name for o in s.get_outputs()} for s in self._sessions}
         self.output_names = tuple(graph_outputs)
         self.output_datatypes = MappingProxyType(
             {name: ORT_DATATYPES.get(o.type, "") for name, o in graph_outputs.items()}
@@ -131,32 +159,55 @@ class OnnxModel:
         Raises
         ------
         BundleError
-            The bundle is missing a file, its card is invalid or disagrees with the graph, its
+            The bundle is missing a file, its card is invalid or disagrees with the graphs, a
             sha256 does not match, or ONNX Runtime cannot load or run it.
         """
         card = read_card(ref)
-        model_bytes = _read(ref.onnx_path)
         expected = (card.get("onnx") or {}).get("sha256")
-        if expected is not None:
-            actual = hashlib.sha256(model_bytes).hexdigest()
-            if not isinstance(expected, str) or actual != expected.lower():
-                raise BundleError(f"sha256 of model.onnx is {actual}, the card says {expected}")
-        try:
-            session = ort.InferenceSession(
-                model_bytes, sess_options=session_options(settings), providers=list(providers)
-            )
-        except Exception as exc:  # ORT raises several unrelated types for a bad file
-            raise BundleError(f"onnxruntime cannot load model.onnx: {_first_line(exc)}") from exc
+        session = _session(ref.onnx_path, expected, settings, providers)
         check_session_providers(settings.device, session.get_providers())
         _check_graph(session, card)
-        model = cls(ref, card, session)
+        extra = []
+        for file_name, names in _extra_graphs(card).items():
+            digest = (((card.get("onnx") or {}).get("graphs") or {}).get(file_name) or {})
+            graph = _session(ref.path / file_name, digest.get("sha256"), settings, providers)
+            _check_extra_graph(graph, file_name, names, session, card)
+            extra.append(graph)
+        model = cls(ref, card, session, extra, settings.chunk_rows)
         if settings.warmup:
             model.warm_up()
         return model
 
     def run(self, x: np.ndarray, output_names: Sequence[str] | None = None) -> list[np.ndarray]:
-        """Run the graph on float32 ``x`` of shape (n, input_width); one array per output."""
-        return self._session.run(output_names or self.output_names, {self.input_name: x})
+        """Run float32 ``x`` of shape (n, input_width); one array per output (all by default).
+
+        Only the graphs holding the asked outputs run; more than ``chunk_rows`` rows run in
+        chunks, so one huge request cannot grow ORT's memory arena without bound.
+        """
+        names = tuple(output_names or self.output_names)
+        if len(x) <= self.chunk_rows:
+            return self._run_once(x, names)
+        parts = [self._run_once(x[i:i + self.chunk_rows], names)
+                 for i in range(0, len(x), self.chunk_rows)]
+        return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
+
+    def _run_once(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        feed = {self.input_name: x}
+        # One run when a single graph has every asked output (jacobian.onnx also computes the
+        # outputs of model.onnx), else one run per graph.
+        for session in self._sessions:
+            if self._outputs_of[session].issuperset(names):
+                return session.run(list(names), feed)
+        results: dict[str, np.ndarray] = {}
+        for session in self._sessions:
+            wanted = [n for n in names if self._session_of[n] is session]
+            if wanted:
+                results.update(zip(wanted, session.run(wanted, feed), strict=True))
+        return [results[n] for n in names]
+
+    def out_of_domain(self, x: np.ndarray) -> np.ndarray:
+        """Boolean (rows, inputs): where ``x`` lies outside the training range."""
+        return (x < self.domain_low) | (x > self.domain_high)
 
     def warm_up(self) -> None:
         """One run at the middle of the training range, so lazy ORT initialisation happens now."""
@@ -177,7 +228,16 @@ class OnnxModel:
                 {"name": n, "datatype": self.output_datatypes[n], "shape": _shape(o.shape)}
                 for n, o in graph_outputs.items()
             ],
-            "parameters": {"inputs": list(self.feature_names), "outputs": list(self.target_names)},
+            "parameters": {
+                "inputs": list(self.feature_names),
+                "outputs": list(self.target_names),
+                "domain": {
+                    name: [_finite_or_none(lo), _finite_or_none(hi)]
+                    for name, lo, hi in zip(
+                        self.feature_names, self.domain_low, self.domain_high, strict=True
+                    )
+                },
+            },
         }
 
     def __repr__(self) -> str:
@@ -203,32 +263,117 @@ def read_card(ref: BundleRef) -> dict[str, Any]:
     return card
 
 
-def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
-    tensors = card.get("tensors") or {}
-    input_name = tensors.get("input", "inputs")
-    n_in, n_out = len(card["inputs"]), len(card["outputs"])
-    inputs = session.get_inputs()
-    if [i.name for i in inputs] != [input_name]:
-        raise BundleError(f"graph inputs are {[i.name for i in inputs]}, expected [{input_name!r}]")
-    graph_in = inputs[0]
-    if graph_in.type != "tensor(float)" or _shape(graph_in.shape) != [-1, n_in]:
-        raise BundleError(
-            f"graph input {input_name!r} is {graph_in.type} {graph_in.shape}, the card's "
-            f"{n_in} inputs need tensor(float) [N, {n_in}]"
+def _session(path, expected_sha256: Any, settings: Settings, providers: Sequence[str]):
+    """An ORT session of the graph file at ``path``, after checking its sha256 if given."""
+    model_bytes = _read(path)
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(model_bytes).hexdigest()
+        if not isinstance(expected_sha256, str) or actual != expected_sha256.lower():
+            raise BundleError(
+                f"sha256 of {path.name} is {actual}, the card says {expected_sha256}"
+            )
+    try:
+        return ort.InferenceSession(
+            model_bytes, sess_options=session_options(settings), providers=list(providers)
         )
+    except Exception as exc:  # ORT raises several unrelated types for a bad file
+        raise BundleError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from exc
+
+
+def _listed_outputs(card: dict[str, Any]) -> list[dict[str, Any]]:
+    listed = (card.get("tensors") or {}).get("outputs", [])
+    if not isinstance(listed, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) for t in listed
+    ):
+        raise BundleError("model.json 'tensors.outputs' must be a list of {\"name\": ...}")
+    return listed
+
+
+def _extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
+    """The card's extra graph files and the outputs each is listed for."""
+    graphs: dict[str, list[str]] = {}
+    for tensor in _listed_outputs(card):
+        file_name = tensor.get("file", ONNX_FILE)
+        if file_name == ONNX_FILE:
+            continue
+        if not isinstance(file_name, str) or not _GRAPH_FILE.fullmatch(file_name):
+            raise BundleError(
+                f"output {tensor['name']!r}: file {file_name!r} must be a plain *.onnx file name"
+            )
+        graphs.setdefault(file_name, []).append(tensor["name"])
+    return graphs
+
+
+def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
+    _check_input(session, card, ONNX_FILE)
+    n_out = len(card["outputs"])
     outputs = {o.name: o for o in session.get_outputs()}
     main = outputs.get(MAIN_OUTPUT)
     if main is None or _shape(main.shape) != [-1, n_out]:
         found = None if main is None else main.shape
         raise BundleError(f"graph output {MAIN_OUTPUT!r} is {found}, the card's {n_out} outputs "
                           f"need [N, {n_out}]")
-    listed = [t.get("name") for t in tensors.get("outputs", []) if isinstance(t, dict)]
+    listed = [t["name"] for t in _listed_outputs(card) if t.get("file", ONNX_FILE) == ONNX_FILE]
     missing = [name for name in listed if name not in outputs]
     if missing:
         raise BundleError(f"card lists outputs {missing} that the graph does not have")
-    unsupported = [o.name for o in outputs.values() if o.type not in ORT_DATATYPES]
+    _check_types(session, ONNX_FILE)
+
+
+def _check_extra_graph(
+    graph: ort.InferenceSession,
+    file_name: str,
+    listed: list[str],
+    main: ort.InferenceSession,
+    card: dict[str, Any],
+) -> None:
+    _check_input(graph, card, file_name)
+    outputs = {o.name for o in graph.get_outputs()}
+    missing = [name for name in listed if name not in outputs]
+    if missing:
+        raise BundleError(f"card lists outputs {missing} in {file_name}, which does not have them")
+    clashes = [name for name in listed if name in {o.name for o in main.get_outputs()}]
+    if clashes:
+        raise BundleError(f"outputs {clashes} are listed in {file_name} but model.onnx has them")
+    _check_types(graph, file_name)
+
+
+def _check_input(session: ort.InferenceSession, card: dict[str, Any], file_name: str) -> None:
+    input_name = (card.get("tensors") or {}).get("input", "inputs")
+    n_in = len(card["inputs"])
+    inputs = session.get_inputs()
+    if [i.name for i in inputs] != [input_name]:
+        raise BundleError(
+            f"{file_name} inputs are {[i.name for i in inputs]}, expected [{input_name!r}]"
+        )
+    graph_in = inputs[0]
+    if graph_in.type != "tensor(float)" or _shape(graph_in.shape) != [-1, n_in]:
+        raise BundleError(
+            f"{file_name} input {input_name!r} is {graph_in.type} {graph_in.shape}, the card's "
+            f"{n_in} inputs need tensor(float) [N, {n_in}]"
+        )
+
+
+def _check_types(session: ort.InferenceSession, file_name: str) -> None:
+    unsupported = [o.name for o in session.get_outputs() if o.type not in ORT_DATATYPES]
     if unsupported:
-        raise BundleError(f"graph outputs {unsupported} have unsupported element types")
+        raise BundleError(f"{file_name} outputs {unsupported} have unsupported element types")
+
+
+def _domain(specs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 training-range bounds per input; a missing or non-numeric bound is unbounded."""
+    def bound(spec: dict[str, Any], key: str, default: float) -> float:
+        value = spec.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok and math.isfinite(value) else default
+
+    low = np.array([bound(s, "min", -math.inf) for s in specs], dtype=np.float32)
+    high = np.array([bound(s, "max", math.inf) for s in specs], dtype=np.float32)
+    return low, high
+
+
+def _finite_or_none(value: np.float32) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _names(card: dict[str, Any], key: str) -> tuple[str, ...]:

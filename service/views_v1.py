@@ -51,8 +51,11 @@ def predict(name: str, version: str | None = None) -> Response:
         body, _ = read_body()
         model = _registry().get(name, version)
         timer.bind(model)
-        x = codec_v1.decode_instances(model, codec.loads(body))
-        outputs = dataplane.predict(model, x)
-        timer.rows = len(x)
-        payload = codec_v1.encode_predictions(model, outputs)
+        request = codec_v1.decode_request(model, codec.loads(body))
+        policy = request.domain_policy or current_app.extensions["surrogate.settings"].domain_policy
+        prediction = dataplane.infer(model, request.inputs, request.outputs, policy)
+        timer.rows = len(request.inputs)
+        payload = codec_v1.encode_predictions(
+            model, request, prediction.arrays, prediction.domain_report
+        )
     return Response(payload, 200, mimetype="application/json")

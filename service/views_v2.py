@@ -12,6 +12,7 @@ from service import codec, dataplane
 from service.errors import BadRequest, ModelNotReady
 from service.metrics import RequestTimer
 from service.registry import ModelEntry, ModelRegistry
+from service.settings import Settings
 from service.web import json_response, read_body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -22,6 +23,10 @@ EXTENSIONS = ("binary_tensor_data", "model_repository")
 
 def _registry() -> ModelRegistry:
     return current_app.extensions["surrogate.registry"]
+
+
+def _settings() -> Settings:
+    return current_app.extensions["surrogate.settings"]
 
 
 @bp.get("")
@@ -72,9 +77,12 @@ def infer(name: str, version: str | None = None) -> Response:
         header, binary = codec.split_body(body, header_length)
         request = codec.decode_request(model, header, binary)
         names = [output for output, _ in request.outputs]
-        arrays = dataplane.infer(model, request.inputs, names)
+        policy = request.domain_policy or _settings().domain_policy
+        prediction = dataplane.infer(model, request.inputs, names, policy)
         timer.rows = len(request.inputs)
-        payload, headers, content_type = codec.encode_response(model, request, arrays)
+        payload, headers, content_type = codec.encode_response(
+            model, request, prediction.arrays, prediction.domain_report
+        )
     return Response(payload, 200, headers, content_type=content_type)
 
 

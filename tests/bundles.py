@@ -60,6 +60,7 @@ def make_bundle(
     weights: tuple[Any, Any] | None = None,
     card_overrides: dict[str, Any] | None = None,
     extra_outputs: tuple[str, ...] = (),
+    jacobian: bool = False,
 ) -> Bundle:
     """Write ``<repo>/<name>/<version>/model.onnx`` and ``model.json`` and return the bundle.
 
@@ -74,14 +75,26 @@ def make_bundle(
     extra_outputs : tuple of str, optional
         Further graph outputs (as ``std`` or ``jacobian`` would be); the k-th is
         ``outputs * (k + 2)``, shape [N, n_outputs], and is listed in the card's tensors.
+    jacobian : bool
+        Also write ``jacobian.onnx`` (every output above plus ``jacobian`` [N, n_outputs,
+        n_inputs], which is ``W.T`` for every row), listed in the card as the bundle contract
+        says, with its sha256.
     """
     W, b = weights if weights is not None else default_weights(n_inputs, n_outputs)
     W = np.asarray(W, dtype=np.float32).reshape(n_inputs, n_outputs)
     b = np.asarray(b, dtype=np.float32).reshape(n_outputs)
     card = _card(name, version, n_inputs, n_outputs, extra_outputs)
-    model = _linear_model(W, b, card, extra_outputs)
     path = Path(repo) / name / str(version)
     path.mkdir(parents=True, exist_ok=True)
+    if jacobian:
+        card["tensors"]["outputs"].append(
+            {"name": "jacobian", "shape": [-1, n_outputs, n_inputs], "file": "jacobian.onnx"}
+        )
+        graph_bytes = _linear_model(W, b, card, extra_outputs, True).SerializeToString()
+        (path / "jacobian.onnx").write_bytes(graph_bytes)
+        digest = hashlib.sha256(graph_bytes).hexdigest()
+        card["onnx"]["graphs"] = {"jacobian.onnx": {"sha256": digest}}
+    model = _linear_model(W, b, card, extra_outputs)
     model_bytes = model.SerializeToString()
     (path / "model.onnx").write_bytes(model_bytes)
     card["onnx"]["sha256"] = hashlib.sha256(model_bytes).hexdigest()
@@ -122,7 +135,11 @@ def _card(
 
 
 def _linear_model(
-    W: np.ndarray, b: np.ndarray, card: dict[str, Any], extra_outputs: tuple[str, ...]
+    W: np.ndarray,
+    b: np.ndarray,
+    card: dict[str, Any],
+    extra_outputs: tuple[str, ...],
+    jacobian: bool = False,
 ) -> onnx.ModelProto:
     n_inputs, n_outputs = W.shape
     nodes = [
@@ -133,14 +150,28 @@ def _linear_model(
     for k, tensor in enumerate(extra_outputs):
         initializers.append(numpy_helper.from_array(np.float32(k + 2), f"factor_{k}"))
         nodes.append(helper.make_node("Mul", ["outputs", f"factor_{k}"], [tensor]))
+    graph_outputs = [
+        helper.make_tensor_value_info(tensor, TensorProto.FLOAT, ["N", n_outputs])
+        for tensor in ("outputs", *extra_outputs)
+    ]
+    if jacobian:  # dy_i/dx_j = W[j, i] on every row: W.T expanded to [N, n_out, n_in]
+        initializers += [
+            numpy_helper.from_array(W.T[None].copy(), "WT"),
+            numpy_helper.from_array(np.array([n_outputs, n_inputs], dtype=np.int64), "dims"),
+        ]
+        nodes += [
+            helper.make_node("Shape", ["inputs"], ["rows"], end=1),
+            helper.make_node("Concat", ["rows", "dims"], ["jacobian_shape"], axis=0),
+            helper.make_node("Expand", ["WT", "jacobian_shape"], ["jacobian"]),
+        ]
+        graph_outputs.append(helper.make_tensor_value_info(
+            "jacobian", TensorProto.FLOAT, ["N", n_outputs, n_inputs]
+        ))
     graph = helper.make_graph(
         nodes,
         "linear",
         [helper.make_tensor_value_info("inputs", TensorProto.FLOAT, ["N", n_inputs])],
-        [
-            helper.make_tensor_value_info(tensor, TensorProto.FLOAT, ["N", n_outputs])
-            for tensor in ("outputs", *extra_outputs)
-        ],
+        graph_outputs,
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])

@@ -38,7 +38,11 @@ def test_model_metadata(client, path):
     assert body["platform"] == "onnxruntime_onnx"
     assert body["inputs"] == [{"name": "inputs", "datatype": "FP32", "shape": [-1, 3]}]
     assert body["outputs"] == [{"name": "outputs", "datatype": "FP32", "shape": [-1, 2]}]
-    assert body["parameters"] == {"inputs": ["x0", "x1", "x2"], "outputs": ["y0", "y1"]}
+    assert body["parameters"] == {
+        "inputs": ["x0", "x1", "x2"],
+        "outputs": ["y0", "y1"],
+        "domain": {"x0": [0.0, 2.0], "x1": [0.0, 2.0], "x2": [0.0, 2.0]},  # training ranges
+    }
 
 
 @pytest.mark.parametrize("path", ["/v2/models/linear/ready", "/v2/models/linear/versions/1/ready"])
