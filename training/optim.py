@@ -9,6 +9,7 @@ loss stops being finite; :func:`run_adam` and :func:`run_lbfgs` add the recovery
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -24,6 +25,7 @@ __all__ = [
     "History",
     "LbfgsSettings",
     "run_adam",
+    "recovery_notice",
     "run_lbfgs",
 ]
 
@@ -34,10 +36,18 @@ BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
 PLATEAU_FACTOR, PLATEAU_FLOOR = 5.0, 1e-3
 # A diverging Adam phase is restarted from its start with the rate divided by 10, this often.
 MAX_RESTARTS = 2
+# The fit-log lines recovery_notice() reads back.
+_ADAM_DIVERGED = re.compile(r"adam \(learning rate ([^)]+)\) diverged: ")
+_ADAM_FINISHED = re.compile(r"adam \(learning rate ([^)]+)\): ")
+_LBFGS_KEPT = "lbfgs: kept the parameters it started from"
 
 
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class DivergenceError(RuntimeError, ValueError):
+    """The training loss became NaN or infinite.
+
+    Also a ValueError: it comes from the settings (the learning rate, the scaling) meeting the
+    data, so callers that report bad parameters in one line (the CLI) report this one too.
+    """
 
 
 @dataclass
@@ -121,7 +131,24 @@ def run_lbfgs(
             raise DivergenceError(f"L-BFGS diverged: {err}") from None
         problem.theta[...] = start_theta
         history.truncate(start_len)
-        log.append("lbfgs: kept the parameters it started from")
+        log.append(_LBFGS_KEPT)
+
+
+def recovery_notice(log: list[str]) -> str | None:
+    """One line telling how a fit recovered from a divergence, or None if nothing diverged.
+
+    ``log`` is the estimator's ``fit_log_``, as written by :func:`run_adam` and
+    :func:`run_lbfgs`.
+    """
+    notices = []
+    diverged = [m.group(1) for m in map(_ADAM_DIVERGED.match, log) if m]
+    if diverged:
+        rates = [m.group(1) for m in map(_ADAM_FINISHED.match, log) if m]
+        notices.append(f"the loss diverged at learning rate {' and '.join(diverged)}; training "
+                       f"recovered with learning rate {rates[-1] if rates else '?'}")
+    if _LBFGS_KEPT in log:
+        notices.append("L-BFGS diverged; the model keeps the parameters Adam reached")
+    return "; ".join(notices) or None
 
 
 def adam(

@@ -1,4 +1,5 @@
-"""Pieces shared by the training subcommands: list options, TOML config, progress, tables."""
+"""Pieces shared by the training subcommands: list options, TOML config, progress, tables,
+notices."""
 
 from __future__ import annotations
 
@@ -112,6 +113,15 @@ def epoch_progress(label: str, enabled: bool = True):
                             val="-" if val_loss is None else f"{val_loss:.3e}")
 
         yield on_epoch
+
+
+def echo_fit_notice(model) -> None:
+    """Tell the user, in one line on stderr, when training recovered from a diverging loss."""
+    from training.optim import recovery_notice
+
+    notice = recovery_notice(list(getattr(model, "fit_log_", [])))
+    if notice:
+        click.echo(f"notice: {notice} (see training.fit_log in model.json)", err=True)
 
 
 def metrics_table(title: str, per_output: dict):

@@ -8,6 +8,7 @@ import click
 
 from training.cli.common import (
     CliError,
+    echo_fit_notice,
     epoch_progress,
     metrics_table,
     parse_units,
@@ -70,6 +71,7 @@ def train(**options) -> None:
             result = train_and_export(data, job, callback=callback)
     except (DataError, ValueError) as exc:
         raise CliError(str(exc).strip().splitlines()[0]) from exc
+    echo_fit_notice(result.model)
     _report(result)
 
 
