@@ -16,6 +16,7 @@ from service import metrics, views_v1, views_v2
 from service.errors import register_error_handlers
 from service.logs import configure_logging
 from service.registry import ModelRegistry
+from service.security import install_security
 from service.settings import Settings
 from service.web import install_request_hooks
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     registry.start_sync()
     app.extensions["surrogate.registry"] = registry
     install_request_hooks(app, settings.access_log)
+    install_security(app, settings)
     register_error_handlers(app)
     app.register_blueprint(views_v2.bp)
     app.register_blueprint(views_v1.bp)

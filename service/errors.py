@@ -19,15 +19,30 @@ log = logging.getLogger("service.errors")
 
 
 class ServiceError(Exception):
-    """Base of every error the service raises on purpose; ``status`` is its HTTP status."""
+    """Base of every error the service raises on purpose; ``status`` is its HTTP status and
+    ``headers`` go with it."""
 
     status: ClassVar[int] = 500
+    headers: ClassVar[dict[str, str]] = {}
 
 
 class BadRequest(ServiceError):
     """The request is malformed or does not fit the model."""
 
     status = 400
+
+
+class Unauthorized(ServiceError):
+    """No valid API key (``Authorization: Bearer <key>``) on a protected endpoint."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="surrogate-serving"'}
+
+
+class Forbidden(ServiceError):
+    """The action is disabled on this server."""
+
+    status = 403
 
 
 class OutOfDomain(ServiceError):
@@ -96,7 +111,7 @@ def register_error_handlers(app: Flask) -> None:
         return Response(body, status, headers, mimetype="application/json")
 
     def service_error(exc: ServiceError) -> Response:
-        return respond(str(exc), exc.status)
+        return respond(str(exc), exc.status, exc.headers)
 
     def http_exception(exc: HTTPException) -> Response:
         if isinstance(exc, NotFound):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app
 
 from service import codec, dataplane
-from service.errors import BadRequest, ModelNotReady
+from service.errors import BadRequest, Forbidden, ModelNotReady
 from service.metrics import RequestTimer
 from service.registry import ModelEntry, ModelRegistry
 from service.settings import Settings
@@ -96,6 +96,7 @@ def repository_index() -> Response:
 
 @bp.post("/repository/models/<name>/load")
 def load(name: str) -> Response:
+    _check_repository_control()
     parameters = _optional_object().get("parameters") or {}
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be a JSON object")
@@ -107,8 +108,17 @@ def load(name: str) -> Response:
 
 @bp.post("/repository/models/<name>/unload")
 def unload(name: str) -> Response:
+    _check_repository_control()
     _optional_object()
     return _entry_response(_registry().unload(name))
+
+
+def _check_repository_control() -> None:
+    if not _settings().repository_control:
+        raise Forbidden(
+            "repository load and unload are disabled on this server "
+            "(SURROGATE_REPOSITORY_CONTROL=false)"
+        )
 
 
 def _optional_object() -> dict:
