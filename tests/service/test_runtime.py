@@ -7,7 +7,14 @@ import pytest
 
 from service.errors import DeviceUnavailable
 from service.repository import BundleRef
-from service.runtime import CPU, CUDA, OnnxModel, check_session_providers, select_providers
+from service.runtime import (
+    CPU,
+    CUDA,
+    IO_BINDING_MIN_ROWS,
+    OnnxModel,
+    check_session_providers,
+    select_providers,
+)
 from service.settings import Settings
 from tests.bundles import make_bundle
 
@@ -87,3 +94,17 @@ def test_onnx_model_precomputes_hot_path_facts(tmp_path, warmup):
     outputs, std = model.run(x)
     np.testing.assert_allclose(outputs, bundle.predict(x))
     np.testing.assert_allclose(std, 2 * bundle.predict(x))
+
+
+def test_io_binding_path_gives_the_same_answers(tmp_path):
+    """The CUDA I/O-binding path, exercised on the CPU device (no GPU here): same results."""
+    bundle = make_bundle(tmp_path, "bound", n_inputs=3, n_outputs=2, jacobian=True)
+    model = OnnxModel.load(BundleRef("bound", 1, bundle.path), Settings(), ["CPUExecutionProvider"])
+    assert model.io_binding_device is None  # CPU sessions run plainly
+    x = np.random.default_rng(1).uniform(0, 2, (IO_BINDING_MIN_ROWS + 5, 3)).astype(np.float32)
+    plain = model.run(x, ["outputs", "jacobian"])
+    model.io_binding_device = "cpu"
+    bound = model.run(x, ["outputs", "jacobian"])
+    for a, b in zip(plain, bound, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(bound[0], bundle.predict(x), rtol=1e-6)
