@@ -149,6 +149,7 @@ def run_sweep(
     scheduler: str | None = None,
     progress: Callable[[dict], None] | None = None,
     test_fraction: float = 0.2,
+    export_onnx: bool = False,
 ) -> Leaderboard:
     """Fit every configuration x seed (x CV fold) and rank by mean validation RMSE.
 
@@ -165,7 +166,10 @@ def run_sweep(
     scheduler : str or None
         Address of a running Dask scheduler, e.g. ``"tcp://127.0.0.1:8786"``.
     progress : callable or None
-        Called with every finished run's record.
+        Called in this process with every finished run's record, as it arrives.
+    export_onnx : bool
+        Each record passed to ``progress`` also carries ``"onnx"``, the serialized ONNX model
+        of that fit (dropped from the leaderboard's runs).
 
     Returns
     -------
@@ -190,7 +194,9 @@ def run_sweep(
                                    return_as="generator_unordered")
         results = parallel(
             joblib.delayed(fit_config)(data.X, data.Y, configs[i], grid.params, splits[fold],
-                                       seed, tag={"config": i, "seed": seed, "fold": fold})
+                                       seed, tag={"config": i, "seed": seed, "fold": fold,
+                                                  "folds": len(splits)},
+                                       export_onnx=export_onnx)
             for i, seed, fold in tasks
         )
         try:
@@ -198,6 +204,7 @@ def run_sweep(
                 runs.append(run)
                 if progress is not None:
                     progress(run)
+                run.pop("onnx", None)
         except KeyboardInterrupt:
             interrupted = True
             results.close()
@@ -206,20 +213,25 @@ def run_sweep(
                        grid, len(tasks), interrupted)
 
 
-def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Mapping) -> dict:
-    """One run: fit on the training rows, measure on the held-out rows; never raises."""
+def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Mapping,
+               export_onnx: bool = False) -> dict:
+    """One run: fit on the training rows, measure on the held-out rows; never raises.
+
+    With ``export_onnx`` the record's ``"onnx"`` holds the fitted model as ONNX bytes.
+    """
     train_rows, val_rows = split
     record = {**tag, "activations": config.activation_label, "hidden": config.hidden_label,
               "worker": _worker_name(), "pid": os.getpid(), "status": "ok", "reason": ""}
     try:
-        record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed))
+        record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed,
+                                       export_onnx))
     except Exception as exc:  # a failed configuration is a row of the leaderboard, not a crash
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         record.update(status="failed", reason=f"{type(exc).__name__}: {reason}"[:300])
     return record
 
 
-def _fit_and_measure(X, Y, config, params, train_rows, val_rows, seed) -> dict:
+def _fit_and_measure(X, Y, config, params, train_rows, val_rows, seed, export_onnx) -> dict:
     from threadpoolctl import threadpool_limits
 
     from training.estimator import SurrogateMLP
@@ -240,7 +252,7 @@ def _fit_and_measure(X, Y, config, params, train_rows, val_rows, seed) -> dict:
     per_output = holdout_metrics(Y[val_rows], predicted, names)
     # Several outputs have different units: rank them by RMSE relative to each output's spread.
     key = "rmse" if len(names) == 1 else "relative_rmse"
-    return {
+    record = {
         "val_rmse": float(np.mean([m[key] for m in per_output.values()])),
         "val_r2": float(np.mean([m["r2"] for m in per_output.values()])),
         "epochs": int(model.n_iter_),
@@ -248,7 +260,14 @@ def _fit_and_measure(X, Y, config, params, train_rows, val_rows, seed) -> dict:
         "predict_us_per_row": predict_us,
         "n_params": int(sum(w.size for w in model.coefs_) + sum(b.size for b in model.intercepts_)),
         "val_curve": [float(v) for v in (model.validation_scores_ or [])],
+        "loss_curve": [float(v) for v in model.loss_curve_],
     }
+    if export_onnx:
+        from training.export import to_onnx
+
+        name = f"{config.activation_label}-{config.hidden_label}-seed{seed}"
+        record["onnx"] = to_onnx(model, name=name).SerializeToString()
+    return record
 
 
 def _worker_name() -> str:

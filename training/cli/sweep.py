@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, split_list, table_options
+from training.cli.common import CliError, echo_fit_notice, split_list, table_options
 
 _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init"}
 
@@ -35,12 +36,17 @@ _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_i
               help="Initial learning rate (Adam).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.2, show_default=True, help="Rows held out (without --cv).")
-@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+@click.option("--progress/--no-progress", default=True,
+              help="Show the progress bar (a line per finished run when not on a terminal).")
+@click.option("--mlflow-uri", default=None,
+              help="Track every run in MLflow at this URI (needs the mlflow extra).")
+@click.option("--mlflow-experiment", default=None,
+              help="MLflow experiment [default: surrogate-sweep-NAME].")
 def sweep(**options) -> None:
     """Train every configuration of a grid, write a leaderboard and export the winner."""
     from training.bundle import check_name
     from training.data import DataError, load_table
-    from training.sweep import Grid, run_sweep
+    from training.sweep import Grid
 
     try:
         check_name(options["name"])
@@ -51,33 +57,76 @@ def sweep(**options) -> None:
                           split_list(options["outputs"]))
     except (DataError, ValueError) as exc:
         raise CliError(str(exc).strip().splitlines()[0]) from exc
+    tracker = _open_tracker(options, grid, data)
+    try:
+        _sweep(data, grid, options, tracker)
+    except BaseException:
+        if tracker is not None:
+            tracker.close("FAILED")
+        raise
+
+
+def _sweep(data, grid, options: dict, tracker) -> None:
+    from training.sweep import run_sweep
+
     report_dir = Path(options["report_dir"] or f"sweep-{options['name']}")
     n_tasks = len(grid.configs()) * options["seeds"] * (options["cv"] or 1)
-    with _progress_bar(n_tasks, options["progress"]) as progress:
+    with _progress(n_tasks, options["progress"], tracker, grid.params) as progress:
         try:
             board = run_sweep(data, grid, seeds=options["seeds"], cv=options["cv"],
                               n_jobs=options["n_jobs"], scheduler=options["scheduler"],
-                              progress=progress, test_fraction=options["test_fraction"])
+                              progress=progress, test_fraction=options["test_fraction"],
+                              export_onnx=tracker is not None)
         except (OSError, ValueError) as exc:
             raise CliError(f"sweep failed: {exc}") from exc
     leaderboard = board.write(report_dir)
     _print_table(board)
     click.echo(f"wrote {report_dir}/ (leaderboard.csv, leaderboard.json, curves.png, report.md)")
+    if tracker is not None:
+        tracker.log_leaderboard(board, report_dir)
     if board.interrupted:
         click.echo("interrupted: the leaderboard lists the runs that finished", err=True)
+        if tracker is not None:
+            tracker.close("KILLED")
         raise click.exceptions.Exit(130)
     if board.winner is None:
         raise CliError("every configuration failed; nothing exported")
-    _export_winner(data, board, options, leaderboard)
+    result = _export_winner(data, board, options, leaderboard)
+    if tracker is not None:
+        tracker.log_winner(result, {**board.grid.params, **_winner_config(board).params()})
+        tracker.close()
 
 
-def _export_winner(data, board, options: dict, leaderboard: Path) -> None:
-    from training.pipeline import TrainJob, train_and_export
+def _open_tracker(options: dict, grid, data):
+    """The MLflow parent run of this sweep, or None without ``--mlflow-uri``."""
+    if not options["mlflow_uri"]:
+        return None
+    from training.tracking import TrackingError, open_tracker
+
+    experiment = options["mlflow_experiment"] or f"surrogate-sweep-{options['name']}"
+    params = {"model_name": options["name"], "activations": grid.to_dict()["activations"],
+              "hidden": grid.to_dict()["hidden"], "seeds": options["seeds"], "cv": options["cv"],
+              "test_fraction": options["test_fraction"], "data": Path(data.source).name,
+              "data_sha256": data.sha256, "rows": data.n_rows, **grid.params}
+    try:
+        return open_tracker(options["mlflow_uri"], experiment, f"sweep {options['name']}",
+                            params)
+    except TrackingError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _winner_config(board):
     from training.sweep import Config
 
     winner = board.winner
-    config = Config(tuple(winner["activations"].split("+")),
-                    tuple(int(s) for s in winner["hidden"].split(",")))
+    return Config(tuple(winner["activations"].split("+")),
+                  tuple(int(s) for s in winner["hidden"].split(",")))
+
+
+def _export_winner(data, board, options: dict, leaderboard: Path):
+    from training.pipeline import TrainJob, train_and_export
+
+    winner, config = board.winner, _winner_config(board)
     job = TrainJob(
         name=options["name"], repo=Path(options["repo"]),
         params={**board.grid.params, **config.params()},
@@ -94,20 +143,40 @@ def _export_winner(data, board, options: dict, leaderboard: Path) -> None:
         result = train_and_export(data, job)
     except ValueError as exc:
         raise CliError(f"refitting the winner failed: {exc}") from exc
+    echo_fit_notice(result.model)
     click.echo(f"winner {winner['activations']} [{winner['hidden']}] exported to {result.bundle}")
+    return result
 
 
 @contextmanager
-def _progress_bar(total: int, enabled: bool):
-    """A rich bar counting finished runs; yields the ``progress`` callback of run_sweep."""
+def _progress(total: int, enabled: bool, tracker, params: dict):
+    """Yields the ``progress`` callback of run_sweep: logs each run to MLflow (if tracked) and
+    advances a rich bar, or prints a line per run when stdout is not a terminal (logs, CI)."""
+    from rich.console import Console
+
+    def track(run: dict) -> None:
+        if tracker is not None:
+            tracker.log_fit(run, params)
+
     if not enabled:
-        yield None
+        yield track
+        return
+    if not Console().is_terminal:
+        done = count(1)
+        yield lambda run: (track(run), click.echo(_run_line(next(done), total, run)))
         return
     from rich.progress import Progress
 
-    with Progress(transient=False) as progress:
-        task = progress.add_task("sweep", total=total)
-        yield lambda run: progress.advance(task)
+    with Progress(transient=False) as bar:
+        task = bar.add_task("sweep", total=total)
+        yield lambda run: (track(run), bar.advance(task))
+
+
+def _run_line(done: int, total: int, run: dict) -> str:
+    outcome = (f"val RMSE {run['val_rmse']:.4g}" if run["status"] == "ok"
+               else f"failed: {run['reason']}")
+    return (f"[{done}/{total}] {run['activations']} [{run['hidden']}] seed {run['seed']} "
+            f"fold {run['fold']}: {outcome}")
 
 
 def _print_table(board) -> None:
