@@ -17,6 +17,7 @@ COMMANDS = {
     "serve": "training.cli.serve:serve",
     "predict": "training.cli.predict:predict",
     "sweep": "training.cli.sweep:sweep",
+    "export": "training.cli.export:export",
 }
 
 

@@ -1,0 +1,331 @@
+"""Render a :class:`training.formula.Network` as an expression, a Python module or a C file.
+
+Numbers are written as the shortest decimal that reads back as the same value in the tensor's
+own dtype (``str`` of a numpy scalar): a float32 weight as at most 9 digits, a float64 one (the
+input layer, the scaling) as at most 17, so every literal names exactly the weight in the ONNX
+file and the code computes the same network in double precision.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.formula import Affine, Elementwise, FormulaError, Network
+
+__all__ = ["RENDERERS", "Port", "Signature"]
+
+_CALL = re.compile(r"\b(exp|log|tanh|erf|max|min|abs)\(")
+_DIALECTS = {
+    "python": {"exp": "_exp", "log": "_log", "tanh": "math.tanh", "erf": "math.erf",
+               "max": "max", "min": "min", "abs": "abs"},
+    "c": {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "max": "fmax", "min": "fmin",
+          "abs": "fabs"},
+}  # fmt: skip
+_PYTHON_HELPERS = {
+    "_exp": "def _exp(x):\n    try:\n        return math.exp(x)\n"
+    "    except OverflowError:\n        return math.inf\n",
+    "_log": "def _log(x):\n"
+    "    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)\n",
+}
+# Names an identifier must not take in any of the three targets (keywords, the functions the
+# code calls, COMSOL's constants, the generated variables' own names).
+_RESERVED = frozenset(
+    keyword.kwlist
+    + "abs erf exp fabs fmax fmin log math max min sum tanh tuple zip".split()
+    + "e eps i j in inf nan out pi row s".split()
+    + ("auto break case char const continue default do double else enum extern float for goto if "
+       "inline int long register restrict return short signed sizeof static struct switch typedef "
+       "union unsigned void volatile while").split()
+)  # fmt: skip
+_GENERATED = re.compile(r"_.*|[av][0-9]+")
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    """A name valid in Python, C and COMSOL, unique in ``taken`` (which it joins)."""
+    text = re.sub(r"\W", "_", name, flags=re.ASCII).strip("_") or "x"
+    if text[0].isdigit():
+        text = "x" + text
+    while text in _RESERVED or text in taken or _GENERATED.fullmatch(text):
+        text += "_"
+    taken.add(text)
+    return text
+
+
+@dataclass(frozen=True)
+class Port:
+    """One input or output: its identifier in the code and what the card says about it."""
+
+    identifier: str
+    name: str
+    unit: str
+    low: float | None = None
+    high: float | None = None
+
+    def describe(self) -> str:
+        text = self.name + (f" [{self.unit}]" if self.unit else "")
+        if self.low is not None:
+            text += f", trained on {self.low:.6g} .. {self.high:.6g}"
+        return " ".join(text.split())  # no line breaks inside a comment line
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The function's name, the model it came from and its inputs and outputs."""
+
+    function: str
+    model: str
+    version: int
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any], path: Path) -> Signature:
+        """Read names, units and ranges from a model card."""
+        taken: set[str] = set()
+        try:
+            function = _identifier(str(card["name"]), taken)
+            inputs = tuple(
+                Port(_identifier(str(s["name"]), taken), str(s["name"]), str(s.get("unit", "")),
+                     float(s["min"]), float(s["max"]))
+                for s in card["inputs"]
+            )  # fmt: skip
+            outputs = tuple(
+                Port(_identifier(str(s["name"]), taken), str(s["name"]), str(s.get("unit", "")))
+                for s in card["outputs"]
+            )
+            return cls(function, str(card["name"]), int(card["version"]), inputs, outputs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormulaError(f"{path}/model.json is not a model card: {exc!r}") from None
+
+    def header(self, input_label: Callable[[int, Port], str],
+               output_label: Callable[[int, Port], str]) -> list[str]:  # fmt: skip
+        """Comment lines naming the model, its inputs and its outputs."""
+        return [
+            f"Surrogate {self.model!r} version {self.version}, written by `surrogate export`.",
+            "Physical units in and out; the input and output scaling is included.",
+            "Inputs:",
+            *(f"  {input_label(i, p)}: {p.describe()}" for i, p in enumerate(self.inputs)),
+            "Outputs:",
+            *(f"  {output_label(i, p)}: {p.describe()}" for i, p in enumerate(self.outputs)),
+        ]
+
+
+def _literal(value: np.generic) -> str:
+    return str(value if isinstance(value, np.floating) else np.float64(value))
+
+
+def _wrapped_literal(value: np.generic) -> str:
+    text = _literal(value)
+    return f"({text})" if text.startswith("-") else text
+
+
+def _is_atomic(text: str) -> bool:
+    """True if ``text`` is one call or one parenthesised group (its first '(' closes last)."""
+    start = text.find("(")
+    if start < 0 or not re.fullmatch(r"[A-Za-z_.]*", text[:start]):
+        return False
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index == len(text) - 1
+    return False
+
+
+def _translate(template: str, dialect: str) -> str:
+    table = _DIALECTS[dialect]
+    return _CALL.sub(lambda match: table[match.group(1)] + "(", template)
+
+
+def _term_counts(network: Network) -> np.ndarray:
+    """Numbers and variable references in each output's fully expanded expression."""
+    counts = {"v0": np.ones(network.n_inputs)}
+    for var, step in network.steps.items():
+        if isinstance(step, Affine):
+            counts[var] = np.full(step.size, counts[step.source].sum() + len(step.weight[0]) + 1)
+            continue
+        total = np.full(step.size, float(len(re.findall(r"\d+\.\d+", step.template))))
+        for index, operand in enumerate(step.operands):
+            uses = step.template.count(f"{{{index}}}")
+            total += uses * (counts[operand] if isinstance(operand, str) else 1.0)
+        counts[var] = total
+    return counts[network.output]
+
+
+def _signed(term: str) -> str:
+    return f" - {term[1:]}" if term.startswith("-") else f" + {term}"
+
+
+def _expression_row(step: Affine | Elementwise, rows: dict) -> list[tuple[str, bool]]:
+    """The expressions of one step's elements, each with whether it needs no parentheses."""
+
+    def wrap(item: tuple[str, bool]) -> str:
+        return item[0] if item[1] else f"({item[0]})"
+
+    if isinstance(step, Affine):
+        source = [wrap(item) for item in rows[step.source]]
+        row = []
+        for weights, bias in zip(step.weight, step.bias, strict=True):
+            terms = [f"{_literal(w)}*{x}" for w, x in zip(weights, source, strict=True)]
+            text = terms[0] + "".join(_signed(term) for term in terms[1:])
+            row.append((text + (_signed(_literal(bias)) if bias else ""), False))
+        return row
+    atomic = _is_atomic(step.template)
+    operands = [
+        [wrap(item) for item in rows[op]] if isinstance(op, str)
+        else [_wrapped_literal(op[i % op.size]) for i in range(step.size)]
+        for op in step.operands
+    ]  # fmt: skip
+    return [(step.template.format(*args), atomic) for args in zip(*operands, strict=True)]
+
+
+def render_expression(network: Network, signature: Signature, *, max_terms: int) -> str:
+    """One line ``output(inputs) = expression`` per output, after a ``#`` comment header."""
+    terms = int(_term_counts(network).sum())
+    if terms > max_terms:
+        raise FormulaError(
+            f"the expression form of {signature.model!r} would hold {terms} terms (limit "
+            f"{max_terms}); export it with --format python or --format c instead"
+        )
+    rows: dict[str, list[tuple[str, bool]]] = {"v0": [(p.identifier, True) for p in
+                                                      signature.inputs]}  # fmt: skip
+    for var, step in network.steps.items():
+        rows[var] = _expression_row(step, rows)
+    args = ", ".join(port.identifier for port in signature.inputs)
+    header = signature.header(lambda i, p: p.identifier, lambda i, p: p.identifier)
+    lines = [f"# {line}" for line in header]
+    lines += [
+        f"{port.identifier}({args}) = {text}"
+        for port, (text, _) in zip(signature.outputs, rows[network.output], strict=True)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _python_tuple(values: Sequence, text: Callable = _literal) -> str:
+    return "(" + ", ".join(text(v) for v in values) + ("," if len(values) == 1 else "") + ")"
+
+
+def _python_step(var: str, step: Affine | Elementwise, constants: list[str]) -> str:
+    """The statement computing ``var``; its tables are appended to ``constants``."""
+    if isinstance(step, Affine):
+        weight, bias = f"_W{var[1:]}", f"_B{var[1:]}"
+        rows = "".join(f"    {_python_tuple(row)},\n" for row in step.weight)
+        constants += [f"{weight} = (\n{rows})", f"{bias} = {_python_tuple(step.bias)}"]
+        return (f"{var} = [sum(w * a for w, a in zip(row, {step.source})) + b "
+                f"for row, b in zip({weight}, {bias})]")  # fmt: skip
+    names, iterables, args = [], [], []
+    for index, operand in enumerate(step.operands):
+        if isinstance(operand, np.ndarray) and operand.size == 1:
+            args.append(_wrapped_literal(operand[0]))
+            continue
+        if isinstance(operand, np.ndarray):
+            table = f"_C{var[1:]}_{index}"
+            constants.append(f"{table} = {_python_tuple(operand)}")
+            operand = table
+        names.append(f"a{index}")
+        iterables.append(operand)
+        args.append(f"a{index}")
+    source = iterables[0] if len(iterables) == 1 else f"zip({', '.join(iterables)})"
+    text = _translate(step.template, "python").format(*args)
+    return f"{var} = [{text} for {', '.join(names)} in {source}]"
+
+
+def render_python(network: Network, signature: Signature) -> str:
+    """A module with one function ``<model>(<inputs>) -> tuple`` that needs only ``math``."""
+    constants: list[str] = []
+    body = [f"v0 = {_python_tuple([p.identifier for p in signature.inputs], str)}"]
+    body += [_python_step(var, step, constants) for var, step in network.steps.items()]
+    body.append(f"return tuple({network.output})")
+    code = "\n".join(body)
+    helpers = [text for name, text in _PYTHON_HELPERS.items() if f"{name}(" in code]
+    imports = ["import math"] if "math." in code + "".join(helpers) else []
+    header = signature.header(lambda i, p: p.identifier, lambda i, p: f"result[{i}]")
+    outputs = ", ".join(p.identifier for p in signature.outputs)
+    args = ", ".join(p.identifier for p in signature.inputs)
+    function = [
+        f"def {signature.function}({args}):",
+        f'    """Return ({outputs}{"," if len(signature.outputs) == 1 else ""}) '
+        "in physical units; see the comments above.\"\"\"",
+        *(f"    {line}" for line in code.splitlines()),
+    ]
+    top = ["\n".join(f"# {line}" for line in header), "\n".join(imports), "\n".join(constants)]
+    definitions = [*(text.rstrip("\n") for text in helpers), "\n".join(function)]
+    return "\n\n".join(part for part in top if part) + "\n\n\n" + "\n\n\n".join(definitions) + "\n"
+
+
+def _c_array(values: Sequence) -> str:
+    return "{" + ", ".join(_literal(v) for v in values) + "}"
+
+
+def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[str]) -> list[str]:
+    """The statements computing ``var``; its tables are appended to ``constants``."""
+
+    def ref(source: str, index: str) -> str:
+        return f"{'in' if source == 'v0' else source}[{index}]"
+
+    if isinstance(step, Affine):
+        weight, bias = f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
+        rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
+        n_in = len(step.weight[0])
+        constants += [f"static const double {weight}[{step.size}][{n_in}] = {{\n{rows}}};",
+                      f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
+        return [f"double {var}[{step.size}];",
+                f"for (int i = 0; i < {step.size}; ++i) {{",
+                f"    double s = {bias}[i];",
+                f"    for (int j = 0; j < {n_in}; ++j)",
+                f"        s += {weight}[i][j] * {ref(step.source, 'j')};",
+                f"    {var}[i] = s;",
+                "}"]  # fmt: skip
+    args = []
+    for index, operand in enumerate(step.operands):
+        if isinstance(operand, str):
+            args.append(ref(operand, "i"))
+        elif operand.size == 1:
+            args.append(_wrapped_literal(operand[0]))
+        else:
+            table = f"{prefix}_C{var[1:]}_{index}"
+            constants.append(f"static const double {table}[{operand.size}] = {_c_array(operand)};")
+            args.append(f"{table}[i]")
+    text = _translate(step.template, "c").format(*args)
+    return [f"double {var}[{step.size}];",
+            f"for (int i = 0; i < {step.size}; ++i)",
+            f"    {var}[i] = {text};"]  # fmt: skip
+
+
+def render_c(network: Network, signature: Signature) -> str:
+    """A C99 file with ``void <model>(const double *in, double *out)``; needs only <math.h>."""
+    name = signature.function
+    constants: list[str] = []
+    body = [line for var, step in network.steps.items()
+            for line in _c_step(var, step, name, constants)]  # fmt: skip
+    n_out = len(signature.outputs)
+    source = "in" if network.output == "v0" else network.output
+    body += [f"for (int i = 0; i < {n_out}; ++i)", f"    out[i] = {source}[i];"]
+    header = signature.header(lambda i, p: f"in[{i}]", lambda i, p: f"out[{i}]")
+    header += ["C99, needs only <math.h> (link with -lm).",
+               f"Usage: double in[{len(signature.inputs)}], out[{n_out}]; {name}(in, out);"]
+    comment = "\n".join(["/*", *(f" * {line.replace('*/', '* /')}" for line in header), " */"])
+    parts = [
+        comment,
+        "#include <math.h>",
+        f"#define {name.upper()}_N_INPUTS {len(signature.inputs)}\n"
+        f"#define {name.upper()}_N_OUTPUTS {n_out}",
+        "\n".join(constants),
+        f"void {name}(const double *in, double *out)\n{{\n"
+        + "".join(f"    {line}\n" for line in body) + "}",
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+RENDERERS: dict[str, Callable[..., str]] = {
+    "expression": render_expression,
+    "python": render_python,
+    "c": render_c,
+}
