@@ -2,8 +2,9 @@
 
 The network is read from the bundle's ``model.onnx`` by walking the ONNX graph backwards from its
 ``outputs`` tensor, so whatever the exporter writes (scaling, every activation, the float64 input
-layer) is translated node by node and cannot drift from what the service runs; further outputs
-(``std``, ``jacobian``) are not exported. A graph is translated into a list of steps on one
+layer) is translated node by node and cannot drift from what the service runs. Further outputs
+(``std``, ``jacobian``) are not exported; an ensemble's ``outputs`` is the ``Mean`` of its
+members, so its export is the ensemble mean. A graph is translated into a list of steps on one
 sample's row vector: :class:`Affine` (``Gemm``, ``MatMul``) and :class:`Elementwise` (every other
 op, as a template in a small neutral dialect that ``training.formula_render`` turns into
 expression, Python or C syntax). An op outside :data:`SUPPORTED_OPS` is refused by name.
@@ -77,7 +78,7 @@ _GELU = {
 }
 _ALIASES = ("Cast", "Identity")  # no-ops here: the exported code computes in double throughout
 SUPPORTED_OPS = tuple(sorted({*_ELEMENTWISE, *_ALIASES, "Clip", "Constant", "Gelu", "Gemm",
-                              "MatMul"}))  # fmt: skip
+                              "MatMul", "Mean"}))  # fmt: skip
 
 Operand = str | np.ndarray  # a step's variable name, or a constant of size 1 or of the row size
 
@@ -196,7 +197,7 @@ class _Walk:
             self.vectors[node.output[0]] = self.vectors[node.input[0]]
         elif op in ("Gemm", "MatMul"):
             self._add(node, self._affine(node))
-        elif op in _ELEMENTWISE or op in ("Clip", "Gelu"):
+        elif op in _ELEMENTWISE or op in ("Clip", "Gelu", "Mean"):
             self._add(node, self._elementwise(node))
         else:
             raise FormulaError(
@@ -277,6 +278,9 @@ def _template(node: onnx.NodeProto) -> str:
     if node.op_type == "Gelu":
         approximate = attrs.get("approximate", b"none")
         return _GELU[approximate.decode() if isinstance(approximate, bytes) else approximate]
+    if node.op_type == "Mean":  # an ensemble's mean over its members
+        terms = " + ".join(f"{{{index}}}" for index in range(len(node.input)))
+        return f"({terms})/{len(node.input)}.0"
     if node.op_type == "Clip":
         bounds = [index for index in (1, 2) if len(node.input) > index and node.input[index]]
         return {(): "{0}", (1,): "max({0}, {1})", (2,): "min({0}, {1})",

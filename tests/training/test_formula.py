@@ -10,6 +10,7 @@ constant or activation shows as an error of 1e-3 or more.
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 import re
 import subprocess
@@ -21,7 +22,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from training.activations import ACTIVATIONS
 from training.bundle import write_bundle
@@ -30,6 +31,7 @@ from training.cli.export import FORMATS
 from training.estimator import X_SCALINGS, SurrogateMLP
 from training.formula import FormulaError, export_formula, read_network
 from training.formula_render import RENDERERS
+from training.graph import GraphBuilder, float_tensor
 from training.scaling import SCALINGS
 
 # Names that are not identifiers, or are reserved in one target, so every test also checks that
@@ -53,24 +55,23 @@ def repo(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("repo")
 
 
+INPUT_SPECS = [
+    {"name": n, "unit": "m", "min": low, "max": high}
+    for n, low, high in zip(INPUTS, LOW, HIGH, strict=True)
+]
+OUTPUT_SPECS = [{"name": n, "unit": "K"} for n in OUTPUTS]
+
+
+def _mlp(**params) -> SurrogateMLP:
+    return SurrogateMLP(hidden_layer_sizes=(6, 5), solver="adam", max_iter=5, random_state=0,
+                        **params)  # fmt: skip
+
+
 @cache
 def _bundle(repo: Path, name: str, **params) -> Path:
-    X, Y = _table()
-    model = SurrogateMLP(
-        hidden_layer_sizes=(6, 5), solver="adam", max_iter=5, random_state=0, **params
-    ).fit(X, Y)
-    return write_bundle(
-        model,
-        repo,
-        name,
-        inputs=[
-            {"name": n, "unit": "m", "min": lo, "max": hi}
-            for n, lo, hi in zip(INPUTS, LOW, HIGH, strict=True)
-        ],
-        outputs=[{"name": n, "unit": "K"} for n in OUTPUTS],
-        metrics={},
-        training_info={},
-    )
+    model = _mlp(**params).fit(*_table())
+    return write_bundle(model, repo, name, inputs=INPUT_SPECS, outputs=OUTPUT_SPECS, metrics={},
+                        training_info={})  # fmt: skip
 
 
 def _probe() -> np.ndarray:
@@ -169,6 +170,38 @@ def test_every_scaling_agrees_with_onnxruntime(repo, tmp_path, x_scaling, y_scal
                           y_scaling=y_scaling)  # fmt: skip
     X = _probe()
     _assert_agrees(_run(fmt, repo, name, X, tmp_path), _onnxruntime(version_dir, X))
+
+
+def _hand_made_bundle(repo: Path) -> Path:
+    """A graph using the ops the exporter does not write today: MatMul, Constant, Clip, Mean
+    (as an ensemble combines its members), LeakyRelu, Neg, Abs and tanh-approximated Gelu."""
+    rng = np.random.default_rng(2)
+    g = GraphBuilder()
+    x = g.op("Div", g.op("Sub", "inputs", g.const(LOW)), g.const(HIGH - LOW))
+    w = g.const(rng.normal(size=(2, 3)))
+    first = g.op("Gelu", g.op("MatMul", x, w), approximate="tanh")
+    second = g.op("LeakyRelu", g.op("Neg", g.op("Gemm", x, w, g.const(rng.normal(size=3)),
+                                                 alpha=0.5, beta=2.0)), alpha=0.2)  # fmt: skip
+    low = g.op("Constant", value=numpy_helper.from_array(np.float32(-0.3)))
+    third = g.op("Clip", g.op("Abs", first), low, g.const(np.float32(0.4)))
+    mean = g.op("Mean", first, second, third)
+    g.rename(g.op("MatMul", mean, g.const(rng.normal(size=(3, 2)))), "outputs")
+    model = g.make_model([float_tensor("inputs", 2)], [float_tensor("outputs", 2)], "hand")
+    onnx.checker.check_model(model, full_check=True)
+    version_dir = repo / "hand" / "1"
+    version_dir.mkdir(parents=True)
+    onnx.save(model, version_dir / "model.onnx")
+    card = {"name": "hand", "version": 1, "inputs": INPUT_SPECS, "outputs": OUTPUT_SPECS}
+    (version_dir / "model.json").write_text(json.dumps(card))
+    return version_dir
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ops_beyond_the_exporter_agree_with_onnxruntime(tmp_path, fmt):
+    version_dir = _hand_made_bundle(tmp_path / "repo")
+    X = _probe()
+    _assert_agrees(_run(fmt, tmp_path / "repo", "hand", X, tmp_path),
+                   _onnxruntime(version_dir, X))  # fmt: skip
 
 
 def test_cli_formats_are_the_renderers():
