@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 
@@ -57,6 +58,13 @@ CASES = {
     "nan-literal": ("POST", INFER, {}, b'{"inputs": [{"data": [NaN]}]}', 400, "not valid JSON"),
     "deeply-nested": ("POST", INFER, {}, b"[" * 1500 + b"]" * 1500, 400, "depth limit"),
     "invalid-utf8": ("POST", INFER, {}, b'{"id": "\xff"}', 400, "UTF-8"),
+    "infinity-literal": ("POST", INFER, {}, b'{"inputs": [{"data": [Infinity]}]}', 400, "JSON"),
+    "minus-infinity-literal": ("POST", INFER, {}, b'{"inputs": [{"data": [-Infinity]}]}', 400,
+                               "not valid JSON"),
+    "data-deeper-than-numpy": (
+        "POST", INFER, {}, tensor(data=functools.reduce(lambda d, _: [d], range(100), [1, 2])),
+        400, "not rectangular",
+    ),
     # request structure
     "no-inputs": ("POST", INFER, {}, {"id": "x"}, 400, "'inputs' must be"),
     "inputs-not-a-list": ("POST", INFER, {}, ok(inputs={}), 400, "'inputs' must be"),
@@ -78,6 +86,14 @@ CASES = {
     "negative-shape": ("POST", INFER, {}, tensor(shape=[-1, 2]), 400, "must be [rows, 2]"),
     "bool-in-shape": ("POST", INFER, {}, tensor(shape=[True, 2]), 400, "must be [rows, 2]"),
     "huge-shape": ("POST", INFER, {}, tensor(shape=[10**15, 2]), 400, "values, got 2"),
+    "huge-shape-both-dims": ("POST", INFER, {}, tensor(shape=[2**62, 2**62]), 400, "got 2"),
+    "shape-beyond-int64": ("POST", INFER, {}, tensor(shape=[2**70, 2]), 400, "must be [rows, 2]"),
+    "zero-width-shape": ("POST", INFER, {}, tensor(shape=[1, 0], data=[]), 400, "2 input columns"),
+    "zero-rows-with-data": ("POST", INFER, {}, tensor(shape=[0, 2]), 400, "needs 0 values, got 2"),
+    "float-in-shape": ("POST", INFER, {}, tensor(shape=[1.0, 2]), 400, "must be [rows, 2]"),
+    "shape-not-a-list": ("POST", INFER, {}, tensor(shape="1,2"), 400, "must be [rows, 2]"),
+    "bool-in-data": ("POST", INFER, {}, tensor(data=[True, 2.0]), 400, "numbers only"),
+    "output-overflows-float32": ("POST", INFER, {}, tensor(data=[3e38, 3e38]), 400, "not finite"),
     "nan-strings": ("POST", INFER, {}, tensor(data=["NaN", "1"]), 400, "numbers only"),
     "null-in-data": ("POST", INFER, {}, tensor(data=[None, 1.0]), 400, "numbers only"),
     "ragged-nested-data": ("POST", INFER, {}, tensor(data=[[1.0], [2, 3]]), 400, "rectangular"),
@@ -111,6 +127,13 @@ CASES = {
     "binary-size-too-large": ("POST", INFER, *binary(size_delta=4), 400, "binary_data_size 12,"),
     "extra-binary-bytes": ("POST", INFER, *binary(extra=b"\0" * 4), 400, "12 bytes were sent"),
     "binary-and-data": ("POST", INFER, *binary_with_data(), 400, "both 'data' and"),
+    "header-length-negative": ("POST", INFER, *binary(header_length="-5"), 400, "'-5' must"),
+    "header-length-cuts-json": ("POST", INFER, *binary(header_length="10"), 400, "valid JSON"),
+    "binary-size-negative": ("POST", INFER, *binary(size_delta=-100), 400, "binary_data_size -92"),
+    "binary-header-text-plain": (
+        "POST", INFER, {**binary()[0], "Content-Type": "text/plain"}, binary()[1], 415,
+        "'text/plain'",
+    ),
     "binary-size-without-header": (
         "POST", INFER, {}, tensor(data=None, parameters={"binary_data_size": 8}), 400,
         f"no {HEADER_LENGTH} header",
@@ -122,6 +145,15 @@ CASES = {
         "'application/x-www-form-urlencoded' is not supported",
     ),
     "brotli": ("POST", INFER, {**JSON, "Content-Encoding": "br"}, b"{}", 415, "'br'"),
+    "xml": ("POST", INFER, {"Content-Type": "application/xml"}, b"<a/>", 415, "application/xml"),
+    "multipart": (
+        "POST", INFER, {"Content-Type": "multipart/form-data; boundary=x"}, b"--x--", 415,
+        "'multipart/form-data'",
+    ),
+    "v1-octet-stream": ("POST", PREDICT, {"Content-Type": "application/octet-stream"}, b"{}", 415,
+                        "'application/octet-stream'"),
+    "index-text-plain": ("POST", INDEX, {"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
+    "load-too-large": ("POST", LOAD.format("linear"), {}, b" " * (LIMIT + 1), 413, "exceeds"),
     "bad-gzip": ("POST", INFER, GZIP, b"not gzip", 400, "not valid gzip"),
     "truncated-gzip": ("POST", INFER, GZIP, gzip.compress(b"{}" * 99)[:-9], 400, "truncated"),
     "too-large": ("POST", INFER, {}, b" " * (LIMIT + 1), 413, f"exceeds {LIMIT} bytes"),
@@ -139,6 +171,27 @@ CASES = {
     "get-infer": ("GET", INFER, {}, None, 405, "method GET not allowed"),
     "post-ready": ("POST", "/v2/health/ready", {}, b"", 405, "method POST not allowed"),
     "unknown-model-card": ("GET", "/v1/models/nope", {}, None, 404, "model 'nope' not found"),
+    # hostile model names and versions: never a file system path, never a 500
+    "name-nul": ("POST", "/v2/models/a%00b/infer", {}, ok(), 404, "not found"),
+    "name-dot-dot": ("POST", "/v2/models/%2e%2e/infer", {}, ok(), 404, "model '..' not found"),
+    "name-encoded-slash": ("POST", "/v2/models/..%2Flinear/infer", {}, ok(), 404, "no endpoint"),
+    "name-10k-chars": ("GET", "/v2/models/" + "a" * 10_000 + "/ready", {}, None, 404, "not found"),
+    "name-unicode": ("POST", "/v2/models/mod%C3%A8le/infer", {}, ok(), 404, "'modèle' not found"),
+    "name-backslash": ("GET", "/v2/models/..%5C..%5Cetc", {}, None, 404, "not found"),
+    "version-nul": ("GET", "/v2/models/linear/versions/1%00", {}, None, 404, "no version"),
+    "version-arabic-digit": ("GET", "/v2/models/linear/versions/%D9%A1", {}, None, 404, "no vers"),
+    "version-fullwidth-digit": ("GET", "/v2/models/linear/versions/%EF%BC%91", {}, None, 404,
+                                "no version"),
+    "version-5000-digits": (
+        "POST", "/v2/models/linear/versions/" + "9" * 5000 + "/infer", {}, ok(), 404, "no version"
+    ),
+    "version-negative": ("GET", "/v2/models/linear/versions/-1/ready", {}, None, 404, "no vers"),
+    "v1-name-nul": ("POST", "/v1/models/%00:predict", {}, {"instances": []}, 404, "not found"),
+    "v1-name-traversal": (
+        "POST", "/v1/models/..%2F..%2Flinear:predict", {}, {"instances": []}, 404, "no endpoint"
+    ),
+    "v1-version-5000-digits": ("GET", "/v1/models/linear/versions/" + "1" * 5000, {}, None, 404,
+                               "no version"),
     # V1 predict
     "v1-missing-input": ("POST", PREDICT, {}, {"instances": [{"x0": 1}]}, 400, "input 'x1'"),
     "v1-unknown-input": (
@@ -158,6 +211,20 @@ CASES = {
     "v1-not-json": ("POST", PREDICT, {}, b"instances", 400, "not valid JSON"),
     "v1-text-plain": ("POST", PREDICT, {"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
     "v1-unknown-model": ("POST", "/v1/models/nope:predict", {}, {"instances": []}, 404, "'nope'"),
+    "v1-nan-literal": ("POST", PREDICT, {}, b'{"instances": [[NaN, 1]]}', 400, "not valid JSON"),
+    "v1-infinity-literal": ("POST", PREDICT, {}, b'{"instances": [[1, Infinity]]}', 400, "JSON"),
+    "v1-deeply-nested": (
+        "POST", PREDICT, {}, b'{"instances": ' + b"[" * 1100 + b"]" * 1100 + b"}", 400, "depth"
+    ),
+    "v1-parameters-a-list": (
+        "POST", PREDICT, {}, {"instances": [[1, 2]], "parameters": []}, 400, "JSON object"
+    ),
+    "v1-parameters-false": (
+        "POST", PREDICT, {}, {"instances": [[1, 2]], "parameters": False}, 400, "JSON object"
+    ),
+    "v1-output-overflows-float32": (
+        "POST", PREDICT, {}, {"instances": [[3e38, 3e38]]}, 400, "not finite"
+    ),
     # repository extension
     "index-ready-not-bool": ("POST", INDEX, {}, {"ready": "yes"}, 400, "'ready' must be"),
     "index-body-not-object": ("POST", INDEX, {}, [1], 400, "must be a JSON object"),
@@ -168,6 +235,15 @@ CASES = {
     "load-unknown-model": ("POST", LOAD.format("nope"), {}, None, 404, "not found in the model"),
     "load-path-traversal": ("POST", LOAD.format("..%2F..%2Fetc"), {}, None, 404, "no endpoint"),
     "load-dot-dot": ("POST", LOAD.format(".."), {}, None, 404, "not found in the model"),
+    "load-encoded-dot-dot": ("POST", LOAD.format("%2e%2e"), {}, None, 404, "'..' not found"),
+    "load-nul": ("POST", LOAD.format("linear%00"), {}, None, 404, "not found in the model"),
+    "load-10k-chars": ("POST", LOAD.format("a" * 10_000), {}, None, 404, "not found in the"),
+    "load-parameters-a-list": (
+        "POST", LOAD.format("linear"), {}, {"parameters": []}, 400, "'parameters' must be"
+    ),
+    "unload-traversal": (
+        "POST", "/v2/repository/models/..%2F..%2Flinear/unload", {}, None, 404, "no endpoint"
+    ),
     "unload-unknown-model": (
         "POST", "/v2/repository/models/nope/unload", {}, None, 404, "model 'nope' not found"
     ),
@@ -212,3 +288,14 @@ def test_unexpected_error_is_a_json_500_with_request_id(app, caplog):
     assert response.headers["X-Request-ID"] == "req-500"
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert record.request_id == "req-500" and record.exc_info[0] is ZeroDivisionError
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": "application/json; charset=utf-8"}],
+                         ids=["no-content-type", "json-with-charset"])
+@pytest.mark.parametrize(("path", "body"), [
+    (INFER, ok()), (PREDICT, {"instances": [[1.0, 2.0]]}), (INDEX, {"ready": True}),
+], ids=["v2-infer", "v1-predict", "index"])
+def test_missing_or_parameterised_json_content_type_is_accepted(client, headers, path, body):
+    response = client.post(path, data=json.dumps(body), headers=headers)
+    assert "Content-Type" not in response.request.headers or headers
+    assert response.status_code == 200, response.get_data()
