@@ -2,7 +2,9 @@
 
 Every activation is one entry in ``_REGISTRY``; the estimator and the exporter look entries up by
 name and never branch on it. Derivatives are computed from the pre-activation ``z`` (not from the
-output, as scikit-learn does), which is what SiLU, GELU and Mish need.
+output, as scikit-learn does), which is what SiLU, GELU and Mish need; each entry emits its
+derivative to ONNX as well (``emit_derivative``, for the exported Jacobian), and lists the points
+where that derivative jumps (``kinks``).
 
 Forward passes are written to stay finite and warning-free for any float64 input: exponentials are
 only ever taken of non-positive arguments, softplus is ``logaddexp(0, z)`` and the logistic is
@@ -61,6 +63,12 @@ class Activation:
         Learnable per-unit parameters and their initial value (PReLU's ``slope``).
     param_grad : callable or None
         ``param_grad(z, params) -> {name: da/dparam}`` elementwise, for learnable parameters.
+    emit_derivative : callable
+        ``emit_derivative(g, z, params) -> name`` adds ``da/dz`` (float32, shaped like the
+        pre-activation ``z`` it is computed from) to a :class:`GraphBuilder`; it takes the same
+        one-sided value at a kink as ``derivative``.
+    kinks : tuple of float
+        Pre-activation values where the derivative jumps (empty for C1 functions).
     """
 
     name: str
@@ -71,6 +79,8 @@ class Activation:
     aliases: tuple[str, ...] = ()
     param_init: Mapping[str, float] = field(default_factory=dict)
     param_grad: Callable[[np.ndarray, Params], dict[str, np.ndarray]] | None = None
+    emit_derivative: Callable[[GraphBuilder, str, Params], str] = field(kw_only=True)
+    kinks: tuple[float, ...] = field(default=(), kw_only=True)
 
 
 def init_std(rule: str, fan_in: int, fan_out: int) -> float:
@@ -116,6 +126,93 @@ def _emit_prelu(g: GraphBuilder, x: str, params: Params) -> str:
 def _emit_silu(g: GraphBuilder, x: str, params: Params) -> str:
     # ONNX Swish exists only from opset 24; x * Sigmoid(x) is exact and runs everywhere.
     return g.op("Mul", x, g.op("Sigmoid", x))
+
+
+# ONNX emission of the derivatives, float32 like the hidden layers they serve. Comparisons are
+# strict, so a kink takes the same one-sided value as the numpy derivative.
+
+
+def _f(g: GraphBuilder, value: float, hint: str = "d") -> str:
+    return g.const(np.float32(value), hint)
+
+
+def _d_constant(value: float) -> Callable[[GraphBuilder, str, Params], str]:
+    """A constant, as a scalar: for use inside ``Where``, which broadcasts it."""
+    return lambda g, z, params: _f(g, value)
+
+
+def _d_ones(g: GraphBuilder, z: str, params: Params) -> str:
+    return g.op("Expand", _f(g, 1.0), g.op("Shape", z))
+
+
+def _d_positive(below: Callable[[GraphBuilder, str, Params], str], above: float = 1.0):
+    """``above`` where z > 0, else whatever ``below`` emits."""
+    return lambda g, z, params: g.op(
+        "Where", g.op("Greater", z, _f(g, 0.0)), _f(g, above), below(g, z, params)
+    )
+
+
+def _d_inside(low: float, high: float, slope: float = 1.0):
+    """``slope`` strictly inside (low, high), 0 outside: the derivative of a clip."""
+
+    def emit(g: GraphBuilder, z: str, params: Params) -> str:
+        inside = g.op("And", g.op("Greater", z, _f(g, low)), g.op("Less", z, _f(g, high)))
+        return g.op("Where", inside, _f(g, slope), _f(g, 0.0))
+
+    return emit
+
+
+def _d_exp_negative(scale: float):
+    """``scale * exp(min(z, 0))``: the negative branch of ELU's and SELU's derivative."""
+    return lambda g, z, params: g.op(
+        "Mul", _f(g, scale), g.op("Exp", g.op("Min", z, _f(g, 0.0)))
+    )
+
+
+def _d_prelu(g: GraphBuilder, z: str, params: Params) -> str:
+    return _d_positive(lambda g, z, p: g.const(p["slope"], "prelu_slope"))(g, z, params)
+
+
+def _one_minus_square(g: GraphBuilder, t: str) -> str:
+    return g.op("Sub", _f(g, 1.0), g.op("Mul", t, t))
+
+
+def _d_gelu(g: GraphBuilder, z: str, params: Params) -> str:
+    cdf = g.op("Erf", g.op("Mul", z, _f(g, _INV_SQRT2)))
+    cdf = g.op("Mul", _f(g, 0.5), g.op("Add", _f(g, 1.0), cdf))
+    zc = g.op("Clip", z, _f(g, -40.0), _f(g, 40.0))  # keeps z**2 finite, as _normal_pdf does
+    pdf = g.op("Exp", g.op("Mul", _f(g, -0.5), g.op("Mul", zc, zc)))
+    return g.op("Add", cdf, g.op("Mul", z, g.op("Mul", _f(g, _INV_SQRT_2PI), pdf)))
+
+
+def _d_silu(g: GraphBuilder, z: str, params: Params) -> str:
+    s = g.op("Sigmoid", z)
+    return g.op("Mul", s, g.op("Add", _f(g, 1.0), g.op("Mul", z, g.op("Sub", _f(g, 1.0), s))))
+
+
+def _d_mish(g: GraphBuilder, z: str, params: Params) -> str:
+    t = g.op("Tanh", g.op("Softplus", z))
+    return g.op("Add", t, g.op("Mul", g.op("Mul", z, _one_minus_square(g, t)), g.op("Sigmoid", z)))
+
+
+def _d_softsign(g: GraphBuilder, z: str, params: Params) -> str:
+    r = g.op("Reciprocal", g.op("Add", _f(g, 1.0), g.op("Abs", z)))
+    return g.op("Mul", r, r)
+
+
+def _d_logistic(g: GraphBuilder, z: str, params: Params) -> str:
+    # s(z) * s(-z) rather than s * (1 - s): no cancellation where s is close to 1.
+    return g.op("Mul", g.op("Sigmoid", z), g.op("Sigmoid", g.op("Neg", z)))
+
+
+def _d_tanh(g: GraphBuilder, z: str, params: Params) -> str:
+    return _one_minus_square(g, g.op("Tanh", z))
+
+
+def _d_hardswish(g: GraphBuilder, z: str, params: Params) -> str:
+    middle = g.op("Add", g.op("Mul", z, _f(g, 1.0 / 3.0)), _f(g, 0.5))
+    below = g.op("Where", g.op("Less", z, _f(g, -3.0)), _f(g, 0.0), middle)
+    return g.op("Where", g.op("Greater", z, _f(g, 3.0)), _f(g, 1.0), below)
 
 
 def _elu(z: np.ndarray) -> np.ndarray:
@@ -168,10 +265,16 @@ def _ones(z: np.ndarray) -> np.ndarray:
 
 
 # The registry: adding an activation is adding one entry here. Positional fields are
-# (name, forward, derivative, init, emit, aliases).
+# (name, forward, derivative, init, emit, aliases); emit_derivative and kinks are keywords.
 _REGISTRY: tuple[Activation, ...] = (
     Activation(
-        "identity", lambda z, p: z, lambda z, p: _ones(z), "glorot", _emit_identity, ("linear",)
+        "identity",
+        lambda z, p: z,
+        lambda z, p: _ones(z),
+        "glorot",
+        _emit_identity,
+        ("linear",),
+        emit_derivative=_d_ones,
     ),
     Activation(
         "relu",
@@ -179,6 +282,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.where(z > 0, 1.0, 0.0),
         "he",
         _native("Relu"),
+        emit_derivative=_d_positive(_d_constant(0.0)),
+        kinks=(0.0,),
     ),
     Activation(
         "leaky_relu",
@@ -186,6 +291,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.where(z > 0, 1.0, LEAKY_SLOPE),
         "he",
         _native("LeakyRelu", alpha=LEAKY_SLOPE),
+        emit_derivative=_d_positive(_d_constant(LEAKY_SLOPE)),
+        kinks=(0.0,),
     ),
     Activation(
         "prelu",
@@ -195,9 +302,16 @@ _REGISTRY: tuple[Activation, ...] = (
         _emit_prelu,
         param_init={"slope": 0.25},
         param_grad=lambda z, p: {"slope": np.minimum(z, 0.0)},
+        emit_derivative=_d_prelu,
+        kinks=(0.0,),
     ),
     Activation(
-        "elu", lambda z, p: _elu(z), lambda z, p: _elu_grad(z), "he", _native("Elu", alpha=1.0)
+        "elu",
+        lambda z, p: _elu(z),
+        lambda z, p: _elu_grad(z),
+        "he",
+        _native("Elu", alpha=1.0),
+        emit_derivative=_d_positive(_d_exp_negative(1.0)),
     ),
     Activation(
         "selu",
@@ -205,10 +319,17 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0.0))),
         "lecun",
         _native("Selu"),
+        emit_derivative=_d_positive(_d_exp_negative(SELU_SCALE * SELU_ALPHA), SELU_SCALE),
+        kinks=(0.0,),
     ),
     # CELU with alpha = 1 coincides with ELU; it is kept as its own name because users ask for it.
     Activation(
-        "celu", lambda z, p: _elu(z), lambda z, p: _elu_grad(z), "he", _native("Celu", alpha=1.0)
+        "celu",
+        lambda z, p: _elu(z),
+        lambda z, p: _elu_grad(z),
+        "he",
+        _native("Celu", alpha=1.0),
+        emit_derivative=_d_positive(_d_exp_negative(1.0)),
     ),
     Activation(
         "gelu",
@@ -216,13 +337,32 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: _normal_cdf(z) + z * _normal_pdf(z),
         "he",
         _native("Gelu", approximate="none"),
+        emit_derivative=_d_gelu,
     ),
     Activation(
-        "silu", lambda z, p: z * expit(z), lambda z, p: _silu_grad(z), "he", _emit_silu, ("swish",)
+        "silu",
+        lambda z, p: z * expit(z),
+        lambda z, p: _silu_grad(z),
+        "he",
+        _emit_silu,
+        ("swish",),
+        emit_derivative=_d_silu,
     ),
-    Activation("mish", lambda z, p: _mish(z), lambda z, p: _mish_grad(z), "he", _native("Mish")),
     Activation(
-        "softplus", lambda z, p: _softplus(z), lambda z, p: expit(z), "glorot", _native("Softplus")
+        "mish",
+        lambda z, p: _mish(z),
+        lambda z, p: _mish_grad(z),
+        "he",
+        _native("Mish"),
+        emit_derivative=_d_mish,
+    ),
+    Activation(
+        "softplus",
+        lambda z, p: _softplus(z),
+        lambda z, p: expit(z),
+        "glorot",
+        _native("Softplus"),
+        emit_derivative=lambda g, z, p: g.op("Sigmoid", z),
     ),
     Activation(
         "softsign",
@@ -230,6 +370,7 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.square(1.0 / (1.0 + np.abs(z))),
         "glorot",
         _native("Softsign"),
+        emit_derivative=_d_softsign,
     ),
     Activation(
         "logistic",
@@ -238,6 +379,7 @@ _REGISTRY: tuple[Activation, ...] = (
         "glorot",
         _native("Sigmoid"),
         ("sigmoid",),
+        emit_derivative=_d_logistic,
     ),
     Activation(
         "hard_sigmoid",
@@ -245,6 +387,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: _inside(z, -3.0, 3.0, 1.0 / 6.0),
         "glorot",
         _native("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+        emit_derivative=_d_inside(-3.0, 3.0, 1.0 / 6.0),
+        kinks=(-3.0, 3.0),
     ),
     Activation(
         "tanh",
@@ -252,6 +396,7 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: 1.0 - np.tanh(z) ** 2,
         "glorot",
         _native("Tanh"),
+        emit_derivative=_d_tanh,
     ),
     Activation(
         "hardtanh",
@@ -259,6 +404,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: _inside(z, -1.0, 1.0),
         "glorot",
         _clip(-1.0, 1.0),
+        emit_derivative=_d_inside(-1.0, 1.0),
+        kinks=(-1.0, 1.0),
     ),
     Activation(
         "relu6",
@@ -266,6 +413,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: _inside(z, 0.0, 6.0),
         "he",
         _clip(0.0, 6.0),
+        emit_derivative=_d_inside(0.0, 6.0),
+        kinks=(0.0, 6.0),
     ),
     Activation(
         "hardswish",
@@ -273,6 +422,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: _hardswish_grad(z),
         "he",
         _native("HardSwish"),
+        emit_derivative=_d_hardswish,
+        kinks=(-3.0, 3.0),
     ),
 )
 

@@ -1,9 +1,13 @@
 """Write a fitted model into a model repository as a new, atomically published version.
 
-Layout (Triton's): ``<repo>/<name>/<version>/model.onnx`` + ``model.json`` (+ extra files such as
-plots) and ``<repo>/<name>/config.pbtxt``. A version is assembled in a hidden temporary directory
-inside ``<repo>/<name>/``, fsynced and renamed into place, so a reader (the service, Triton) sees
-either no version or a complete one; hidden names are never taken for versions.
+Layout (Triton's): ``<repo>/<name>/<version>/model.onnx`` + ``jacobian.onnx`` + ``model.json``
+(+ extra files such as plots) and ``<repo>/<name>/config.pbtxt``. ``model.onnx`` computes
+``outputs`` (and an ensemble's ``std``); ``jacobian.onnx`` computes the same plus ``jacobian``, in
+a second graph because onnxruntime runs a whole graph whatever outputs are asked for.
+
+A version is assembled in a hidden temporary directory inside ``<repo>/<name>/``, fsynced and
+renamed into place, so a reader (the service, Triton) sees either no version or a complete one;
+hidden names are never taken for versions.
 """
 
 from __future__ import annotations
@@ -26,15 +30,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from training.export import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    ParityError,
-    check_parity,
-    describe,
-    to_onnx,
-)
+from training.ensemble import SurrogateEnsemble
+from training.export import INPUT_NAME, JACOBIAN_NAME, describe, output_shapes, to_onnx
 from training.graph import IR_VERSION, OPSET
+from training.parity import ParityError, check_parity
 
 __all__ = [
     "CARD_FORMAT",
@@ -51,7 +50,8 @@ CARD_FORMAT = "surrogate-bundle/1"
 CARD_KEY = "surrogate.model_card"  # metadata_props key holding the card (minus onnx.sha256)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _VERSION = re.compile(r"[1-9][0-9]*")  # as the service reads them: "01" is not a version
-_RESERVED_FILES = frozenset({"model.onnx", "model.json"})
+MODEL_FILE, JACOBIAN_FILE = "model.onnx", "jacobian.onnx"
+_RESERVED_FILES = frozenset({MODEL_FILE, JACOBIAN_FILE, "model.json"})
 _PUBLISH_ATTEMPTS = 16
 
 
@@ -59,7 +59,8 @@ _PUBLISH_ATTEMPTS = 16
 class ModelCard:
     """The fields of ``model.json``, in the order they are written.
 
-    ``version`` and ``onnx`` are filled in by :func:`write_bundle` when the version is published.
+    ``version`` and ``onnx`` are filled in by :func:`write_bundle` when the version is published;
+    ``ensemble`` (``{"members", "seeds"}``) is written for ensembles only.
     """
 
     format: str = CARD_FORMAT
@@ -74,10 +75,14 @@ class ModelCard:
     scaling: dict[str, Any]
     training: dict[str, Any]
     metrics: dict[str, Any]
+    ensemble: dict[str, Any] | None = None
     onnx: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        card = asdict(self)
+        if card["ensemble"] is None:
+            del card["ensemble"]
+        return card
 
 
 def check_name(name: str) -> str:
@@ -161,10 +166,14 @@ def write_bundle(
     check_name(name)
     extra = _check_extra_files(extra_files or {})
     inputs, outputs = _input_specs(model, inputs), _output_specs(model, outputs)
-    onnx_model = to_onnx(model, name=name)
+    graphs = {
+        MODEL_FILE: to_onnx(model, name=name),
+        JACOBIAN_FILE: to_onnx(model, name=name, jacobian=True),
+    }
     low, high = ([spec[key] for spec in inputs] for key in ("min", "max"))
     try:
-        check_parity(model, onnx_model, low, high, what=f"the ONNX export of {name!r}")
+        for file_name, graph in graphs.items():
+            check_parity(model, graph, low, high, what=f"the ONNX export of {name!r} ({file_name})")
     except ParityError as exc:
         raise ParityError(f"{exc}; nothing was written to {repo}") from None
     card = ModelCard(
@@ -173,37 +182,50 @@ def write_bundle(
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         inputs=inputs,
         outputs=outputs,
-        tensors={
-            "input": INPUT_NAME,
-            "outputs": [{"name": OUTPUT_NAME, "shape": [-1, len(outputs)]}],
-        },
+        tensors=_tensors(model),
         **describe(model),
         training=_jsonable({**_training_defaults(model), **training_info}),
         metrics=_jsonable(metrics),
+        ensemble=_ensemble_section(model),
     )
     model_dir = Path(repo) / name
     created_dir = not model_dir.is_dir()
     model_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _publish(model_dir, card, onnx_model, extra, len(inputs))
+        return _publish(model_dir, card, graphs, extra, _triton_config(model, name))
     except BaseException:
         if created_dir:
             _remove_if_empty(model_dir)
         raise
 
 
-def _publish(model_dir: Path, card: ModelCard, onnx_model, extra: dict, n_in: int) -> Path:
+def _tensors(model) -> dict[str, Any]:
+    """The card's ``tensors``: every output of both graphs, ``file`` naming the second one."""
+    outputs = [{"name": output, "shape": shape} for output, shape in output_shapes(model).items()]
+    jacobian = output_shapes(model, jacobian=True)[JACOBIAN_NAME]
+    outputs.append({"name": JACOBIAN_NAME, "shape": jacobian, "file": JACOBIAN_FILE})
+    return {"input": INPUT_NAME, "outputs": outputs}
+
+
+def _ensemble_section(model) -> dict[str, Any] | None:
+    if not isinstance(model, SurrogateEnsemble):
+        return None
+    return {"members": len(model.estimators_), "seeds": [int(seed) for seed in model.seeds_]}
+
+
+def _publish(
+    model_dir: Path, card: ModelCard, graphs: dict[str, onnx.ModelProto], extra: dict, config: str
+) -> Path:
     """Stage config.pbtxt and the version, then rename the version into place (the commit) and
     replace the config; retry with the next number if another writer took it meanwhile.
 
     A failure before the commit leaves nothing behind. After it the version is public; only an
     I/O error of the config replace or of the final directory fsync can still surface.
     """
-    config = _triton_config(card.name, n_in, len(card.outputs)).encode()
-    with _staged_file(model_dir, config) as staged_config:
+    with _staged_file(model_dir, config.encode()) as staged_config:
         for _ in range(_PUBLISH_ATTEMPTS):
             version = (latest_version(model_dir.parent, card.name) or 0) + 1
-            files = {**_bundle_files(replace(card, version=version), onnx_model), **extra}
+            files = {**_bundle_files(replace(card, version=version), graphs), **extra}
             target = model_dir / str(version)
             with _staged_dir(model_dir) as staging:
                 for file_name, data in files.items():
@@ -216,17 +238,29 @@ def _publish(model_dir: Path, card: ModelCard, onnx_model, extra: dict, n_in: in
     raise FileExistsError(f"{model_dir}: lost {_PUBLISH_ATTEMPTS} races for a new version number")
 
 
-def _bundle_files(card: ModelCard, onnx_model: onnx.ModelProto) -> dict[str, bytes]:
-    """model.onnx with the card in its metadata, and model.json with the sha256 of the former."""
-    card = replace(card, onnx={"file": "model.onnx", "opset": OPSET, "ir_version": IR_VERSION})
+def _bundle_files(card: ModelCard, graphs: dict[str, onnx.ModelProto]) -> dict[str, bytes]:
+    """model.onnx with the card in its metadata, jacobian.onnx, and model.json with the sha256
+    of both (the card inside model.onnx cannot hold that file's own hash)."""
+    jacobian_bytes = graphs[JACOBIAN_FILE].SerializeToString()
+    info = {"file": MODEL_FILE, "opset": OPSET, "ir_version": IR_VERSION}
+    others = {JACOBIAN_FILE: {"sha256": _sha256(jacobian_bytes)}}
+    embedded = replace(card, onnx={**info, "graphs": others})
     proto = onnx.ModelProto()
-    proto.CopyFrom(onnx_model)
+    proto.CopyFrom(graphs[MODEL_FILE])
     entry = proto.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, json.dumps(card.to_dict(), allow_nan=False)
+    entry.key, entry.value = CARD_KEY, json.dumps(embedded.to_dict(), allow_nan=False)
     onnx_bytes = proto.SerializeToString()
-    card.onnx["sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
+    card = replace(card, onnx={**info, "sha256": _sha256(onnx_bytes), "graphs": others})
     text = json.dumps(card.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    return {"model.onnx": onnx_bytes, "model.json": text.encode("utf-8")}
+    return {
+        MODEL_FILE: onnx_bytes,
+        JACOBIAN_FILE: jacobian_bytes,
+        "model.json": text.encode("utf-8"),
+    }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _hidden_sibling(parent: Path) -> Path:
@@ -292,15 +326,20 @@ def _remove_if_empty(path: Path) -> None:
         pass  # not empty: someone else wrote into it meanwhile, so it is theirs to keep
 
 
-def _triton_config(name: str, n_in: int, n_out: int) -> str:
+def _triton_config(model, name: str) -> str:
+    """Triton serves model.onnx: its input and outputs (``std`` too for an ensemble)."""
+    outputs = "".join(
+        f'  {{\n    name: "{output}"\n    data_type: TYPE_FP32\n'
+        f"    dims: [ -1, {shape[1]} ]\n  }},\n"
+        for output, shape in output_shapes(model).items()
+    ).rstrip(",\n")
     return (
         f'name: "{name}"\n'
         'backend: "onnxruntime"\n'
         "max_batch_size: 0\n"
         f'input [\n  {{\n    name: "{INPUT_NAME}"\n    data_type: TYPE_FP32\n'
-        f"    dims: [ -1, {n_in} ]\n  }}\n]\n"
-        f'output [\n  {{\n    name: "{OUTPUT_NAME}"\n    data_type: TYPE_FP32\n'
-        f"    dims: [ -1, {n_out} ]\n  }}\n]\n"
+        f"    dims: [ -1, {model.n_features_in_} ]\n  }}\n]\n"
+        f"output [\n{outputs}\n]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
     )
 

@@ -1,24 +1,27 @@
-"""Export a fitted ``SurrogateMLP`` to ONNX: physical units in and out, scaling inside the graph.
+"""Export a fitted ``SurrogateMLP`` or ``SurrogateEnsemble`` to ONNX: physical units in and out,
+scaling inside the graph.
 
-One routine, :func:`emit_network`, writes the input scaling, every layer (``Gemm`` then the
-activation's own ``emit``) and the inverse output scaling into a
+One routine, :func:`emit_forward`, writes the input scaling, every layer (``Gemm`` then the
+activation's own ``emit``) and the inverse output scaling of one network into a
 :class:`~training.graph.GraphBuilder`. The hidden layers run in float32; the input scaling with
 the first affine map, and the output scaling, run in float64, which is where float32 would lose
-digits (see the comments there). :func:`to_onnx` wraps that into a model; the skl2onnx
-converter registered on import runs the same routine on a builder whose names are reserved in
-skl2onnx's scope and copies the nodes into its container, so a ``Pipeline`` holding the estimator
-converts with ``skl2onnx.to_onnx`` as well.
+digits (see the comments there). :func:`emit_model` adds the outputs of the bundle contract: the
+network's ``outputs``, for an ensemble their mean and ``std`` over members, and with
+``jacobian=True`` the analytic ``jacobian`` (:mod:`training.jacobian`). :func:`to_onnx` wraps
+that into a checked model; the skl2onnx converter registered on import runs :func:`emit_network`
+on a builder whose names are reserved in skl2onnx's scope and copies the nodes into its
+container, so a ``Pipeline`` holding the estimator converts with ``skl2onnx.to_onnx`` as well.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper
 from skl2onnx import update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
@@ -27,36 +30,37 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from training.activations import get_activation
+from training.ensemble import SurrogateEnsemble, members
 from training.estimator import SurrogateMLP
 from training.graph import OPSET, GraphBuilder, float_tensor
 
 __all__ = [
     "INPUT_NAME",
+    "JACOBIAN_NAME",
     "OUTPUT_NAME",
-    "PARITY_TOLERANCE",
-    "ParityError",
-    "check_parity",
+    "STD_NAME",
+    "Forward",
     "describe",
+    "emit_forward",
+    "emit_model",
     "emit_network",
-    "parity",
-    "run_onnx",
+    "output_shapes",
     "to_onnx",
 ]
 
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "outputs"
-PARITY_TOLERANCE = 1e-4  # max |onnx - predict| / std(y) an export may ship with
-_PROBE_POINTS = 256  # per box, in check_parity
+STD_NAME = "std"
+JACOBIAN_NAME = "jacobian"
 _FITTED = ("coefs_", "intercepts_", "activations_", "activation_params_", "x_scaler_", "y_scaler_")
-
-
-class ParityError(RuntimeError):
-    """The ONNX graph does not reproduce ``predict`` closely enough to be shipped."""
 
 
 def _check_fitted(model) -> None:
     try:
-        check_is_fitted(model, _FITTED)
+        if isinstance(model, SurrogateEnsemble):
+            check_is_fitted(model, "estimators_")
+        else:
+            check_is_fitted(model, _FITTED)
     except NotFittedError:
         raise NotFittedError(
             f"this {type(model).__name__} is not fitted yet: call fit(X, y) before exporting it"
@@ -82,25 +86,40 @@ def _emit_input_layer(g: GraphBuilder, scaler, x: str, coef, intercept) -> str:
 
 
 def _emit_y_unscaling(g: GraphBuilder, scaler, z: str) -> str:
-    offset = np.asarray(scaler.offset_, dtype=np.float64)
-    scale = np.asarray(scaler.scale_, dtype=np.float64)
-    log = scaler.method == "log"
-    if not (log or np.any(offset != 0) or np.any(scale != 1)):
-        return z
-    # float64 again: Exp turns the absolute rounding of ``z * scale + offset`` into relative
-    # error of the output, so a float32 sum near, say, log(1e3) would cost ~1e-6 of every value.
+    """Scaled float32 outputs to physical float64 ones."""
+    # float64: Exp turns the absolute rounding of ``z * scale + offset`` into relative error of
+    # the output, so a float32 sum near, say, log(1e3) would cost ~1e-6 of every value; and an
+    # ensemble's spread is a difference of members that agree to several digits.
     z = g.op("Cast", z, to=TensorProto.DOUBLE)
+    scale = np.asarray(scaler.scale_, dtype=np.float64)
     if np.any(scale != 1):
         z = g.op("Mul", z, g.const(scale, "y_scale", dtype=np.float64))
+    offset = np.asarray(scaler.offset_, dtype=np.float64)
     if np.any(offset != 0):
         z = g.op("Add", z, g.const(offset, "y_offset", dtype=np.float64))
-    if log:
+    if scaler.method == "log":
         z = g.op("Exp", z, name_hint="exp_outputs")
-    return g.op("Cast", z, to=TensorProto.FLOAT)
+    return z
 
 
-def emit_network(g: GraphBuilder, model, x: str) -> str:
-    """Add the whole fitted network to ``g``, from physical inputs to physical outputs.
+@dataclass(frozen=True)
+class Forward:
+    """Tensor names of one network's forward pass in a graph.
+
+    Attributes
+    ----------
+    pre : list of str
+        float32 pre-activation ``[N, units]`` of every layer, the output layer's last.
+    outputs64 : str
+        The physical outputs ``[N, n_outputs]``, float64.
+    """
+
+    pre: list[str]
+    outputs64: str
+
+
+def emit_forward(g: GraphBuilder, model, x: str) -> Forward:
+    """Add one fitted network to ``g``, from physical inputs to physical outputs.
 
     Parameters
     ----------
@@ -113,25 +132,88 @@ def emit_network(g: GraphBuilder, model, x: str) -> str:
 
     Returns
     -------
-    str
-        Name of the float32 ``[N, n_outputs_]`` output tensor.
+    Forward
     """
     _check_fitted(model)
     layers = zip(
         model.coefs_, model.intercepts_, model.activations_, model.activation_params_, strict=True
     )
-    a = x
+    a, pre = x, []
     for index, (coef, intercept, activation, params) in enumerate(layers):
         if index == 0:
             z = _emit_input_layer(g, model.x_scaler_, a, coef, intercept)
         else:
             z = g.op("Gemm", a, g.const(coef, "W"), g.const(intercept, "b"))
+        pre.append(z)
         a = get_activation(activation).emit(g, z, params)
-    return _emit_y_unscaling(g, model.y_scaler_, a)
+    return Forward(pre, _emit_y_unscaling(g, model.y_scaler_, a))
+
+
+def emit_network(g: GraphBuilder, model, x: str) -> str:
+    """:func:`emit_forward`, returning the name of the float32 ``[N, n_outputs_]`` output."""
+    return g.op("Cast", emit_forward(g, model, x).outputs64, to=TensorProto.FLOAT)
+
+
+def emit_model(g: GraphBuilder, model, x: str, *, jacobian: bool = False) -> dict[str, str]:
+    """Add the outputs of the bundle contract for a fitted model to ``g``.
+
+    Parameters
+    ----------
+    g : GraphBuilder
+    model : SurrogateMLP or SurrogateEnsemble
+        A fitted model.
+    x : str
+        Name of the float32 ``[N, n_features_in_]`` input tensor.
+    jacobian : bool
+        Also add the Jacobian of ``outputs`` (of the ensemble mean) with respect to ``x``.
+
+    Returns
+    -------
+    dict
+        Output name (``outputs``, ``std`` for an ensemble, ``jacobian``) to float32 tensor name,
+        in the order of :func:`output_shapes`.
+    """
+    from training.jacobian import emit_jacobian
+
+    _check_fitted(model)
+    nets = members(model)
+    forwards = [emit_forward(g, net, x) for net in nets]
+    if isinstance(model, SurrogateEnsemble):
+        result = _emit_mean_and_std(g, [f.outputs64 for f in forwards])
+    else:
+        result = {OUTPUT_NAME: g.op("Cast", forwards[0].outputs64, to=TensorProto.FLOAT)}
+    if jacobian:
+        jacobians = [emit_jacobian(g, net, x, f) for net, f in zip(nets, forwards, strict=True)]
+        result[JACOBIAN_NAME] = jacobians[0] if len(nets) == 1 else g.op("Mean", *jacobians)
+    return result
+
+
+def _emit_mean_and_std(g: GraphBuilder, outputs64: list[str]) -> dict[str, str]:
+    """The members' mean and population standard deviation, computed in float64."""
+    mean = g.op("Mean", *outputs64)
+    squares = [g.op("Mul", d, d) for d in (g.op("Sub", y, mean) for y in outputs64)]
+    std = g.op("Sqrt", g.op("Mean", *squares))
+    return {
+        OUTPUT_NAME: g.op("Cast", mean, to=TensorProto.FLOAT),
+        STD_NAME: g.op("Cast", std, to=TensorProto.FLOAT),
+    }
+
+
+def output_shapes(model, *, jacobian: bool = False) -> dict[str, list[int]]:
+    """Name and shape (``-1`` for the batch) of every output :func:`emit_model` adds."""
+    n_in, n_out = model.n_features_in_, model.n_outputs_
+    shapes = {OUTPUT_NAME: [-1, n_out]}
+    if isinstance(model, SurrogateEnsemble):
+        shapes[STD_NAME] = [-1, n_out]
+    if jacobian:
+        shapes[JACOBIAN_NAME] = [-1, n_out, n_in]
+    return shapes
 
 
 def describe(model) -> dict[str, Any]:
     """Layer sizes, activations and scaling of a fitted model, as JSON-ready data.
+
+    The members of an ensemble share them (they differ only in seed), so the first is described.
 
     Returns
     -------
@@ -139,34 +221,44 @@ def describe(model) -> dict[str, Any]:
         ``{"layers": [{"units", "activation"}, ...], "scaling": {"inputs", "outputs"}}``.
     """
     _check_fitted(model)
+    net = members(model)[0]
     layers = [
         {"units": int(np.shape(coef)[1]), "activation": str(activation)}
-        for coef, activation in zip(model.coefs_, model.activations_, strict=True)
+        for coef, activation in zip(net.coefs_, net.activations_, strict=True)
     ]
-    scaling = {"inputs": model.x_scaler_.to_dict(), "outputs": model.y_scaler_.to_dict()}
+    scaling = {"inputs": net.x_scaler_.to_dict(), "outputs": net.y_scaler_.to_dict()}
     return {"layers": layers, "scaling": scaling}
 
 
 def to_onnx(
-    model, *, name: str | None = None, metadata: Mapping[str, Any] | None = None
+    model,
+    *,
+    name: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    jacobian: bool = False,
 ) -> onnx.ModelProto:
-    """Export a fitted ``SurrogateMLP`` to a checked ONNX model.
+    """Export a fitted ``SurrogateMLP`` or ``SurrogateEnsemble`` to a checked ONNX model.
 
     Parameters
     ----------
-    model : SurrogateMLP
-        A fitted estimator.
+    model : SurrogateMLP or SurrogateEnsemble
+        A fitted model.
     name : str, optional
         Graph name; defaults to the estimator's class name.
     metadata : mapping, optional
         Extra ``metadata_props``; non-string values are stored as JSON. They are added to (and
         override) ``surrogate.layers`` and ``surrogate.scaling``, which are always present.
+    jacobian : bool, default=False
+        Add the output ``jacobian`` (the bundle's ``jacobian.onnx``); without it the graph
+        computes nothing but the other outputs.
 
     Returns
     -------
     onnx.ModelProto
-        Input ``inputs`` float32 ``[N, n_features_in_]``, output ``outputs`` float32
-        ``[N, n_outputs_]``, both in physical units; opset and IR version from ``training.graph``.
+        Input ``inputs`` float32 ``[N, n_features_in_]``; outputs float32 in physical units, as
+        :func:`output_shapes` lists them: ``outputs`` ``[N, n_outputs_]``, for an ensemble
+        ``std`` ``[N, n_outputs_]``, and with ``jacobian=True`` ``jacobian``
+        ``[N, n_outputs_, n_features_in_]``. Opset and IR version from ``training.graph``.
 
     Raises
     ------
@@ -175,140 +267,25 @@ def to_onnx(
     """
     _check_fitted(model)
     g = GraphBuilder()
-    g.rename(emit_network(g, model, INPUT_NAME), OUTPUT_NAME)
+    for output, tensor in emit_model(g, model, INPUT_NAME, jacobian=jacobian).items():
+        g.rename(tensor, output)
     props = {f"surrogate.{key}": value for key, value in describe(model).items()}
     props.update(metadata or {})
     props = {
         key: value if isinstance(value, str) else json.dumps(value) for key, value in props.items()
     }
+    outputs = [
+        float_tensor(output, *shape[1:])
+        for output, shape in output_shapes(model, jacobian=jacobian).items()
+    ]
     onnx_model = g.make_model(
         [float_tensor(INPUT_NAME, model.n_features_in_)],
-        [float_tensor(OUTPUT_NAME, model.n_outputs_)],
+        outputs,
         name or type(model).__name__,
         props,
     )
     onnx.checker.check_model(onnx_model, full_check=True)
     return onnx_model
-
-
-def run_onnx(onnx_model: onnx.ModelProto, X) -> np.ndarray:
-    """Run the model's first output on ``X`` (cast to float32) in onnxruntime on the CPU."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    feed = {session.get_inputs()[0].name: np.asarray(X, dtype=np.float32)}
-    return session.run([session.get_outputs()[0].name], feed)[0]
-
-
-def _as_fitted_input(model, X32: np.ndarray):
-    """The float32 points as float64, in a DataFrame when the model was fit on one."""
-    X = X32.astype(np.float64)
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return X
-    import pandas as pd
-
-    return pd.DataFrame(X, columns=names)
-
-
-def parity(model, onnx_model: onnx.ModelProto, X) -> float:
-    """Largest deviation of onnxruntime from ``model.predict``, relative to the spread of y.
-
-    Both sides see the same float32-rounded points, so only the graph's own error is measured.
-
-    Parameters
-    ----------
-    model : estimator
-        Anything with ``predict`` (a ``SurrogateMLP`` or a Pipeline ending in one).
-    onnx_model : onnx.ModelProto
-        Its export; the first input and first output are used.
-    X : array-like of shape (n_samples, n_features)
-        Points to compare on, at least two.
-
-    Returns
-    -------
-    float
-        ``max |onnx - predict| / std(predict)`` over samples, per output column (a column whose
-        predictions are constant is measured against its largest magnitude, or 1 if that is 0).
-        Infinities that both sides produce agree; ``inf`` for a NaN or a one-sided infinity.
-    """
-    X32 = np.asarray(X, dtype=np.float32)
-    if X32.ndim != 2 or len(X32) < 2:
-        raise ValueError(f"parity needs a 2-D array of at least two points, got shape {X32.shape}")
-    expected = np.asarray(model.predict(_as_fitted_input(model, X32)), dtype=np.float64)
-    expected = expected.reshape(len(X32), -1)
-    got = run_onnx(onnx_model, X32).astype(np.float64)
-    if got.shape != expected.shape:
-        raise ValueError(f"ONNX output shape {got.shape} != predict shape {expected.shape}")
-    return _relative_deviation(got, expected)
-
-
-def _relative_deviation(got: np.ndarray, expected: np.ndarray) -> float:
-    # Equal values agree, equal infinities included (an overflow both sides make); a NaN or a
-    # one-sided infinity is an infinite deviation. The spread comes from the finite values.
-    agree = got == expected
-    diff = np.abs(np.subtract(got, expected, out=np.zeros_like(got), where=~agree))
-    if not np.isfinite(diff).all():
-        return float("inf")
-    finite = np.ma.masked_invalid(expected)
-    spread = finite.std(axis=0).filled(0.0)
-    largest = np.abs(finite).max(axis=0).filled(0.0)
-    spread = np.where(spread > 0, spread, np.where(largest > 0, largest, 1.0))
-    return float((diff / spread).max())
-
-
-def check_parity(
-    model,
-    onnx_model: onnx.ModelProto,
-    low,
-    high,
-    *,
-    tolerance: float = PARITY_TOLERANCE,
-    what: str = "the ONNX export",
-) -> float:
-    """:func:`parity` on random points in the training box and in the box three times as wide.
-
-    The wide box reaches the clips and kinks of the activations. For log-scaled inputs both
-    boxes are taken in log space, so the points stay positive.
-
-    Parameters
-    ----------
-    model, onnx_model
-        As for :func:`parity`.
-    low, high : array-like of shape (n_features,)
-        The training range of every input.
-    tolerance : float
-        Largest deviation accepted.
-    what : str
-        Names the model in the error message.
-
-    Returns
-    -------
-    float
-        The deviation.
-
-    Raises
-    ------
-    ParityError
-        If the deviation exceeds ``tolerance`` (or is not finite).
-    """
-    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-    log = model.x_scaler_.method == "log"
-    if log:
-        low, high = np.log(low), np.log(high)
-    width = high - low
-    rng = np.random.default_rng(0)
-    size = (_PROBE_POINTS, len(low))
-    X = np.vstack([rng.uniform(low, high, size), rng.uniform(low - width, high + width, size)])
-    deviation = parity(model, onnx_model, np.exp(X) if log else X)
-    if not deviation <= tolerance:
-        raise ParityError(
-            f"{what} deviates from predict by {deviation:.3g} x std(y) (limit {tolerance:g}) "
-            "on training-range and 3x-range points"
-        )
-    return deviation
 
 
 class _ScopedBuilder(GraphBuilder):

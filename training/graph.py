@@ -71,6 +71,6 @@ class GraphBuilder:
         return model
 
 
-def float_tensor(name: str, width: int) -> onnx.ValueInfoProto:
-    """A float32 [N, width] value info with a symbolic batch dimension."""
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", width])
+def float_tensor(name: str, *widths: int) -> onnx.ValueInfoProto:
+    """A float32 [N, *widths] value info with a symbolic batch dimension."""
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *widths])

@@ -16,7 +16,14 @@ import numpy as np
 
 from training.activations import Activation, get_activation, init_std
 
-__all__ = ["Layers", "Network", "Problem", "hidden_sizes", "layer_activations"]
+__all__ = [
+    "Layers",
+    "Network",
+    "Problem",
+    "fitted_network",
+    "hidden_sizes",
+    "layer_activations",
+]
 
 
 def hidden_sizes(sizes) -> tuple[int, ...]:
@@ -125,6 +132,41 @@ class Network:
             out[start:stop] = self.forward(layers, x[start:stop])[1][-1]
         return out
 
+    def jacobian(self, layers: Layers, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network output and its derivative with respect to ``x`` (scaled space).
+
+        Forward mode: the derivative is carried as ``(rows, n_in, units)`` through every layer,
+        multiplied by the weights and by each activation's derivative at its pre-activation.
+
+        Returns
+        -------
+        out : ndarray of shape (n_rows, n_out)
+        jac : ndarray of shape (n_rows, n_out, n_in)
+        """
+        n_in, n_out = self.sizes[0], self.sizes[-1]
+        out, jac = np.empty((len(x), n_out)), np.empty((len(x), n_out, n_in))
+        step = max(1, self.chunk_rows // n_in)
+        for start in range(0, len(x), step):
+            rows = slice(start, start + step)
+            pre, outs = self.forward(layers, x[rows])
+            d = np.eye(n_in)
+            for z, coef, params, act in zip(
+                pre, layers.coefs, layers.act_params, self.activations, strict=True
+            ):
+                d = (d @ coef) * act.derivative(z, params)[:, None, :]
+            out[rows], jac[rows] = outs[-1], d.transpose(0, 2, 1)
+        return out, jac
+
+    def kink_distance(self, layers: Layers, x: np.ndarray) -> np.ndarray:
+        """Per row, the smallest distance of any pre-activation to a kink of its activation
+        (``inf`` when no activation has kinks): where float rounding may pick either side."""
+        distance = np.full(len(x), np.inf)
+        pre, _ = self.forward(layers, x)
+        for z, act in zip(pre, self.activations, strict=True):
+            for kink in act.kinks:
+                distance = np.minimum(distance, np.abs(z - kink).min(axis=1))
+        return distance
+
     @staticmethod
     def penalty(layers: Layers, alpha_n: float) -> float:
         """The L2 term ``alpha_n / 2 * sum(W**2)`` over weights (not biases)."""
@@ -172,6 +214,13 @@ class Network:
             grads.coefs[layer] += alpha_n * coef
         np.add.reduce(delta, axis=0, out=grads.intercepts[layer])
         return delta @ coef.T if layer else None
+
+
+def fitted_network(model) -> tuple[Network, Layers]:
+    """The :class:`Network` and :class:`Layers` of a fitted ``SurrogateMLP``."""
+    sizes = [model.n_features_in_] + [coef.shape[1] for coef in model.coefs_]
+    net = Network(sizes, [get_activation(name) for name in model.activations_])
+    return net, Layers(model.coefs_, model.intercepts_, model.activation_params_)
 
 
 class Problem:

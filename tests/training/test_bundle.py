@@ -13,11 +13,13 @@ import numpy as np
 import onnx
 import pytest
 
-from training import bundle, export
+from training import bundle
+from training import parity as parity_module
 from training.bundle import CARD_FORMAT, CARD_KEY, latest_version, read_card, write_bundle
 from training.estimator import SurrogateMLP
-from training.export import ParityError, parity, to_onnx
+from training.export import to_onnx
 from training.graph import IR_VERSION, OPSET
+from training.parity import ParityError, deviations, parity, run_onnx
 from training.scaling import Scaler
 
 NAMES = ("rw", "L", "Hu")
@@ -103,7 +105,7 @@ def test_layout(model, tmp_path):
     path = write(model, tmp_path)
     assert path == tmp_path / "borehole" / "1"
     assert sorted(os.listdir(tmp_path / "borehole")) == ["1", "config.pbtxt"]
-    assert sorted(os.listdir(path)) == ["model.json", "model.onnx", "parity.png"]
+    assert sorted(os.listdir(path)) == ["jacobian.onnx", "model.json", "model.onnx", "parity.png"]
     assert (path / "parity.png").read_bytes() == b"\x89PNG fake"
 
 
@@ -122,8 +124,12 @@ def test_card(model, tmp_path):
     assert card["outputs"] == [{"name": "Q", "unit": "m3/yr"}, {"name": "dH", "unit": "m"}]
     assert card["tensors"] == {
         "input": "inputs",
-        "outputs": [{"name": "outputs", "shape": [-1, 2]}],
+        "outputs": [
+            {"name": "outputs", "shape": [-1, 2]},
+            {"name": "jacobian", "shape": [-1, 2, 3], "file": "jacobian.onnx"},
+        ],
     }
+    assert "ensemble" not in card
     assert card["layers"] == [
         {"units": 8, "activation": "prelu"},
         {"units": 8, "activation": "gelu"},
@@ -142,12 +148,16 @@ def test_card(model, tmp_path):
     assert training["params"]["hidden_layer_sizes"] == [8, 8]
     assert training["params"]["callback"].startswith("<function")
     assert card["metrics"]["per_output"] == {"Q": {"r2": 0.9}}
-    digest = hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest()
+    digest, jacobian_digest = (
+        hashlib.sha256((path / file).read_bytes()).hexdigest()
+        for file in ("model.onnx", "jacobian.onnx")
+    )
     assert card["onnx"] == {
         "file": "model.onnx",
         "opset": OPSET,
         "ir_version": IR_VERSION,
         "sha256": digest,
+        "graphs": {"jacobian.onnx": {"sha256": jacobian_digest}},
     }
 
 
@@ -161,6 +171,23 @@ def test_card_is_embedded_in_the_graph(model, tmp_path):
     assert embedded == card
     X, _ = table()
     assert parity(model, onnx_model, X) < 1e-5
+
+
+def test_jacobian_graph(model, tmp_path):
+    path = write(model, tmp_path)
+    jacobian_model = onnx.load(path / "jacobian.onnx")
+    onnx.checker.check_model(jacobian_model, full_check=True)
+    graph = jacobian_model.graph
+    assert [i.name for i in graph.input] == ["inputs"]
+    assert [o.name for o in graph.output] == ["outputs", "jacobian"]
+    X, _ = table()
+    got = run_onnx(jacobian_model, X[:7], ["outputs", "jacobian"])
+    assert got["jacobian"].shape == (7, 2, 3) and got["jacobian"].dtype == np.float32
+    np.testing.assert_array_equal(got["outputs"], run_onnx(onnx.load(path / "model.onnx"), X[:7]))
+    assert deviations(model, jacobian_model, X) == {
+        "outputs": pytest.approx(0, abs=1e-5),
+        "jacobian": pytest.approx(0, abs=1e-5),
+    }
 
 
 def test_versions_increase(model, tmp_path):
@@ -263,9 +290,19 @@ def test_a_failed_write_leaves_no_trace(model, tmp_path, monkeypatch, existing, 
     assert write(model, tmp_path).name == ("2" if existing else "1")
 
 
-def test_parity_failure_writes_nothing(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "parity", lambda *args: 2e-4)
-    with pytest.raises(ParityError, match=r"by 0.0002 x std\(y\) .*; nothing was written"):
+@pytest.mark.parametrize(
+    ("output", "reference"), [("outputs", r"std\(y\)"), ("jacobian", r"max \|jacobian\|")]
+)
+def test_parity_failure_writes_nothing(model, tmp_path, monkeypatch, output, reference):
+    real = parity_module.deviations
+
+    def off(*args):
+        return {**real(*args), output: 2e-4}
+
+    monkeypatch.setattr(parity_module, "deviations", off)
+    with pytest.raises(
+        ParityError, match=rf"in {output!r} by 0.0002 x {reference} .*; nothing was written"
+    ):
         write(model, tmp_path)
     assert os.listdir(tmp_path) == []
 

@@ -16,8 +16,9 @@ from sklearn.preprocessing import StandardScaler
 
 from training.activations import ACTIVATIONS
 from training.estimator import X_SCALINGS, SurrogateMLP
-from training.export import INPUT_NAME, OUTPUT_NAME, describe, parity, run_onnx, to_onnx
+from training.export import INPUT_NAME, OUTPUT_NAME, describe, to_onnx
 from training.graph import IR_VERSION, OPSET
+from training.parity import parity, run_onnx
 from training.scaling import SCALINGS, Scaler
 
 TOLERANCE = 1e-5  # max |onnxruntime - predict| / std(y)
