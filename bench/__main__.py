@@ -1,0 +1,196 @@
+"""``python -m bench``: our service and its peers, side by side in one run on this machine.
+
+Starts surrogate-serving (gunicorn, ``service.gunicorn_config``), the Flask hello-world ceiling,
+a naive Flask + pickled scikit-learn service and, when installed, Seldon MLServer's sklearn
+runtime, all with the same worker count; measures in-process onnxruntime as the floor; drives
+each with the same load generator (wrk, else a bounded Python one), round after round; prints a
+Markdown table and writes it, the raw records and a PNG chart to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import floor, load, report
+from bench.models import Models, build
+from bench.peers import mlserver
+from bench.scenarios import HELLO, MLSERVER, NAIVE, OURS, SYSTEMS, load_for, plan
+from bench.serving import GunicornSpec, Server, memory_mb, start_gunicorn
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1 round of 2 s runs (about 2 minutes)")
+    p.add_argument("--rounds", type=int, default=3, help="repeats of every run (3)")
+    p.add_argument("--seconds", type=float, default=5.0, help="length of each run (5)")
+    p.add_argument("--pause", type=float, default=1.0, help="idle seconds between runs (1)")
+    p.add_argument("--workers", type=int, default=2, help="processes per server (2)")
+    p.add_argument("--threads", type=int, default=4, help="gthread threads per worker (4)")
+    p.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma-separated subset of {','.join(SYSTEMS)}")
+    p.add_argument("--mlserver", default=None,
+                   help=f"the mlserver executable (else ${mlserver.ENV}, else PATH)")
+    p.add_argument("--mlserver-workers", type=int, default=None,
+                   help="MLServer parallel_workers (default --workers; 0 = in the server)")
+    p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for our service, e.g. SURROGATE_BATCH_DELAY_MS=1")
+    p.add_argument("--load", choices=("wrk", "python"), default=None,
+                   help="load generator (default: wrk when installed)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--rebuild", action="store_true", help="retrain the cached bench models")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds, args.pause = 1, 2.0, 0.5
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        sys.exit(f"unknown system(s) {', '.join(sorted(unknown))}; known: {', '.join(SYSTEMS)}")
+    notes: list[str] = []
+    _log("building the bench models (cached after the first run)")
+    models = build(args.out / "work", rebuild=args.rebuild)
+    _log("measuring in-process onnxruntime (the floor)")
+    floors = _floor(models)
+    with ExitStack() as stack:
+        servers = _start_all(args, systems, models, stack, notes)
+        loads = {(r.system, r.scenario): load_for(r.system, r.scenario, servers[r.system].url,
+                                                  models)
+                 for r in plan(tuple(servers))}
+        memory = _memory(servers, "idle")
+        for (system, scenario), one in loads.items():
+            _smoke(system, scenario, one)
+        records = []
+        for round_no in range(1, args.rounds + 1):
+            records += _round(round_no, args, loads, tuple(servers))
+            memory += _memory(servers, f"after round {round_no}")
+    _write(args, records, floors, memory, notes)
+
+
+def _floor(models: Models) -> dict[str, float]:
+    x = models.rows(100_000)
+    return {"ort_rows_per_s_1_threads": floor.rows_per_second(models.onnx_path, x, 1),
+            "ort_rows_per_s_2_threads": floor.rows_per_second(models.onnx_path, x, 2),
+            "ort_single_row_us": floor.single_row_us(models.onnx_path, x)}
+
+
+def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]) -> dict:
+    log_dir = args.out / "logs"
+    specs = {
+        OURS: GunicornSpec("service:create_app()", args.workers, args.threads,
+                           args.worker_class,
+                           {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
+                            **dict(kv.split("=", 1) for kv in args.ours_env)}),
+        HELLO: GunicornSpec("bench.peers.hello:create_app()", args.workers, args.threads,
+                            args.worker_class),
+        NAIVE: GunicornSpec("bench.peers.naive:create_app()", args.workers, args.threads,
+                            args.worker_class, {"BENCH_PIPELINE": str(models.pipeline)}),
+    }
+    servers: dict[str, Server] = {}
+    for system in systems:
+        _log(f"starting {system}")
+        if system == MLSERVER:
+            server = _start_mlserver(args, models, log_dir, notes)
+        else:
+            server = start_gunicorn(system, specs[system], log_dir)
+        if server is not None:
+            stack.callback(server.stop)
+            servers[system] = server
+    return servers
+
+
+def _start_mlserver(args, models: Models, log_dir: Path, notes: list[str]) -> Server | None:
+    executable = mlserver.find(args.mlserver)
+    if executable is None:
+        notes.append(f"MLServer skipped: no mlserver executable (--mlserver or ${mlserver.ENV})")
+        return None
+    workers = args.workers if args.mlserver_workers is None else args.mlserver_workers
+    try:
+        return mlserver.start_mlserver(executable, models.pipeline, args.out / "work", workers,
+                                       log_dir)
+    except RuntimeError as exc:
+        if workers == 0:
+            raise
+        first = str(exc).splitlines()[0]
+        notes.append(f"MLServer with {workers} parallel workers failed ({first}); "
+                     "measured with parallel_workers 0 (one process)")
+        return mlserver.start_mlserver(executable, models.pipeline, args.out / "work", 0,
+                                       log_dir)
+
+
+def _smoke(system: str, scenario: str, one: load.Load) -> None:
+    """One request before the load: a system that answers it wrong is not measured."""
+    request = urllib.request.Request(one.url, one.body, dict(one.headers), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{system} {scenario}: status {response.status}")
+        response.read()
+
+
+def _round(round_no: int, args, loads: dict, systems: tuple[str, ...]) -> list[dict]:
+    records = []
+    for run in plan(systems):
+        time.sleep(args.pause)
+        result = load.drive(loads[(run.system, run.scenario)], run.connections, args.seconds,
+                            args.load)
+        records.append({"round": round_no, **asdict(run), **asdict(result), "rps": result.rps})
+        _log(f"round {round_no}: {run.system:8} {run.scenario:12} c={run.connections:<3} "
+             f"{result.rps:10,.1f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f}"
+             f" ms  failures {result.failures}")
+    return records
+
+
+def _memory(servers: dict[str, Server], stage: str) -> list[dict]:
+    rows = []
+    for system, server in servers.items():
+        for i, pid in enumerate(sorted(server.worker_pids()), start=1):
+            rss, pss = memory_mb(pid)
+            rows.append({"system": system, "worker": i, "pid": pid, "stage": stage,
+                         "rss_mb": rss, "pss_mb": pss})
+    return rows
+
+
+def _write(args, records: list[dict], floors: dict, memory: list[dict], notes: list[str]) -> None:
+    now = datetime.now(UTC)
+    meta = {"when": now.strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m bench " + " ".join(sys.argv[1:]),
+            "load generator": args.load or load.generator(),
+            "servers": f"{args.workers} workers, {args.worker_class}"
+                       + (f", {args.threads} threads" if args.worker_class == "gthread" else ""),
+            "rounds": f"{args.rounds} x {args.seconds:g} s, {args.pause:g} s pause",
+            "load average at the end (1, 5, 15 min)": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+            **({"notes": "; ".join(notes)} if notes else {})}
+    summary = report.summarise(records)
+    text = report.markdown(summary, floors, memory, meta)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = now.strftime("%Y%m%d-%H%M%S")
+    for name in (f"bench-{stamp}", "latest"):
+        (args.out / f"{name}.md").write_text(text)
+        (args.out / f"{name}.png").write_bytes(report.chart_png(summary, floors))
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(
+        {"meta": meta, "floor": floors, "records": records, "memory": memory}, indent=1))
+    _log(f"wrote {args.out}/bench-{stamp}.md, .png and .json")
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()

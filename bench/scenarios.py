@@ -1,0 +1,115 @@
+"""What the bench sends: one request body per (system, scenario), and the list of runs.
+
+Every system gets the same rows; JSON numbers carry 7 significant digits (what a float32 holds),
+so JSON bodies are about equally long whatever the system's own format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from bench.load import Load
+from bench.models import MODEL, Models
+
+OURS, HELLO, NAIVE, MLSERVER = "ours", "hello", "naive", "mlserver"
+SYSTEMS = (OURS, HELLO, NAIVE, MLSERVER)
+LABELS = {OURS: "surrogate-serving", HELLO: "Flask hello world (ceiling)",
+          NAIVE: "naive Flask + sklearn", MLSERVER: "MLServer sklearn"}
+THROUGHPUT_CONNECTIONS = 16
+LATENCY_CONNECTIONS = 1
+BINARY_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    rows: int
+
+
+SCENARIOS = {s.key: s for s in (
+    Scenario("single_v2", "single-row V2 JSON", 1),
+    Scenario("single_v1", "single-row V1 JSON", 1),
+    Scenario("rows1000_v2", "1000-row V2 JSON", 1000),
+    Scenario("rows1000_v1", "1000-row V1 JSON", 1000),
+    Scenario("binary100k", "100,000-row V2 binary", BINARY_ROWS),
+)}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measurement: ``system`` under ``scenario`` at ``connections``."""
+
+    system: str
+    scenario: str
+    connections: int
+
+
+def plan(systems: tuple[str, ...]) -> list[Run]:
+    """Every run of one round, peers beside ours per scenario so they share the conditions."""
+    t, lat = THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS
+    wanted = [
+        (HELLO, "single_v2", t), (OURS, "single_v2", t), (NAIVE, "single_v2", t),
+        (MLSERVER, "single_v2", t), (OURS, "single_v1", t),
+        (HELLO, "single_v2", lat), (OURS, "single_v2", lat), (NAIVE, "single_v2", lat),
+        (MLSERVER, "single_v2", lat), (OURS, "single_v1", lat),
+        (OURS, "rows1000_v2", t), (NAIVE, "rows1000_v2", t), (MLSERVER, "rows1000_v2", t),
+        (OURS, "rows1000_v1", t),
+        (OURS, "binary100k", 1), (OURS, "binary100k", 2),
+    ]
+    return [Run(*w) for w in wanted if w[0] in systems]
+
+
+def load_for(system: str, scenario: str, url: str, models: Models) -> Load:
+    """The request ``system`` is sent in ``scenario`` (peers get their own API's form)."""
+    n = SCENARIOS[scenario].rows
+    if scenario == "binary100k":
+        return binary_load(f"{url}/v2/models/{MODEL}/infer", models.rows(n))
+    rows = _rounded(models.rows(n))
+    if system == OURS:
+        return _ours_json(scenario, url, rows, models)
+    if system == HELLO:
+        return Load(f"{url}/", _v2_json(rows, "FP32"))
+    if system == NAIVE:
+        return Load(f"{url}/predict", orjson.dumps({"instances": rows.tolist()}))
+    if system == MLSERVER:
+        return Load(f"{url}/v2/models/{MODEL}/infer", _v2_json(rows, "FP64", name="predict"))
+    raise ValueError(f"unknown system {system!r}")
+
+
+def _ours_json(scenario: str, url: str, rows: np.ndarray, models: Models) -> Load:
+    if scenario.endswith("_v2"):
+        return Load(f"{url}/v2/models/{MODEL}/infer", _v2_json(rows, "FP32"))
+    names = input_names(models)
+    instances = [dict(zip(names, row, strict=True)) for row in rows.tolist()]
+    return Load(f"{url}/v1/models/{MODEL}:predict", orjson.dumps({"instances": instances}))
+
+
+def binary_load(url: str, x: np.ndarray) -> Load:
+    """A V2 request with Triton's binary tensor extension, asking for a binary output too."""
+    raw = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    header = orjson.dumps({
+        "inputs": [{"name": "inputs", "shape": list(x.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)}}],
+        "outputs": [{"name": "outputs", "parameters": {"binary_data": True}}],
+    })
+    return Load(url, header + raw, (("Content-Type", "application/octet-stream"),
+                                    ("Inference-Header-Content-Length", str(len(header)))))
+
+
+def input_names(models: Models) -> list[str]:
+    card = orjson.loads((models.onnx_path.parent / "model.json").read_bytes())
+    return [spec["name"] for spec in card["inputs"]]
+
+
+def _v2_json(rows: np.ndarray, datatype: str, name: str = "inputs") -> bytes:
+    return orjson.dumps({"inputs": [{"name": name, "shape": list(rows.shape),
+                                     "datatype": datatype, "data": rows.ravel().tolist()}]})
+
+
+def _rounded(x: np.ndarray) -> np.ndarray:
+    """float64 values of 7 significant digits: short JSON numbers, exact enough for float32."""
+    return np.array([[float(f"{v:.7g}") for v in row] for row in x.tolist()])
