@@ -2,10 +2,10 @@
 
 MLServer is not a project dependency: install it into its own environment, e.g.
 ``python -m venv /tmp/mlserver-venv && /tmp/mlserver-venv/bin/pip install mlserver
-mlserver-sklearn 'uvloop<0.21'``, and give the bench its ``mlserver`` executable with ``--mlserver`` or
-``BENCH_MLSERVER``. Without it the bench skips MLServer and says so. (uvloop 0.21 and later
-break MLServer 1.7's parallel workers: "There is no current event loop"; the bench then falls
-back to ``parallel_workers`` 0 and notes it.)
+mlserver-sklearn 'uvloop<0.21'``, and give the bench its ``mlserver`` executable with
+``--mlserver`` or ``BENCH_MLSERVER``. Without it the bench skips MLServer and says so.
+(uvloop 0.21 and later break MLServer 1.7's parallel workers: "There is no current event
+loop"; the bench then falls back to ``parallel_workers`` 0 and notes it.)
 """
 
 from __future__ import annotations
