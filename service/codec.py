@@ -208,13 +208,32 @@ def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarra
         array = np.asarray(data)
     except (ValueError, TypeError):
         raise BadRequest(f"input {name!r}: nested 'data' is not rectangular") from None
-    if array.size and array.dtype.kind not in "iuf":
+    if array.size and (array.dtype.kind not in "iuf" or _hides_booleans(array, data)):
         raise BadRequest(f"input {name!r}: 'data' must hold numbers only")
     if array.dtype.kind == "f" and dtype.kind in "iu":
         raise BadRequest(
             f"input {name!r}: {tensor['datatype']} data must be integers within 64 bits"
         )
     return array
+
+
+def _hides_booleans(array: np.ndarray, data: list) -> bool:
+    """Whether JSON true/false hid among the numbers (numpy reads them as 1 and 0).
+
+    The scan of the Python values runs only when some value is exactly 0 or 1, so the usual
+    request pays for two vectorised comparisons, not a Python loop.
+    """
+    if not ((array == 0) | (array == 1)).any():
+        return False
+    rows = data if array.ndim > 1 else [data]
+    return any(type(value) is bool for row in rows for value in _flat(row))
+
+
+def _flat(values: list) -> list:
+    """The scalars of a nested list, row-major."""
+    if values and isinstance(values[0], list):
+        return [scalar for item in values for scalar in _flat(item)]
+    return values
 
 
 def _requested_outputs(

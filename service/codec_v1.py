@@ -37,8 +37,10 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
     """Validate a V1 predict body against ``model``."""
     if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
         raise BadRequest('request body must be {"instances": [...]}')
-    parameters = body.get("parameters") or {}
-    if not isinstance(parameters, dict):
+    parameters = body.get("parameters")
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be a JSON object")
     unknown = sorted(set(parameters) - _PARAMETERS)
     if unknown:

@@ -106,4 +106,17 @@ def infer(
     """
     check_inputs(model, x)
     report = check_domain(model, x, domain_policy)
-    return Prediction(model.run(x, output_names), report)
+    arrays = model.run(x, output_names)
+    for name, array in zip(output_names or model.output_names, arrays, strict=True):
+        check_finite(name, array)
+    return Prediction(arrays, report)
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Raise BadRequest when the model overflowed: an input drove an output beyond float32."""
+    if not np.isfinite(array).all():
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        raise BadRequest(
+            f"row {row}: output {name!r} is not finite: the inputs drive the model beyond the "
+            "float32 range (far outside its training range?)"
+        )

@@ -40,14 +40,22 @@ class BundleRef:
         return self.path / CARD_FILE
 
 
+MAX_VERSION_DIGITS = 18  # every 18-digit number fits in int64
+
+
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` may be a model name (and so a directory the service serves)."""
     return NAME_PATTERN.fullmatch(name) is not None
 
 
 def parse_version(text: str) -> int | None:
-    """The version a directory name stands for, or None ("01", "0", "-1", "v2" stand for none)."""
-    if not text.isdecimal() or not text.isascii() or text.startswith("0"):
+    """The version a directory name stands for, or None ("01", "0", "-1", "v2" stand for none).
+
+    Versions are int64 in Triton's config; longer digit strings are not versions (and Python
+    refuses to parse more than 4300 digits).
+    """
+    if (not text.isdecimal() or not text.isascii() or text.startswith("0")
+            or len(text) > MAX_VERSION_DIGITS):
         return None
     return int(text)
 

@@ -97,7 +97,8 @@ def repository_index() -> Response:
 @bp.post("/repository/models/<name>/load")
 def load(name: str) -> Response:
     _check_repository_control()
-    parameters = _optional_object().get("parameters") or {}
+    parameters = _optional_object().get("parameters")
+    parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be a JSON object")
     overrides = [key for key in parameters if key == "config" or key.startswith("file:")]
