@@ -19,12 +19,23 @@ from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 from bench import floor, load, report
 from bench.models import Models, build
 from bench.peers import mlserver
-from bench.scenarios import HELLO, MLSERVER, NAIVE, OURS, SYSTEMS, load_for, plan
-from bench.serving import GunicornSpec, Server, memory_mb, start_gunicorn
+from bench.scenarios import (
+    HELLO,
+    MLSERVER,
+    NAIVE,
+    OURS,
+    SCENARIOS,
+    SYSTEMS,
+    THROUGHPUT_CONNECTIONS,
+    load_for,
+    plan,
+)
+from bench.serving import GunicornSpec, Server, cpu_seconds, memory_mb, start_gunicorn
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -44,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"the mlserver executable (else ${mlserver.ENV}, else PATH)")
     p.add_argument("--mlserver-workers", type=int, default=None,
                    help="MLServer parallel_workers (default --workers; 0 = in the server)")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    p.add_argument("--connections", type=int, default=THROUGHPUT_CONNECTIONS,
+                   help=f"connections of the throughput runs ({THROUGHPUT_CONNECTIONS})")
+    p.add_argument("--ours-app", default="service:create_app()",
+                   help="our WSGI app (e.g. bench.peers.batched:create_app() to try batching)")
     p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for our service, e.g. SURROGATE_BATCH_DELAY_MS=1")
     p.add_argument("--load", choices=("wrk", "python"), default=None,
@@ -58,41 +75,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
-    unknown = set(systems) - set(SYSTEMS)
-    if unknown:
-        sys.exit(f"unknown system(s) {', '.join(sorted(unknown))}; known: {', '.join(SYSTEMS)}")
+    systems = _choice(args.systems, SYSTEMS, "system")
+    args.scenario_keys = _choice(args.scenarios, tuple(SCENARIOS), "scenario")
     notes: list[str] = []
     _log("building the bench models (cached after the first run)")
     models = build(args.out / "work", rebuild=args.rebuild)
-    _log("measuring in-process onnxruntime (the floor)")
-    floors = _floor(models)
+    floors: list[dict[str, float]] = []
     with ExitStack() as stack:
         servers = _start_all(args, systems, models, stack, notes)
         loads = {(r.system, r.scenario): load_for(r.system, r.scenario, servers[r.system].url,
                                                   models)
-                 for r in plan(tuple(servers))}
+                 for r in _plan(args, tuple(servers))}
         memory = _memory(servers, "idle")
         for (system, scenario), one in loads.items():
             _smoke(system, scenario, one)
         records = []
         for round_no in range(1, args.rounds + 1):
-            records += _round(round_no, args, loads, tuple(servers))
+            records += _round(round_no, args, loads, servers)
             memory += _memory(servers, f"after round {round_no}")
-    _write(args, records, floors, memory, notes)
+            if "binary100k" in args.scenario_keys:
+                _log(f"round {round_no}: in-process onnxruntime (the floor)")
+                floors.append(_floor(models, min(args.seconds, 2.0)))
+    _write(args, records, _medians(floors), memory, notes)
 
 
-def _floor(models: Models) -> dict[str, float]:
+def _choice(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        sys.exit(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return chosen
+
+
+def _plan(args, systems: tuple[str, ...]):
+    return plan(systems, args.scenario_keys, args.connections)
+
+
+def _floor(models: Models, seconds: float) -> dict[str, float]:
+    """The floor, measured in each round beside the servers (idle then), like every system."""
     x = models.rows(100_000)
-    return {"ort_rows_per_s_1_threads": floor.rows_per_second(models.onnx_path, x, 1),
-            "ort_rows_per_s_2_threads": floor.rows_per_second(models.onnx_path, x, 2),
-            "ort_single_row_us": floor.single_row_us(models.onnx_path, x)}
+    return {"ort_rows_per_s_1_threads": floor.rows_per_second(models.onnx_path, x, 1, seconds),
+            "ort_rows_per_s_2_threads": floor.rows_per_second(models.onnx_path, x, 2, seconds),
+            "ort_single_row_us": floor.single_row_us(models.onnx_path, x, seconds / 2)}
+
+
+def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: median(r[key] for r in rounds) for key in (rounds[0] if rounds else {})}
 
 
 def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]) -> dict:
     log_dir = args.out / "logs"
     specs = {
-        OURS: GunicornSpec("service:create_app()", args.workers, args.threads,
+        OURS: GunicornSpec(args.ours_app, args.workers, args.threads,
                            args.worker_class,
                            {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
                             **dict(kv.split("=", 1) for kv in args.ours_env)}),
@@ -142,16 +176,22 @@ def _smoke(system: str, scenario: str, one: load.Load) -> None:
         response.read()
 
 
-def _round(round_no: int, args, loads: dict, systems: tuple[str, ...]) -> list[dict]:
+def _round(round_no: int, args, loads: dict, servers: dict[str, Server]) -> list[dict]:
     records = []
-    for run in plan(systems):
+    for run in _plan(args, tuple(servers)):
         time.sleep(args.pause)
+        pids = servers[run.system].worker_pids()
+        before = [cpu_seconds(pid) for pid in pids]
         result = load.drive(loads[(run.system, run.scenario)], run.connections, args.seconds,
                             args.load)
-        records.append({"round": round_no, **asdict(run), **asdict(result), "rps": result.rps})
+        used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+        # Keep-alive connections stay on the worker that accepted them: how lopsided was it?
+        share = max(used) / sum(used) if sum(used) > 0 else float("nan")
+        records.append({"round": round_no, **asdict(run), **asdict(result), "rps": result.rps,
+                        "busiest_worker_share": share})
         _log(f"round {round_no}: {run.system:8} {run.scenario:12} c={run.connections:<3} "
              f"{result.rps:10,.1f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f}"
-             f" ms  failures {result.failures}")
+             f" ms  failures {result.failures}  busiest worker {share:.0%} of CPU")
     return records
 
 
@@ -170,19 +210,21 @@ def _write(args, records: list[dict], floors: dict, memory: list[dict], notes: l
     meta = {"when": now.strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python -m bench " + " ".join(sys.argv[1:]),
             "load generator": args.load or load.generator(),
+            "our app": args.ours_app
+                       + "".join(f", {kv}" for kv in args.ours_env),
             "servers": f"{args.workers} workers, {args.worker_class}"
                        + (f", {args.threads} threads" if args.worker_class == "gthread" else ""),
             "rounds": f"{args.rounds} x {args.seconds:g} s, {args.pause:g} s pause",
             "load average at the end (1, 5, 15 min)": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             **({"notes": "; ".join(notes)} if notes else {})}
     summary = report.summarise(records)
-    text = report.markdown(summary, floors, memory, meta)
+    text = report.markdown(summary, floors, memory, meta, args.connections)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = now.strftime("%Y%m%d-%H%M%S")
     for name in (f"bench-{stamp}", "latest"):
         (args.out / f"{name}.md").write_text(text)
-        (args.out / f"{name}.png").write_bytes(report.chart_png(summary, floors))
+        (args.out / f"{name}.png").write_bytes(report.chart_png(summary, floors, args.connections))
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(
         {"meta": meta, "floor": floors, "records": records, "memory": memory}, indent=1))
     _log(f"wrote {args.out}/bench-{stamp}.md, .png and .json")

@@ -36,11 +36,14 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[
         "max": max(r["rps"] for r in rs), "p50": median(r["p50_ms"] for r in rs),
         "p99": median(r["p99_ms"] for r in rs), "failures": sum(r["failures"] for r in rs),
         "requests": sum(r["requests"] for r in rs), "rounds": len(rs),
+        "share": median(r.get("busiest_worker_share", math.nan) for r in rs),
     } for key, rs in groups.items()}
 
 
-def markdown(summary: dict, floor: dict[str, float], memory: list[dict], meta: dict) -> str:
-    parts = [f"# Serving benchmark ({meta['when']})\n", _meta_lines(meta), _throughput(summary),
+def markdown(summary: dict, floor: dict[str, float], memory: list[dict], meta: dict,
+             connections: int = THROUGHPUT_CONNECTIONS) -> str:
+    parts = [f"# Serving benchmark ({meta['when']})\n", _meta_lines(meta),
+             _throughput(summary, connections),
              _latency(summary), _binary(summary, floor), _memory(memory), _spread(summary)]
     return "\n".join(p for p in parts if p)
 
@@ -53,8 +56,7 @@ def _peer_key(scenario: str) -> str:
     return "single_v2" if SCENARIOS[scenario].rows == 1 else "rows1000_v2"
 
 
-def _throughput(summary: dict) -> str:
-    c = THROUGHPUT_CONNECTIONS
+def _throughput(summary: dict, c: int) -> str:
     present = [p for p in PEERS if any(k[0] == p for k in summary)]
     head = ["scenario", f"{LABELS[OURS]} req/s", "rows/s",
             *(f"{LABELS[p]} req/s" for p in present), *(f"x {LABELS[p]}" for p in present)]
@@ -117,18 +119,20 @@ def _memory(memory: list[dict]) -> str:
 
 def _spread(summary: dict) -> str:
     head = ["system", "scenario", "connections", "median req/s", "min", "max", "rounds",
-            "failures / requests"]
-    lines = ["## Every run: spread over rounds and failures (socket errors, timeouts, non-2xx)\n",
+            "failures / requests", "busiest worker's CPU share"]
+    lines = ["## Every run: spread over rounds, failures (socket errors, timeouts, non-2xx), and "
+             "how much of the server's CPU its busiest process used (50% = balanced over 2)\n",
              _row(head), _row(["---"] * len(head))]
     for (system, scenario, conns), s in summary.items():
         lines.append(_row([LABELS[system], SCENARIOS[scenario].label, str(conns), _n(s["rps"]),
                            _n(s["min"]), _n(s["max"]), str(s["rounds"]),
-                           f"{s['failures']} / {s['requests']}"]))
+                           f"{s['failures']} / {s['requests']}", f"{s['share']:.0%}"]))
     return "\n".join(lines) + "\n"
 
 
-def chart_png(summary: dict, floor: dict[str, float]) -> bytes:
-    """Three panels: req/s at 16 connections, latency at 1, binary rows/s against the floor."""
+def chart_png(summary: dict, floor: dict[str, float],
+              connections: int = THROUGHPUT_CONNECTIONS) -> bytes:
+    """Three panels: req/s at ``connections``, latency at 1, binary rows/s against the floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +144,7 @@ def chart_png(summary: dict, floor: dict[str, float]) -> bytes:
     width = 0.8 / len(systems)
     for i, system in enumerate(systems):
         key = (lambda g: g) if system == OURS else _peer_key
-        values = [summary.get((system, key(g), THROUGHPUT_CONNECTIONS), {}).get("rps", 0)
+        values = [summary.get((system, key(g), connections), {}).get("rps", 0)
                   for g, _ in groups]
         axes[0].bar([j + i * width for j in range(len(groups))], values, width,
                     label=LABELS[system])
@@ -148,7 +152,7 @@ def chart_png(summary: dict, floor: dict[str, float]) -> bytes:
         if lat:
             axes[1].bar([i - 0.2, i + 0.2], [lat["p50"], lat["p99"]], 0.4,
                         color=["tab:blue", "tab:orange"])
-    axes[0].set(yscale="log", ylabel="requests/s", title="JSON, 16 connections",
+    axes[0].set(yscale="log", ylabel="requests/s", title=f"JSON, {connections} connections",
                 xticks=[j + 0.4 - width / 2 for j in range(len(groups))],
                 xticklabels=[label for _, label in groups])
     axes[0].legend(fontsize=8)

@@ -48,9 +48,10 @@ class Run:
     connections: int
 
 
-def plan(systems: tuple[str, ...]) -> list[Run]:
+def plan(systems: tuple[str, ...], scenarios: tuple[str, ...] = tuple(SCENARIOS),
+         connections: int = THROUGHPUT_CONNECTIONS) -> list[Run]:
     """Every run of one round, peers beside ours per scenario so they share the conditions."""
-    t, lat = THROUGHPUT_CONNECTIONS, LATENCY_CONNECTIONS
+    t, lat = connections, LATENCY_CONNECTIONS
     wanted = [
         (HELLO, "single_v2", t), (OURS, "single_v2", t), (NAIVE, "single_v2", t),
         (MLSERVER, "single_v2", t), (OURS, "single_v1", t),
@@ -60,7 +61,7 @@ def plan(systems: tuple[str, ...]) -> list[Run]:
         (OURS, "rows1000_v1", t),
         (OURS, "binary100k", 1), (OURS, "binary100k", 2),
     ]
-    return [Run(*w) for w in wanted if w[0] in systems]
+    return [Run(*w) for w in wanted if w[0] in systems and w[1] in scenarios]
 
 
 def load_for(system: str, scenario: str, url: str, models: Models) -> Load:

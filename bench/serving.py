@@ -45,15 +45,18 @@ class Server:
     url: str
     process: subprocess.Popen
     log_path: Path
+    # Whether the master serves requests itself (MLServer parses HTTP there; gunicorn does not).
+    master_serves: bool = False
 
     def worker_pids(self) -> list[int]:
-        """The server's worker processes (children of the master), or the master alone."""
+        """The processes that serve: the master's children (and the master if it serves)."""
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         try:
             children = [int(p) for p in path.read_text().split()]
         except OSError:
             children = []
-        return children or [self.process.pid]
+        master = [self.process.pid] if self.master_serves or not children else []
+        return master + sorted(children)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -130,6 +133,15 @@ def _clean_env() -> dict[str, str]:
            if not k.startswith("SURROGATE_") and k not in scrubbed}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mb(pid: int) -> tuple[float, float]:

@@ -49,5 +49,7 @@ def start_mlserver(executable: Path, pipeline: Path, workdir: Path, workers: int
     (model_dir / "model-settings.json").write_text(json.dumps(model_settings))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= ONE_THREAD
-    return start(f"mlserver-{workers}-workers", [str(executable), "start", str(root)], env,
-                 f"http://127.0.0.1:{port}", log_dir, ready_path=f"/v2/models/{MODEL}/ready")
+    server = start(f"mlserver-{workers}-workers", [str(executable), "start", str(root)], env,
+                   f"http://127.0.0.1:{port}", log_dir, ready_path=f"/v2/models/{MODEL}/ready")
+    server.master_serves = True
+    return server

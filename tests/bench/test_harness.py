@@ -1,0 +1,86 @@
+"""The bench harness's own parts: the Python load generator's counting, and the report."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench import load, report
+from bench.scenarios import HELLO, NAIVE, OURS
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        status = 500 if body == b"fail" else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("body", "all_fail"), [(b"fine", False), (b"fail", True)])
+def test_python_generator_counts_non_2xx_as_failures(url, body, all_fail):
+    result = load.drive(load.Load(url, body), connections=2, seconds=0.3, tool="python")
+    assert result.requests > 0
+    assert result.failures == (result.requests if all_fail else 0)
+    assert (result.rps == 0) == all_fail
+
+
+def test_python_generator_counts_refused_connections():
+    port = _closed_port()
+    result = load.drive(load.Load(f"http://127.0.0.1:{port}/", b"x"), 1, 0.2, tool="python")
+    assert result.requests > 0 and result.failures == result.requests
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _record(system, scenario, connections, rps, round_no=1, p50=1.0, p99=2.0, failures=0):
+    return {"system": system, "scenario": scenario, "connections": connections, "rps": rps,
+            "round": round_no, "p50_ms": p50, "p99_ms": p99, "failures": failures,
+            "requests": 100}
+
+
+def test_summary_takes_medians_over_rounds_and_sums_failures():
+    records = [_record(OURS, "single_v2", 16, rps, i, failures=i)
+               for i, rps in enumerate([100, 300, 200])]
+    summary = report.summarise(records)[(OURS, "single_v2", 16)]
+    assert summary["rps"] == 200 and summary["min"] == 100 and summary["max"] == 300
+    assert summary["failures"] == 3 and summary["rounds"] == 3
+
+
+def test_markdown_gives_ratios_against_the_peers_measured_in_the_same_run():
+    records = [_record(OURS, "single_v2", 16, 3000), _record(HELLO, "single_v2", 16, 4000),
+               _record(NAIVE, "single_v2", 16, 1500), _record(OURS, "rows1000_v2", 16, 900),
+               _record(NAIVE, "rows1000_v2", 16, 300), _record(OURS, "binary100k", 1, 50)]
+    text = report.markdown(report.summarise(records),
+                           {"ort_rows_per_s_1_threads": 6_250_000.0}, [], {"when": "now"})
+    single = next(line for line in text.splitlines() if line.startswith("| single-row V2"))
+    assert "0.75x" in single and "2.00x" in single  # vs the ceiling, vs naive
+    rows1000 = next(line for line in text.splitlines() if line.startswith("| 1000-row V2"))
+    assert "3.00x" in rows1000 and "900,000" in rows1000
+    binary = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+    assert "5,000,000" in binary and "0.80x" in binary
