@@ -184,15 +184,20 @@ def emit_model(g: GraphBuilder, model, x: str, *, jacobian: bool = False) -> dic
         result = {OUTPUT_NAME: g.op("Cast", forwards[0].outputs64, to=TensorProto.FLOAT)}
     if jacobian:
         jacobians = [emit_jacobian(g, net, x, f) for net, f in zip(nets, forwards, strict=True)]
-        result[JACOBIAN_NAME] = jacobians[0] if len(nets) == 1 else g.op("Mean", *jacobians)
+        result[JACOBIAN_NAME] = jacobians[0] if len(nets) == 1 else _mean(g, jacobians)
     return result
+
+
+def _mean(g: GraphBuilder, tensors: list[str], dtype=np.float32) -> str:
+    # Sum then scale: onnxruntime has no float64 kernel for Mean.
+    return g.op("Mul", g.op("Sum", *tensors), g.const(1.0 / len(tensors), "inv_k", dtype=dtype))
 
 
 def _emit_mean_and_std(g: GraphBuilder, outputs64: list[str]) -> dict[str, str]:
     """The members' mean and population standard deviation, computed in float64."""
-    mean = g.op("Mean", *outputs64)
+    mean = _mean(g, outputs64, np.float64)
     squares = [g.op("Mul", d, d) for d in (g.op("Sub", y, mean) for y in outputs64)]
-    std = g.op("Sqrt", g.op("Mean", *squares))
+    std = g.op("Sqrt", _mean(g, squares, np.float64))
     return {
         OUTPUT_NAME: g.op("Cast", mean, to=TensorProto.FLOAT),
         STD_NAME: g.op("Cast", std, to=TensorProto.FLOAT),
