@@ -26,6 +26,9 @@ class TrainJob:
     ``params`` are `SurrogateMLP` keyword arguments. With ``refit`` the exported model is fit
     again on every row after the held-out metrics are measured; the card says so.
     ``extra_training_info`` is merged into the card's ``training`` section (e.g. a sweep).
+    ``ensemble`` > 1 trains a `SurrogateEnsemble` of that many members (seeds ``seed``,
+    ``seed + 1``, ...), ``n_jobs`` of them at a time (joblib's meaning); the metrics are the
+    ensemble mean's.
     """
 
     name: str
@@ -37,6 +40,8 @@ class TrainJob:
     seed: int = 0
     description: str = ""
     extra_training_info: Mapping | None = None
+    ensemble: int = 0
+    n_jobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,21 +66,22 @@ def train_and_export(
 ) -> TrainResult:
     """Fit on the training split, measure on the held-out split, write a new bundle version."""
     from training.bundle import write_bundle
-    from training.estimator import SurrogateMLP
+    from training.ensemble import members
     from training.report import convergence_png, holdout_metrics, parity_png
 
     train_rows, test_rows = split_rows(data.n_rows, job.test_fraction, job.seed)
     params = {"random_state": job.seed, **job.params}
-    model = SurrogateMLP(**params, callback=callback)
     started = time.perf_counter()
-    model.fit(data.X[train_rows], _target(data.Y[train_rows]))
+    model = _build(job, params, callback).fit(data.X[train_rows], _target(data.Y[train_rows]))
     Y_test_pred = model.predict(data.X[test_rows])
     per_output = holdout_metrics(data.Y[test_rows], Y_test_pred, list(data.outputs))
-    loss_curve, val_curve = list(model.loss_curve_), list(model.validation_scores_ or [])
-    epochs = int(model.n_iter_)
+    member_errors = _member_errors(model, data, test_rows) if job.ensemble > 1 else None
+    first = members(model)[0]  # an ensemble's curves are its first member's
+    loss_curve, val_curve = list(first.loss_curve_), list(first.validation_scores_ or [])
+    epochs = int(first.n_iter_)
     fit_rows = train_rows
     if job.refit:
-        model = SurrogateMLP(**params, callback=callback).fit(data.X, _target(data.Y))
+        model = _build(job, params, callback).fit(data.X, _target(data.Y))
         fit_rows = np.arange(data.n_rows)
     fit_seconds = time.perf_counter() - started
 
@@ -85,6 +91,8 @@ def train_and_export(
         "parity.png": parity_png(data.Y[test_rows], Y_test_pred, list(data.outputs), title),
     }
     metrics = {"split": "holdout", "rows": int(test_rows.size), "per_output": per_output}
+    if member_errors is not None:
+        metrics["members_relative_rmse"] = member_errors
     bundle = write_bundle(
         model,
         job.repo,
@@ -100,6 +108,32 @@ def train_and_export(
         extra_files=extra_files,
     )
     return TrainResult(bundle=bundle, metrics=metrics, model=model, fit_seconds=fit_seconds)
+
+
+def _build(job: TrainJob, params: Mapping, callback: Callable | None):
+    """The unfitted model: a `SurrogateMLP`, or a `SurrogateEnsemble` of them."""
+    from training.ensemble import SurrogateEnsemble
+    from training.estimator import SurrogateMLP
+
+    if job.ensemble <= 1:
+        return SurrogateMLP(**params, callback=callback)
+    # Members fit in other processes, where a progress callback would print nowhere.
+    member = SurrogateMLP(**{k: v for k, v in params.items() if k != "random_state"})
+    return SurrogateEnsemble(
+        member, n_members=job.ensemble, random_state=params["random_state"], n_jobs=job.n_jobs
+    )
+
+
+def _member_errors(model, data: Dataset, test_rows: np.ndarray) -> dict:
+    """Held-out relative RMSE of every member, per output, to set next to the mean's."""
+    from training.report import holdout_metrics
+
+    names = list(data.outputs)
+    errors = [
+        holdout_metrics(data.Y[test_rows], member.predict(data.X[test_rows]), names)
+        for member in model.estimators_
+    ]
+    return {name: [e[name]["relative_rmse"] for e in errors] for name in names}
 
 
 def _target(Y: np.ndarray) -> np.ndarray:
@@ -121,7 +155,7 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
         "estimator": type(model).__name__,
         "params": {k: _jsonable(v) for k, v in sorted(params.items())},
         "epochs": epochs,
-        "fit_log": list(getattr(model, "fit_log_", [])),
+        "fit_log": _fit_log(model),
         "rows": {"total": data.n_rows, "fit": int(fit_rows.size),
                  "dropped_invalid": data.dropped_rows},
         "test_fraction": job.test_fraction,
@@ -130,6 +164,18 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
         "fit_seconds": round(fit_seconds, 3),
         "library_versions": {lib: _version(lib) for lib in _LIBRARIES},
     }
+
+
+def _fit_log(model) -> list[str]:
+    from training.ensemble import SurrogateEnsemble
+
+    if not isinstance(model, SurrogateEnsemble):
+        return list(getattr(model, "fit_log_", []))
+    return [
+        f"member {i} (seed {seed}): {line}"
+        for i, (seed, member) in enumerate(zip(model.seeds_, model.estimators_, strict=True))
+        for line in member.fit_log_
+    ]
 
 
 def _jsonable(value):

@@ -65,6 +65,21 @@ def test_train_writes_a_complete_bundle(table, tmp_path):
     assert (tmp_path / "m" / "2" / "model.onnx").is_file()
 
 
+def test_train_an_ensemble(table, tmp_path):
+    result = _train(table, tmp_path, "--ensemble", "3", "--n-jobs", "2", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    version = tmp_path / "m" / "1"
+    assert {"model.onnx", "jacobian.onnx", "model.json"} <= {p.name for p in version.iterdir()}
+    card = json.loads((version / "model.json").read_text())
+    assert card["ensemble"] == {"members": 3, "seeds": [4, 5, 6]}
+    assert card["training"]["estimator"] == "SurrogateEnsemble"
+    assert [t["name"] for t in card["tensors"]["outputs"]] == ["outputs", "std", "jacobian"]
+    members = card["metrics"]["members_relative_rmse"]
+    assert set(members) == {"y", "z"} and all(len(errors) == 3 for errors in members.values())
+    assert card["training"]["fit_log"][0].startswith("member 0 (seed 4): ")
+    assert 'name: "std"' in (tmp_path / "m" / "config.pbtxt").read_text()
+
+
 def test_config_file_keys_and_flags_win(table, tmp_path):
     config = tmp_path / "train.toml"
     config.write_text('hidden = [5, 3]\nactivation = ["tanh", "elu"]\n[units]\nb = "s"\n')
@@ -107,6 +122,7 @@ BAD_RUNS = [
     (["--y-scaling", "log", "--outputs", "y"], "output 'y' has a non-positive value"),
     (["--data", "missing.csv"], "data file not found"),
     (["--name", "../escape"], "name"),
+    (["--ensemble", "1"], "'--ensemble': 1 is not in the range x>=2"),
 ]
 
 

@@ -45,6 +45,11 @@ _PASSTHROUGH = {
 @click.option("--y-scaling", type=click.Choice(["standard", "minmax", "log", "none"]),
               default=None)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--ensemble", type=click.IntRange(min=2), default=None,
+              help="Train a deep ensemble of this many members (seeds SEED, SEED+1, ...); the "
+                   "model also outputs std, the spread of the members.")
+@click.option("--n-jobs", type=int, default=-1, show_default=True,
+              help="Ensemble members trained at a time (-1: one per core).")
 @click.option("--units", default=None, help="Units per column: rw=m,Q=m3/yr.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.2, show_default=True, help="Rows held out for the reported metrics.")
@@ -93,6 +98,7 @@ def _job(options: dict):
         name=options["name"], repo=Path(options["repo"]), params=params,
         units=parse_units(options["units"]), test_fraction=options["test_fraction"],
         refit=options["refit"], seed=options["seed"], description=options["description"],
+        ensemble=options["ensemble"] or 0, n_jobs=options["n_jobs"],
     )
 
 
