@@ -1,10 +1,15 @@
 """Accuracy and speed of the default SurrogateMLP against its peers, measured in one run.
 
     python -m bench.accuracy [--rows 1000] [--functions borehole,otl_circuit,...] [--seeds 1]
+                             [--ensemble K [--n-jobs N]] [--lbfgs-maxiter N]
 
 Per test function, every contender is fitted on the same Latin-hypercube training rows and scored
 on the same 20,000 uniform test rows: relative RMSE (RMSE / std of y), its ratio to the careful
-scikit-learn baseline, fit seconds and predict microseconds per row. The table is printed and
+scikit-learn baseline, fit seconds and predict microseconds per row. With ``--ensemble K`` a
+``SurrogateEnsemble`` of K default members (seeds s .. s+K-1, so member 0 is the
+``SurrogateMLP()`` row's model) joins, its note giving the members' own relative RMSE (mean and
+best) next to the ensemble mean's. ``--lbfgs-maxiter`` caps the L-BFGS polish of every
+``SurrogateMLP`` (row and members) to shorten a run. The table is printed and
 written to ``bench/results/accuracy.md``. The estimator is imported only when its row runs, so a
 missing or broken contender fails its own row and nothing else.
 """
@@ -63,13 +68,28 @@ class Result:
     note: str = ""
 
 
-def build_surrogate(seed: int):
-    from training.estimator import SurrogateMLP
+def surrogate(lbfgs_maxiter="auto") -> Callable[[int], object]:
+    """``SurrogateMLP()`` with its defaults (bar ``lbfgs_maxiter``), seeded."""
 
-    model = SurrogateMLP()
-    if "random_state" in model.get_params():
-        model.set_params(random_state=seed)
-    return model
+    def build(seed: int):
+        from training.estimator import SurrogateMLP
+
+        return SurrogateMLP(lbfgs_maxiter=lbfgs_maxiter, random_state=seed)
+
+    return build
+
+
+def ensemble(members: int, n_jobs: int, lbfgs_maxiter="auto") -> Callable[[int], object]:
+    """A ``SurrogateEnsemble`` of ``members`` default ``SurrogateMLP`` members, seeded."""
+
+    def build(seed: int):
+        from training.ensemble import SurrogateEnsemble
+        from training.estimator import SurrogateMLP
+
+        member = SurrogateMLP(lbfgs_maxiter=lbfgs_maxiter)
+        return SurrogateEnsemble(member, n_members=members, random_state=seed, n_jobs=n_jobs)
+
+    return build
 
 
 def scaled_mlp(**params) -> Callable[[int], object]:
@@ -124,15 +144,23 @@ def kriging_skip(rows: int) -> str | None:
     return None
 
 
-CONTENDERS: tuple[Contender, ...] = (
-    Contender("SurrogateMLP()", build_surrogate),
-    Contender(
-        CAREFUL,
-        scaled_mlp(hidden_layer_sizes=(64, 64), activation="tanh", solver="lbfgs", max_iter=3000),
-    ),
-    Contender("sklearn MLPRegressor() defaults", scaled_mlp()),
-    Contender("SMT KRG (1 start)", KrigingRegressor, kriging_skip),
-)
+def contenders(args: argparse.Namespace) -> list[Contender]:
+    """The rows of every table, the ensemble's when ``--ensemble`` asks for it."""
+    rows = [
+        Contender("SurrogateMLP()", surrogate(args.lbfgs_maxiter)),
+        Contender(
+            CAREFUL,
+            scaled_mlp(
+                hidden_layer_sizes=(64, 64), activation="tanh", solver="lbfgs", max_iter=3000
+            ),
+        ),
+        Contender("sklearn MLPRegressor() defaults", scaled_mlp()),
+        Contender("SMT KRG (1 start)", KrigingRegressor, kriging_skip),
+    ]
+    if args.ensemble:
+        label = f"SurrogateEnsemble({args.ensemble} x SurrogateMLP())"
+        rows.insert(1, Contender(label, ensemble(args.ensemble, args.n_jobs, args.lbfgs_maxiter)))
+    return rows
 
 
 def relative_rmse(predicted: np.ndarray, y: np.ndarray) -> float:
@@ -178,9 +206,17 @@ def run_one(contender: Contender, fn: TestFunction, rows: int, seed: int) -> Res
             predict_us = predict_microseconds(model, X_test[:TIMING_ROWS])
     except Exception as exc:  # one broken contender must not sink the others
         return Result(contender.label, note=f"failed: {type(exc).__name__}: {exc}")
-    note = "not converged" if any(w.category is ConvergenceWarning for w in caught) else ""
+    notes = ["not converged"] if any(w.category is ConvergenceWarning for w in caught) else []
     score = relative_rmse(predicted, targets(fn, X_test))
-    return Result(contender.label, score, fit_seconds, predict_us, note)
+    if hasattr(model, "predict_members"):
+        notes.append(member_note(model, X_test, targets(fn, X_test)))
+    return Result(contender.label, score, fit_seconds, predict_us, ", ".join(notes))
+
+
+def member_note(model, X: np.ndarray, y: np.ndarray) -> str:
+    """The relative RMSE of an ensemble's members on their own: mean and best."""
+    scores = [relative_rmse(predicted, y) for predicted in model.predict_members(X)]
+    return f"members alone: mean {np.mean(scores):.3e}, best {min(scores):.3e}"
 
 
 def combine(results: Sequence[Result]) -> Result:
@@ -226,8 +262,8 @@ def header(args: argparse.Namespace) -> str:
         [
             "# Accuracy benchmark",
             "",
-            f"`python -m bench.accuracy --rows {args.rows} --functions {args.functions} "
-            f"--seeds {args.seeds}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+            f"`python -m bench.accuracy {' '.join(args.argv)}`, "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
             "",
             f"Training: {args.rows} Latin-hypercube rows; test: {TEST_ROWS} uniform rows; "
             f"relative RMSE = RMSE / std(y), mean over {args.seeds} seed(s); predict timed on "
@@ -245,11 +281,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--functions", default=DEFAULT_FUNCTIONS, help="comma-separated names")
     parser.add_argument("--seeds", type=int, default=1, help="seeds to average over")
     parser.add_argument("--out", type=Path, default=RESULTS, help="Markdown report path")
+    parser.add_argument("--ensemble", type=int, default=0, metavar="K",
+                        help="add a SurrogateEnsemble of K members (K >= 2)")
+    parser.add_argument("--n-jobs", type=int, default=-1,
+                        help="ensemble members fitted at a time (-1: one per core)")
+    parser.add_argument("--lbfgs-maxiter", type=_iterations, default="auto",
+                        help="cap on SurrogateMLP's L-BFGS iterations (default: auto)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
+    if args.ensemble == 1 or args.ensemble < 0:
+        parser.error(f"--ensemble needs at least 2 members, got {args.ensemble}")
     unknown = set(args.functions.split(",")) - set(FUNCTIONS)
     if unknown:
         parser.error(f"unknown functions {sorted(unknown)}; choose from {sorted(FUNCTIONS)}")
     return args
+
+
+def _iterations(text: str):
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -259,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.functions.split(","):
         fn = FUNCTIONS[name]
         results = []
-        for contender in CONTENDERS:
+        for contender in contenders(args):
             print(f"  {name}: {contender.label} ...", file=sys.stderr, flush=True)
             runs = [run_one(contender, fn, args.rows, seed) for seed in range(args.seeds)]
             results.append(combine(runs))
