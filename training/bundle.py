@@ -12,16 +12,12 @@ hidden names are never taken for versions.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
 import os
 import re
-import secrets
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +26,14 @@ from typing import Any
 import numpy as np
 import onnx
 
+from training.atomic import (
+    fsync_dir,
+    remove_if_empty,
+    rename_new,
+    staged_dir,
+    staged_file,
+    write_synced,
+)
 from training.ensemble import SurrogateEnsemble
 from training.export import INPUT_NAME, JACOBIAN_NAME, describe, output_shapes, to_onnx
 from training.graph import IR_VERSION, OPSET
@@ -195,7 +199,7 @@ def write_bundle(
         return _publish(model_dir, card, graphs, extra, _triton_config(model, name))
     except BaseException:
         if created_dir:
-            _remove_if_empty(model_dir)
+            remove_if_empty(model_dir)
         raise
 
 
@@ -222,18 +226,18 @@ def _publish(
     A failure before the commit leaves nothing behind. After it the version is public; only an
     I/O error of the config replace or of the final directory fsync can still surface.
     """
-    with _staged_file(model_dir, config.encode()) as staged_config:
+    with staged_file(model_dir, config.encode()) as staged_config:
         for _ in range(_PUBLISH_ATTEMPTS):
             version = (latest_version(model_dir.parent, card.name) or 0) + 1
             files = {**_bundle_files(replace(card, version=version), graphs), **extra}
             target = model_dir / str(version)
-            with _staged_dir(model_dir) as staging:
+            with staged_dir(model_dir) as staging:
                 for file_name, data in files.items():
-                    _write_synced(staging / file_name, data)
-                _fsync_dir(staging)
-                if _rename_new(staging, target):
+                    write_synced(staging / file_name, data)
+                fsync_dir(staging)
+                if rename_new(staging, target):
                     os.replace(staged_config, model_dir / "config.pbtxt")
-                    _fsync_dir(model_dir)
+                    fsync_dir(model_dir)
                     return target
     raise FileExistsError(f"{model_dir}: lost {_PUBLISH_ATTEMPTS} races for a new version number")
 
@@ -261,69 +265,6 @@ def _bundle_files(card: ModelCard, graphs: dict[str, onnx.ModelProto]) -> dict[s
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _hidden_sibling(parent: Path) -> Path:
-    # Not tempfile.mkdtemp/mkstemp: their 0700/0600 modes would survive the rename and lock out
-    # a server running as another user; os.mkdir and open() honour the umask.
-    return parent / f".tmp-{secrets.token_hex(8)}"
-
-
-@contextmanager
-def _staged_file(parent: Path, data: bytes) -> Iterator[Path]:
-    """A new hidden fsynced file in ``parent``, removed on exit unless renamed away meanwhile."""
-    path = _hidden_sibling(parent)
-    try:
-        _write_synced(path, data)
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-
-
-@contextmanager
-def _staged_dir(parent: Path) -> Iterator[Path]:
-    """A new hidden directory in ``parent``, removed on exit unless renamed away meanwhile."""
-    path = _hidden_sibling(parent)
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _rename_new(source: Path, target: Path) -> bool:
-    """Rename ``source`` to ``target`` unless ``target`` exists; False if it does."""
-    if target.exists():
-        return False
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-            return False
-        raise
-    return True
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass  # not empty: someone else wrote into it meanwhile, so it is theirs to keep
 
 
 def _triton_config(model, name: str) -> str:

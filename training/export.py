@@ -33,6 +33,7 @@ from training.activations import get_activation
 from training.ensemble import SurrogateEnsemble, members
 from training.estimator import SurrogateMLP
 from training.graph import OPSET, GraphBuilder, float_tensor
+from training.jacobian import emit_jacobian
 
 __all__ = [
     "INPUT_NAME",
@@ -173,8 +174,6 @@ def emit_model(g: GraphBuilder, model, x: str, *, jacobian: bool = False) -> dic
         Output name (``outputs``, ``std`` for an ensemble, ``jacobian``) to float32 tensor name,
         in the order of :func:`output_shapes`.
     """
-    from training.jacobian import emit_jacobian
-
     _check_fitted(model)
     nets = members(model)
     forwards = [emit_forward(g, net, x) for net in nets]

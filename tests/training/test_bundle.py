@@ -271,12 +271,11 @@ def failing_after(calls: int, real):
     return wrapper
 
 
-# fsync order: staged config.pbtxt, model.onnx, model.json, parity.png, the staged directory;
-# all of them come before the rename that publishes the version.
+# fsync order: staged config.pbtxt, model.onnx, jacobian.onnx, model.json, parity.png, the
+# staged directory; all of them come before the rename that publishes the version.
 @pytest.mark.parametrize("existing", [False, True], ids=["new-model", "existing-versions"])
 @pytest.mark.parametrize(
-    ("function", "calls"),
-    [("fsync", 1), ("fsync", 2), ("fsync", 3), ("fsync", 4), ("fsync", 5), ("rename", 1)],
+    ("function", "calls"), [*(("fsync", n) for n in range(1, 7)), ("rename", 1)]
 )
 def test_a_failed_write_leaves_no_trace(model, tmp_path, monkeypatch, existing, function, calls):
     if existing:
