@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import json
 
 import numpy as np
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from tests.service.v2_helpers import HEADER_LENGTH, binary_request, json_request
 
@@ -299,3 +301,16 @@ def test_missing_or_parameterised_json_content_type_is_accepted(client, headers,
     response = client.post(path, data=json.dumps(body), headers=headers)
     assert "Content-Type" not in response.request.headers or headers
     assert response.status_code == 200, response.get_data()
+
+
+@pytest.mark.parametrize(("size", "status"), [(LIMIT, 200), (LIMIT + 1, 413)],
+                         ids=["at-the-limit", "over-the-limit"])
+def test_body_without_content_length_is_held_to_the_limit(app, size, status):
+    # As gunicorn passes a chunked body: no CONTENT_LENGTH (EnvironBuilder sets none without
+    # data), and a stream that ends where the body does.
+    body = json.dumps({"instances": [[1.0, 2.0]]}).encode()
+    body = b" " * (size - len(body)) + body
+    environ = EnvironBuilder(path=PREDICT, method="POST").get_environ()
+    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
+    chunks, status_line, _ = run_wsgi_app(app, environ)
+    assert int(status_line.split()[0]) == status, b"".join(chunks)
