@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from training.bundle import read_card, write_bundle
@@ -169,3 +170,8 @@ def test_bundle_of_an_ensemble(ensemble, tmp_path):
     got = run_onnx(onnx.load(path / "model.onnx"), X, ["outputs", "std"])
     np.testing.assert_allclose(got["outputs"][:, 0], mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["std"][:, 0], std, rtol=1e-3, atol=1e-7)
+
+
+def test_unfitted_ensemble_is_refused():
+    with pytest.raises(NotFittedError, match="SurrogateEnsemble is not fitted yet"):
+        to_onnx(SurrogateEnsemble())

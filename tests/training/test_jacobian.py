@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from training.activations import ACTIVATIONS, get_activation
 from training.estimator import X_SCALINGS, SurrogateMLP
@@ -220,3 +221,10 @@ def test_derivative_emitter_matches_numpy(name):
     assert got.shape == z.shape and got.dtype == np.float32
     expected = act.derivative(z.astype(np.float64), params)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unfitted_model_has_no_jacobian():
+    with pytest.raises(NotFittedError):
+        SurrogateMLP().predict_jacobian(probes()[:2])
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        to_onnx(SurrogateMLP(), jacobian=True)
