@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="processes per server (2)")
     p.add_argument("--threads", type=int, default=4, help="gthread threads per worker (4)")
     p.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread)")
+    p.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
+                   help="extra gunicorn argument for every gunicorn server, e.g. --reuse-port "
+                        "(give it as --gunicorn-arg=--reuse-port)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma-separated subset of {','.join(SYSTEMS)}")
     p.add_argument("--mlserver", default=None,
@@ -66,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load", choices=("wrk", "python"), default=None,
                    help="load generator (default: wrk when installed)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--workdir", type=Path, default=RESULTS / "work",
+                   help="where the bench models are built and cached (bench/results/work)")
     p.add_argument("--rebuild", action="store_true", help="retrain the cached bench models")
     args = p.parse_args(argv)
     if args.quick:
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args.scenario_keys = _choice(args.scenarios, tuple(SCENARIOS), "scenario")
     notes: list[str] = []
     _log("building the bench models (cached after the first run)")
-    models = build(args.out / "work", rebuild=args.rebuild)
+    models = build(args.workdir, rebuild=args.rebuild)
     floors: list[dict[str, float]] = []
     with ExitStack() as stack:
         servers = _start_all(args, systems, models, stack, notes)
@@ -125,15 +130,15 @@ def _medians(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]) -> dict:
     log_dir = args.out / "logs"
+    common = (args.workers, args.threads, args.worker_class)
+    extra = tuple(args.gunicorn_arg)
     specs = {
-        OURS: GunicornSpec(args.ours_app, args.workers, args.threads,
-                           args.worker_class,
+        OURS: GunicornSpec(args.ours_app, *common,
                            {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
-                            **dict(kv.split("=", 1) for kv in args.ours_env)}),
-        HELLO: GunicornSpec("bench.peers.hello:create_app()", args.workers, args.threads,
-                            args.worker_class),
-        NAIVE: GunicornSpec("bench.peers.naive:create_app()", args.workers, args.threads,
-                            args.worker_class, {"BENCH_PIPELINE": str(models.pipeline)}),
+                            **dict(kv.split("=", 1) for kv in args.ours_env)}, extra),
+        HELLO: GunicornSpec("bench.peers.hello:create_app()", *common, {}, extra),
+        NAIVE: GunicornSpec("bench.peers.naive:create_app()", *common,
+                            {"BENCH_PIPELINE": str(models.pipeline)}, extra),
     }
     servers: dict[str, Server] = {}
     for system in systems:
@@ -155,7 +160,7 @@ def _start_mlserver(args, models: Models, log_dir: Path, notes: list[str]) -> Se
         return None
     workers = args.workers if args.mlserver_workers is None else args.mlserver_workers
     try:
-        return mlserver.start_mlserver(executable, models.pipeline, args.out / "work", workers,
+        return mlserver.start_mlserver(executable, models.pipeline, args.workdir, workers,
                                        log_dir)
     except RuntimeError as exc:
         if workers == 0:
@@ -163,8 +168,7 @@ def _start_mlserver(args, models: Models, log_dir: Path, notes: list[str]) -> Se
         first = str(exc).splitlines()[0]
         notes.append(f"MLServer with {workers} parallel workers failed ({first}); "
                      "measured with parallel_workers 0 (one process)")
-        return mlserver.start_mlserver(executable, models.pipeline, args.out / "work", 0,
-                                       log_dir)
+        return mlserver.start_mlserver(executable, models.pipeline, args.workdir, 0, log_dir)
 
 
 def _smoke(system: str, scenario: str, one: load.Load) -> None:
@@ -213,7 +217,8 @@ def _write(args, records: list[dict], floors: dict, memory: list[dict], notes: l
             "our app": args.ours_app
                        + "".join(f", {kv}" for kv in args.ours_env),
             "servers": f"{args.workers} workers, {args.worker_class}"
-                       + (f", {args.threads} threads" if args.worker_class == "gthread" else ""),
+                       + (f", {args.threads} threads" if args.worker_class == "gthread" else "")
+                       + "".join(f", {arg}" for arg in args.gunicorn_arg),
             "rounds": f"{args.rounds} x {args.seconds:g} s, {args.pause:g} s pause",
             "load average at the end (1, 5, 15 min)": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             **({"notes": "; ".join(notes)} if notes else {})}

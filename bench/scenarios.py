@@ -83,7 +83,10 @@ def load_for(system: str, scenario: str, url: str, models: Models) -> Load:
 
 def _ours_json(scenario: str, url: str, rows: np.ndarray, models: Models) -> Load:
     if scenario.endswith("_v2"):
-        return Load(f"{url}/v2/models/{MODEL}/infer", _v2_json(rows, "FP32"))
+        # Named, as the peers answer predictions only: a V2 request without "outputs" gets
+        # every output, the Jacobian too.
+        body = _v2_json(rows, "FP32", outputs=[{"name": "outputs"}])
+        return Load(f"{url}/v2/models/{MODEL}/infer", body)
     names = input_names(models)
     instances = [dict(zip(names, row, strict=True)) for row in rows.tolist()]
     return Load(f"{url}/v1/models/{MODEL}:predict", orjson.dumps({"instances": instances}))
@@ -106,9 +109,11 @@ def input_names(models: Models) -> list[str]:
     return [spec["name"] for spec in card["inputs"]]
 
 
-def _v2_json(rows: np.ndarray, datatype: str, name: str = "inputs") -> bytes:
-    return orjson.dumps({"inputs": [{"name": name, "shape": list(rows.shape),
-                                     "datatype": datatype, "data": rows.ravel().tolist()}]})
+def _v2_json(rows: np.ndarray, datatype: str, name: str = "inputs",
+             outputs: list[dict] | None = None) -> bytes:
+    request = {"inputs": [{"name": name, "shape": list(rows.shape), "datatype": datatype,
+                           "data": rows.ravel().tolist()}]}
+    return orjson.dumps(request | ({"outputs": outputs} if outputs else {}))
 
 
 def _rounded(x: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ class GunicornSpec:
     threads: int = 4
     worker_class: str = "gthread"
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -88,7 +89,7 @@ def start_gunicorn(name: str, spec: GunicornSpec, log_dir: Path) -> Server:
         "SURROGATE_LOG_LEVEL": "warning",
     } | spec.env
     command = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG,
-               "--worker-class", spec.worker_class, spec.app]
+               "--worker-class", spec.worker_class, *spec.extra_args, spec.app]
     return start(name, command, env, f"http://127.0.0.1:{port}", log_dir)
 
 
