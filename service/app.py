@@ -12,7 +12,7 @@ from importlib import metadata
 
 from flask import Flask, Response, request
 
-from service import metrics, views_v1, views_v2
+from service import metrics, openapi, views_v1, views_v2
 from service.errors import register_error_handlers
 from service.logs import configure_logging
 from service.registry import ModelRegistry
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(views_v2.bp)
     app.register_blueprint(views_v1.bp)
+    app.register_blueprint(openapi.bp)
     app.add_url_rule("/metrics", "metrics", _metrics)
     return app
 

@@ -47,9 +47,13 @@ def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
             + (" or a binary tensor request" if binary_allowed else "")
         )
     body = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    # A chunked body has no Content-Length: werkzeug stops reading at the limit without a 413.
+    if request.content_length is None and len(body) >= limit and request.input_stream.read(1):
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        body = _decompress(body, encoding, current_app.config["MAX_CONTENT_LENGTH"])
+        body = _decompress(body, encoding, limit)
     return body, header_length
 
 
