@@ -2,18 +2,22 @@
 
 ``running_server`` starts one on a free loopback port, waits until ``/v2/health/ready`` answers
 200 (polling against a deadline, failing at once if the process dies) and stops it with SIGTERM,
-which must end it with exit code 0 within ``STOP_SECONDS``.
+which must end it with exit code 0 within ``STOP_SECONDS``. ``wait_for`` polls any other
+condition against a deadline; ``Server.workers`` and ``Server.served_by`` say which worker
+processes exist and which one answered a request (from the access log).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,8 @@ START_SECONDS = 60.0
 STOP_SECONDS = 30.0
 # Inherited variables that would change the server under test, e.g. a PROMETHEUS_MULTIPROC_DIR
 # shared by two servers would mix their counters.
+# The end of gunicorn's access line (service.gunicorn_config.access_log_format).
+ACCESS_LINE = re.compile(r" rid=(\S+) pid=<(\d+)>$", re.MULTILINE)
 SCRUBBED = ("PORT", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR",
             "prometheus_multiproc_dir")
 
@@ -43,6 +49,19 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def workers(self) -> set[int]:
+        """The pids of the gunicorn master's worker processes (its children), from /proc."""
+        master = self.process.pid
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text()
+        except OSError:
+            return set()
+        return {int(pid) for pid in children.split()}
+
+    def served_by(self) -> dict[str, int]:
+        """The worker pid that logged each answered request, by its X-Request-ID."""
+        return {rid: int(pid) for rid, pid in ACCESS_LINE.findall(self.log())}
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -75,6 +94,40 @@ def running_server(repo: Path, log_path: Path, *, workers: int = 2,
         yield server
     finally:
         _stop(server)
+
+
+def wait_for(condition: Callable[[], object], what: str, seconds: float = START_SECONDS,
+             server: Server | None = None):
+    """Poll ``condition`` until it returns something true (returned); fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"{what}: not after {seconds} s" + (f"\n{server.log()}" if server else ""))
+
+
+def from_every_worker(server: Server, method: str, path: str,
+                      **kwargs) -> dict[int, requests.Response]:
+    """One answer from each worker to the same request, sent on fresh connections until every
+    worker has logged one (the kernel hands each connection to whichever worker accepts first).
+    """
+    workers, answers, pending = server.workers(), {}, {}
+    headers = kwargs.pop("headers", {})
+
+    def ask() -> bool:
+        request_id = uuid.uuid4().hex
+        pending[request_id] = requests.request(
+            method, server.url + path, timeout=30, **kwargs,
+            headers={**headers, "X-Request-ID": request_id, "Connection": "close"})
+        for request_id, pid in server.served_by().items():
+            if request_id in pending:
+                answers[pid] = pending.pop(request_id)
+        return workers <= answers.keys()
+
+    wait_for(ask, f"an answer to {method} {path} from each of the workers {workers}",
+             server=server)
+    return {pid: answers[pid] for pid in workers}
 
 
 def _wait_until_ready(server: Server) -> None:
