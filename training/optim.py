@@ -9,7 +9,7 @@ loss stops being finite; :func:`run_adam` and :func:`run_lbfgs` add the recovery
 from __future__ import annotations
 
 import math
-import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -22,10 +22,10 @@ __all__ = [
     "SCHEDULES",
     "AdamSettings",
     "DivergenceError",
+    "DivergenceWarning",
     "History",
     "LbfgsSettings",
     "run_adam",
-    "recovery_notice",
     "run_lbfgs",
 ]
 
@@ -36,10 +36,6 @@ BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-8
 PLATEAU_FACTOR, PLATEAU_FLOOR = 5.0, 1e-3
 # A diverging Adam phase is restarted from its start with the rate divided by 10, this often.
 MAX_RESTARTS = 2
-# The fit-log lines recovery_notice() reads back.
-_ADAM_DIVERGED = re.compile(r"adam \(learning rate ([^)]+)\) diverged: ")
-_ADAM_FINISHED = re.compile(r"adam \(learning rate ([^)]+)\): ")
-_LBFGS_KEPT = "lbfgs: kept the parameters it started from"
 
 
 class DivergenceError(RuntimeError, ValueError):
@@ -47,6 +43,13 @@ class DivergenceError(RuntimeError, ValueError):
 
     Also a ValueError: it comes from the settings (the learning rate, the scaling) meeting the
     data, so callers that report bad parameters in one line (the CLI) report this one too.
+    """
+
+
+class DivergenceWarning(UserWarning):
+    """Training recovered from a diverging loss: by a lower learning rate, or by keeping the
+    parameters Adam reached when the L-BFGS polish diverged. Like scikit-learn's
+    ConvergenceWarning, the fit succeeded but the user should know; the CLI shows it in one line.
     """
 
 
@@ -110,6 +113,10 @@ def run_adam(
             history.truncate(start_len)
             continue
         log.append(f"adam (learning rate {rate:g}): {reason}")
+        if attempt:
+            tried = " and ".join(f"{settings.learning_rate / 10**k:g}" for k in range(attempt))
+            warnings.warn(f"the loss diverged at learning rate {tried}; training recovered with "
+                          f"learning rate {rate:g}", DivergenceWarning, stacklevel=3)
         return
     raise DivergenceError(
         "training diverged at every learning rate tried; lower learning_rate_init or change the "
@@ -131,24 +138,9 @@ def run_lbfgs(
             raise DivergenceError(f"L-BFGS diverged: {err}") from None
         problem.theta[...] = start_theta
         history.truncate(start_len)
-        log.append(_LBFGS_KEPT)
-
-
-def recovery_notice(log: list[str]) -> str | None:
-    """One line telling how a fit recovered from a divergence, or None if nothing diverged.
-
-    ``log`` is the estimator's ``fit_log_``, as written by :func:`run_adam` and
-    :func:`run_lbfgs`.
-    """
-    notices = []
-    diverged = [m.group(1) for m in map(_ADAM_DIVERGED.match, log) if m]
-    if diverged:
-        rates = [m.group(1) for m in map(_ADAM_FINISHED.match, log) if m]
-        notices.append(f"the loss diverged at learning rate {' and '.join(diverged)}; training "
-                       f"recovered with learning rate {rates[-1] if rates else '?'}")
-    if _LBFGS_KEPT in log:
-        notices.append("L-BFGS diverged; the model keeps the parameters Adam reached")
-    return "; ".join(notices) or None
+        log.append("lbfgs: kept the parameters it started from")
+        warnings.warn("L-BFGS diverged; the model keeps the parameters Adam reached",
+                      DivergenceWarning, stacklevel=3)
 
 
 def adam(

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -219,12 +220,19 @@ def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Map
 
     With ``export_onnx`` the record's ``"onnx"`` holds the fitted model as ONNX bytes.
     """
+    from training.optim import DivergenceWarning
+
     train_rows, val_rows = split
     record = {**tag, "activations": config.activation_label, "hidden": config.hidden_label,
               "worker": _worker_name(), "pid": os.getpid(), "status": "ok", "reason": ""}
     try:
-        record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed,
-                                       export_onnx))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DivergenceWarning)
+            record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed,
+                                           export_onnx))
+        # A recovered divergence: said once in the record (a worker's stderr may be nowhere).
+        record["notice"] = "; ".join(str(w.message) for w in caught
+                                     if issubclass(w.category, DivergenceWarning))
     except Exception as exc:  # a failed configuration is a row of the leaderboard, not a crash
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         record.update(status="failed", reason=f"{type(exc).__name__}: {reason}"[:300])

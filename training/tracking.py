@@ -75,7 +75,8 @@ class SweepTracker:
         name = f"{record['activations']} [{record['hidden']}] seed {record['seed']}" + (
             f" fold {record['fold']}" if record["folds"] > 1 else "")
         run_id = self._child(name, {"status": record["status"], "worker": record["worker"],
-                                    "reason": record["reason"], "config": record["config"]})
+                                    "reason": record["reason"], "config": record["config"],
+                                    "notice": record.get("notice", "")})
         self.runs_of_config[record["config"]].append(run_id)
         ok = record["status"] == "ok"
         try:

@@ -4,6 +4,7 @@ notices."""
 from __future__ import annotations
 
 import tomllib
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,13 +116,24 @@ def epoch_progress(label: str, enabled: bool = True):
         yield on_epoch
 
 
-def echo_fit_notice(model) -> None:
-    """Tell the user, in one line on stderr, when training recovered from a diverging loss."""
-    from training.optim import recovery_notice
+@contextmanager
+def fit_notices():
+    """Show every :class:`~training.optim.DivergenceWarning` raised inside as a one-line notice
+    on stderr, at the end of the block, even if a later step (the export) fails."""
+    from training.optim import DivergenceWarning
 
-    notice = recovery_notice(list(getattr(model, "fit_log_", [])))
-    if notice:
-        click.echo(f"notice: {notice} (see training.fit_log in model.json)", err=True)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DivergenceWarning)
+            yield
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, DivergenceWarning):
+                click.echo(f"notice: {warning.message}", err=True)
+            else:  # not ours: shown as it would have been without the block
+                warnings.showwarning(warning.message, warning.category, warning.filename,
+                                     warning.lineno)
 
 
 def metrics_table(title: str, per_output: dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, echo_fit_notice, split_list, table_options
+from training.cli.common import CliError, fit_notices, split_list, table_options
 
 _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init"}
 
@@ -140,10 +140,10 @@ def _export_winner(data, board, options: dict, leaderboard: Path):
         }},
     )
     try:
-        result = train_and_export(data, job)
+        with fit_notices():
+            result = train_and_export(data, job)
     except ValueError as exc:
         raise CliError(f"refitting the winner failed: {exc}") from exc
-    echo_fit_notice(result.model)
     click.echo(f"winner {winner['activations']} [{winner['hidden']}] exported to {result.bundle}")
     return result
 

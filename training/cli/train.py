@@ -8,8 +8,8 @@ import click
 
 from training.cli.common import (
     CliError,
-    echo_fit_notice,
     epoch_progress,
+    fit_notices,
     metrics_table,
     parse_units,
     split_list,
@@ -72,11 +72,10 @@ def train(**options) -> None:
         )
         if data.dropped_rows:
             click.echo(f"dropped {data.dropped_rows} row(s) with invalid cells", err=True)
-        with epoch_progress(f"training {job.name}", options["progress"]) as callback:
+        with fit_notices(), epoch_progress(f"training {job.name}", options["progress"]) as callback:
             result = train_and_export(data, job, callback=callback)
     except (DataError, ValueError) as exc:
         raise CliError(str(exc).strip().splitlines()[0]) from exc
-    echo_fit_notice(result.model)
     _report(result)
 
 
