@@ -214,6 +214,13 @@ def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarra
         raise BadRequest(
             f"input {name!r}: {tensor['datatype']} data must be integers within 64 bits"
         )
+    if array.size and dtype != DATATYPES["FP32"] and dtype != DATATYPES["FP64"]:
+        info = np.iinfo(dtype) if dtype.kind in "iu" else np.finfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise BadRequest(
+                f"input {name!r}: {tensor['datatype']} data must lie in "
+                f"[{info.min}, {info.max}]"
+            )
     return array
 
 

@@ -314,3 +314,14 @@ def test_body_without_content_length_is_held_to_the_limit(app, size, status):
     environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
     chunks, status_line, _ = run_wsgi_app(app, environ)
     assert int(status_line.split()[0]) == status, b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "bounds"),
+    [("UINT8", [-1, 2], "[0, 255]"), ("INT8", [1, 300], "[-128, 127]"),
+     ("FP16", [1e6, 1.0], "[-65504.0, 65504.0]")],
+)
+def test_json_data_must_fit_its_declared_datatype(client, datatype, data, bounds):
+    response = client.post(INFER, json=tensor(data=data, datatype=datatype))
+    assert response.status_code == 400
+    assert f"{datatype} data must lie in {bounds}" in response.get_json()["error"]
