@@ -29,6 +29,7 @@ from training.activations import ACTIVATIONS, get_activation
 from training.estimator import X_SCALINGS, SurrogateMLP
 from training.export import to_onnx
 from training.graph import GraphBuilder, float_tensor
+from training.jacobian import reverse_mode
 from training.network import fitted_network
 from training.parity import deviations, run_onnx
 from training.scaling import SCALINGS, Scaler
@@ -54,7 +55,8 @@ def table(n_rows: int = 150, seed: int = 0, box=(LOW, HIGH)) -> tuple[np.ndarray
     rng = np.random.default_rng(seed)
     X = rng.uniform(low, high, (n_rows, 3))
     u = (X - low) / (high - low)
-    Y = np.column_stack([np.exp(np.sin(3 * u[:, 0]) + u[:, 1] * u[:, 2]), 1 + u[:, 0] ** 2])
+    Y = np.column_stack([np.exp(np.sin(3 * u[:, 0]) + u[:, 1] * u[:, 2]), 1 + u[:, 0] ** 2,
+                         2 + u[:, 1] - u[:, 2] ** 2])  # fmt: skip
     return X, Y
 
 
@@ -153,25 +155,32 @@ def assert_jacobian(model, X=None, wide: np.ndarray = WIDTH) -> None:
     assert relative_error(jacobian[: len(X) // 2][keep], rough, wide, noise) < TOLERANCE
 
 
+# Fewer outputs than the 3 inputs: reverse mode; as many: forward mode.
+MODES = pytest.mark.parametrize("n_outputs", [2, 3], ids=["reverse", "forward"])
+
+
+@MODES
 @pytest.mark.parametrize("layer", ["hidden", "output"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_jacobian_of_every_activation(activation, layer):
+def test_jacobian_of_every_activation(activation, layer, n_outputs):
     if layer == "hidden":
-        model = fit(activation)
+        model = fit(activation, n_outputs=n_outputs)
     else:
-        model = fit("tanh", output_activation=activation)
+        model = fit("tanh", output_activation=activation, n_outputs=n_outputs)
     assert model.activations_[0 if layer == "hidden" else -1] == activation
+    assert reverse_mode(model) == (n_outputs < 3)
     assert_jacobian(model)
 
 
+@MODES
 @pytest.mark.parametrize("activations", MIXES)
-def test_jacobian_with_mixed_activations(activations):
-    model = fit(activations, output_activation="prelu")
+def test_jacobian_with_mixed_activations(activations, n_outputs):
+    model = fit(activations, output_activation="prelu", n_outputs=n_outputs)
     assert model.activations_ == (*activations, "prelu")
     assert_jacobian(model)
 
 
-@pytest.mark.parametrize("n_outputs", [1, 2])
+@pytest.mark.parametrize("n_outputs", [1, 3])
 @pytest.mark.parametrize("y_scaling", SCALINGS)
 @pytest.mark.parametrize("x_scaling", X_SCALINGS)
 def test_jacobian_with_every_scaling(x_scaling, y_scaling, n_outputs):
@@ -186,11 +195,12 @@ def test_jacobian_with_every_scaling(x_scaling, y_scaling, n_outputs):
     assert_jacobian(model, probes(box=UNIT_BOX), high - low)
 
 
+@MODES
 @pytest.mark.parametrize("y_scaling", ["standard", "log"])
-def test_jacobian_with_log_scaled_inputs(y_scaling):
+def test_jacobian_with_log_scaled_inputs(y_scaling, n_outputs):
     # The estimator does not offer log inputs, but the Scaler does (see test_export): d log x / dx
     # is 1/x per row, so the steps are relative to each point's magnitude here.
-    model = fit(("tanh", "softplus"), y_scaling=y_scaling)
+    model = fit(("tanh", "softplus"), y_scaling=y_scaling, n_outputs=n_outputs)
     model.x_scaler_ = Scaler("log").fit(table()[0])
     X = probes()[:200]
     assert_jacobian(model, X, wide=X.min(axis=0))
