@@ -188,8 +188,12 @@ def emit_model(g: GraphBuilder, model, x: str, *, jacobian: bool = False) -> dic
 
 
 def _mean(g: GraphBuilder, tensors: list[str], dtype=np.float32) -> str:
-    # Sum then scale: onnxruntime has no float64 kernel for Mean.
-    return g.op("Mul", g.op("Sum", *tensors), g.const(1.0 / len(tensors), "inv_k", dtype=dtype))
+    # Binary Adds, then a scale: onnxruntime has no float64 kernel for Mean, and formula export
+    # (training.formula) translates elementwise binary ops.
+    total = tensors[0]
+    for tensor in tensors[1:]:
+        total = g.op("Add", total, tensor)
+    return g.op("Mul", total, g.const(1.0 / len(tensors), "inv_k", dtype=dtype))
 
 
 def _emit_mean_and_std(g: GraphBuilder, outputs64: list[str]) -> dict[str, str]:
