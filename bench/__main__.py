@@ -26,6 +26,7 @@ from bench.models import Models, build
 from bench.peers import mlserver
 from bench.scenarios import (
     HELLO,
+    LEAN,
     MLSERVER,
     NAIVE,
     OURS,
@@ -64,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"connections of the throughput runs ({THROUGHPUT_CONNECTIONS})")
     p.add_argument("--ours-app", default="service:create_app()",
                    help="our WSGI app (e.g. bench.peers.batched:create_app() to try batching)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:CLASS:THREADS[:K=V,..]",
+                   help="also run our service as ours-NAME with this worker class, thread count "
+                        "and extra SURROGATE_* settings, interleaved with ours in every run, "
+                        "e.g. sync:sync:1 or batch1:gthread:4:SURROGATE_BATCH_DELAY_MS=1 "
+                        "(with --ours-app bench.peers.batched:create_app())")
     p.add_argument("--ours-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for our service, e.g. SURROGATE_BATCH_DELAY_MS=1")
     p.add_argument("--load", choices=("wrk", "python"), default=None,
@@ -81,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     systems = _choice(args.systems, SYSTEMS, "system")
+    systems += tuple(f"{OURS}-{v.split(':', 1)[0]}" for v in args.variant)
     args.scenario_keys = _choice(args.scenarios, tuple(SCENARIOS), "scenario")
     notes: list[str] = []
     _log("building the bench models (cached after the first run)")
@@ -137,9 +144,17 @@ def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]
                            {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
                             **dict(kv.split("=", 1) for kv in args.ours_env)}, extra),
         HELLO: GunicornSpec("bench.peers.hello:create_app()", *common, {}, extra),
+        LEAN: GunicornSpec("bench.peers.lean:create_app()", *common,
+                           {"BENCH_ONNX": str(models.onnx_path)}, extra),
         NAIVE: GunicornSpec("bench.peers.naive:create_app()", *common,
                             {"BENCH_PIPELINE": str(models.pipeline)}, extra),
     }
+    for variant in args.variant:
+        name, worker_class, threads, *settings = variant.split(":", 3)
+        env = {**specs[OURS].env, **dict(kv.split("=", 1) for kv in ",".join(settings).split(",")
+                                          if kv)}
+        specs[f"{OURS}-{name}"] = GunicornSpec(args.ours_app, args.workers, int(threads),
+                                               worker_class, env, extra)
     servers: dict[str, Server] = {}
     for system in systems:
         _log(f"starting {system}")

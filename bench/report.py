@@ -16,14 +16,16 @@ from bench.scenarios import (
     HELLO,
     LABELS,
     LATENCY_CONNECTIONS,
+    LEAN,
     MLSERVER,
     NAIVE,
     OURS,
     SCENARIOS,
     THROUGHPUT_CONNECTIONS,
+    label,
 )
 
-PEERS = (HELLO, NAIVE, MLSERVER)
+PEERS = (HELLO, LEAN, NAIVE, MLSERVER)
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
@@ -81,7 +83,7 @@ def _latency(summary: dict) -> str:
              _row(["---"] * len(head))]
     for (system, scenario, conns), s in summary.items():
         if conns == c and SCENARIOS[scenario].rows == 1:
-            lines.append(_row([LABELS[system], SCENARIOS[scenario].label, _n(s["rps"]),
+            lines.append(_row([label(system), SCENARIOS[scenario].label, _n(s["rps"]),
                                f"{s['p50']:.3f}", f"{s['p99']:.3f}", _ratio(s["p99"], s["p50"])]))
     return "\n".join(lines) + "\n"
 
@@ -112,7 +114,7 @@ def _memory(memory: list[dict]) -> str:
     for m in memory:
         cells[(m["system"], m["worker"])][m["stage"]] = f"{m['rss_mb']:.0f} / {m['pss_mb']:.0f}"
     for (system, worker), by_stage in cells.items():
-        lines.append(_row([LABELS[system], str(worker),
+        lines.append(_row([label(system), str(worker),
                            *(by_stage.get(stage, "-") for stage in stages)]))
     return "\n".join(lines) + "\n"
 
@@ -124,7 +126,7 @@ def _spread(summary: dict) -> str:
              "how much of the server's CPU its busiest process used (50% = balanced over 2)\n",
              _row(head), _row(["---"] * len(head))]
     for (system, scenario, conns), s in summary.items():
-        lines.append(_row([LABELS[system], SCENARIOS[scenario].label, str(conns), _n(s["rps"]),
+        lines.append(_row([label(system), SCENARIOS[scenario].label, str(conns), _n(s["rps"]),
                            _n(s["min"]), _n(s["max"]), str(s["rounds"]),
                            f"{s['failures']} / {s['requests']}", f"{s['share']:.0%}"]))
     return "\n".join(lines) + "\n"
@@ -147,7 +149,7 @@ def chart_png(summary: dict, floor: dict[str, float],
         values = [summary.get((system, key(g), connections), {}).get("rps", 0)
                   for g, _ in groups]
         axes[0].bar([j + i * width for j in range(len(groups))], values, width,
-                    label=LABELS[system])
+                    label=label(system))
         lat = summary.get((system, "single_v2", LATENCY_CONNECTIONS))
         if lat:
             axes[1].bar([i - 0.2, i + 0.2], [lat["p50"], lat["p99"]], 0.4,
@@ -157,7 +159,7 @@ def chart_png(summary: dict, floor: dict[str, float],
                 xticklabels=[label for _, label in groups])
     axes[0].legend(fontsize=8)
     axes[1].set(ylabel="ms", title="single-row latency, 1 connection (p50 blue, p99 orange)",
-                xticks=range(len(systems)), xticklabels=[LABELS[s] for s in systems])
+                xticks=range(len(systems)), xticklabels=[label(s) for s in systems])
     axes[1].tick_params(axis="x", labelsize=7)
     binary = sorted((c, s["rps"] * SCENARIOS["binary100k"].rows)
                     for (sy, sc, c), s in summary.items() if sy == OURS and sc == "binary100k")

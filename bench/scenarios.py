@@ -14,10 +14,11 @@ import orjson
 from bench.load import Load
 from bench.models import MODEL, Models
 
-OURS, HELLO, NAIVE, MLSERVER = "ours", "hello", "naive", "mlserver"
-SYSTEMS = (OURS, HELLO, NAIVE, MLSERVER)
+OURS, HELLO, LEAN, NAIVE, MLSERVER = "ours", "hello", "lean", "naive", "mlserver"
+SYSTEMS = (OURS, HELLO, LEAN, NAIVE, MLSERVER)
 LABELS = {OURS: "surrogate-serving", HELLO: "Flask hello world (ceiling)",
-          NAIVE: "naive Flask + sklearn", MLSERVER: "MLServer sklearn"}
+          LEAN: "minimal Flask + ORT + orjson", NAIVE: "naive Flask + sklearn",
+          MLSERVER: "MLServer sklearn"}
 THROUGHPUT_CONNECTIONS = 16
 LATENCY_CONNECTIONS = 1
 BINARY_ROWS = 100_000
@@ -48,20 +49,42 @@ class Run:
     connections: int
 
 
+def label(system: str) -> str:
+    """A system's name in tables; variants of our service (``ours-...``) keep their own."""
+    return LABELS.get(system, system)
+
+
+def is_ours(system: str) -> bool:
+    """Our service or a variant of it (``ours-<name>``: other worker class, settings...)."""
+    return system == OURS or system.startswith(OURS + "-")
+
+
 def plan(systems: tuple[str, ...], scenarios: tuple[str, ...] = tuple(SCENARIOS),
          connections: int = THROUGHPUT_CONNECTIONS) -> list[Run]:
-    """Every run of one round, peers beside ours per scenario so they share the conditions."""
+    """Every run of one round, peers beside ours per scenario so they share the conditions.
+
+    Variants of our service run right after ours in each of its runs.
+    """
     t, lat = connections, LATENCY_CONNECTIONS
     wanted = [
-        (HELLO, "single_v2", t), (OURS, "single_v2", t), (NAIVE, "single_v2", t),
-        (MLSERVER, "single_v2", t), (OURS, "single_v1", t),
-        (HELLO, "single_v2", lat), (OURS, "single_v2", lat), (NAIVE, "single_v2", lat),
-        (MLSERVER, "single_v2", lat), (OURS, "single_v1", lat),
-        (OURS, "rows1000_v2", t), (NAIVE, "rows1000_v2", t), (MLSERVER, "rows1000_v2", t),
+        (HELLO, "single_v2", t), (OURS, "single_v2", t), (LEAN, "single_v2", t),
+        (NAIVE, "single_v2", t), (MLSERVER, "single_v2", t), (OURS, "single_v1", t),
+        (HELLO, "single_v2", lat), (OURS, "single_v2", lat), (LEAN, "single_v2", lat),
+        (NAIVE, "single_v2", lat), (MLSERVER, "single_v2", lat), (OURS, "single_v1", lat),
+        (OURS, "rows1000_v2", t), (LEAN, "rows1000_v2", t), (NAIVE, "rows1000_v2", t),
+        (MLSERVER, "rows1000_v2", t),
         (OURS, "rows1000_v1", t),
         (OURS, "binary100k", 1), (OURS, "binary100k", 2),
     ]
-    return [Run(*w) for w in wanted if w[0] in systems and w[1] in scenarios]
+    variants = [s for s in systems if is_ours(s) and s != OURS]
+    runs = []
+    for system, scenario, conns in wanted:
+        if scenario not in scenarios:
+            continue
+        for chosen in ([system, *variants] if system == OURS else [system]):
+            if chosen in systems:
+                runs.append(Run(chosen, scenario, conns))
+    return runs
 
 
 def load_for(system: str, scenario: str, url: str, models: Models) -> Load:
@@ -70,7 +93,7 @@ def load_for(system: str, scenario: str, url: str, models: Models) -> Load:
     if scenario == "binary100k":
         return binary_load(f"{url}/v2/models/{MODEL}/infer", models.rows(n))
     rows = _rounded(models.rows(n))
-    if system == OURS:
+    if is_ours(system) or system == LEAN:
         return _ours_json(scenario, url, rows, models)
     if system == HELLO:
         return Load(f"{url}/", _v2_json(rows, "FP32"))
