@@ -18,6 +18,7 @@ from training.bundle import read_card, write_bundle
 from training.ensemble import SurrogateEnsemble
 from training.estimator import SurrogateMLP
 from training.export import to_onnx
+from training.formula import read_network
 from training.parity import check_parity, deviations, run_onnx
 
 MEMBER = SurrogateMLP(hidden_layer_sizes=(16, 16), max_iter=50, lbfgs_maxiter=300)
@@ -170,6 +171,8 @@ def test_bundle_of_an_ensemble(ensemble, tmp_path):
     got = run_onnx(onnx.load(path / "model.onnx"), X, ["outputs", "std"])
     np.testing.assert_allclose(got["outputs"][:, 0], mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["std"][:, 0], std, rtol=1e-3, atol=1e-7)
+    # The ensemble mean uses only ops that formula export translates.
+    read_network(onnx.load(path / "model.onnx"))
 
 
 def test_unfitted_ensemble_is_refused():
