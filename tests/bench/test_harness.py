@@ -84,3 +84,11 @@ def test_markdown_gives_ratios_against_the_peers_measured_in_the_same_run():
     assert "3.00x" in rows1000 and "900,000" in rows1000
     binary = next(line for line in text.splitlines() if line.startswith("| 1 |"))
     assert "5,000,000" in binary and "0.80x" in binary
+
+
+def test_plan_runs_each_variant_of_ours_right_after_ours():
+    from bench.scenarios import plan
+
+    runs = plan((OURS, "ours-sync", HELLO), ("single_v2",), connections=64)
+    assert [(r.system, r.connections) for r in runs] == [
+        (HELLO, 64), (OURS, 64), ("ours-sync", 64), (HELLO, 1), (OURS, 1), ("ours-sync", 1)]
