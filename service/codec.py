@@ -247,7 +247,8 @@ def _requested_outputs(
     model: OnnxModel, outputs: Any, binary_default: bool
 ) -> tuple[tuple[str, bool], ...]:
     if outputs is None or outputs == []:
-        return tuple((name, binary_default) for name in model.output_names)
+        # The V2 default, "all outputs", is model.onnx's: the Jacobian only when named.
+        return tuple((name, binary_default) for name in model.default_outputs)
     if not isinstance(outputs, list):
         raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
     chosen: dict[str, bool] = {}

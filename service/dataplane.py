@@ -102,12 +102,13 @@ def infer(
 ) -> Prediction:
     """Validate ``x``, apply the domain policy and run ``model``.
 
-    Returns one array per requested output (all by default), with the domain report.
+    Returns one array per requested output (``model.default_outputs`` by default), with the
+    domain report.
     """
     check_inputs(model, x)
     report = check_domain(model, x, domain_policy)
     arrays = model.run(x, output_names)
-    for name, array in zip(output_names or model.output_names, arrays, strict=True):
+    for name, array in zip(output_names or model.default_outputs, arrays, strict=True):
         check_finite(name, array)
     return Prediction(arrays, report)
 

@@ -109,7 +109,7 @@ class OnnxModel:
         Card input and output names; ``target_names`` label the columns of ``outputs``.
     output_names : tuple of str
         Every output of every graph, model.onnx's first; ``output_datatypes`` maps each to its
-        V2 datatype.
+        V2 datatype. ``default_outputs``: model.onnx's alone.
     domain_low, domain_high : ndarray
         float32 bounds of each input's training range (-inf/inf where the card has none).
     providers : tuple of str
@@ -152,6 +152,9 @@ class OnnxModel:
         self._sessions = (session, *extra_sessions)
         self._outputs_of = {s: {o.name for o in s.get_outputs()} for s in self._sessions}
         self.output_names = tuple(graph_outputs)
+        # What a request that names no output gets: model.onnx's outputs. The extra graphs
+        # (the Jacobian) cost more than the model itself, so they run only when asked for.
+        self.default_outputs = tuple(o.name for o in session.get_outputs())
         self.output_datatypes = MappingProxyType(
             {name: ORT_DATATYPES.get(o.type, "") for name, o in graph_outputs.items()}
         )
@@ -184,12 +187,13 @@ class OnnxModel:
         return model
 
     def run(self, x: np.ndarray, output_names: Sequence[str] | None = None) -> list[np.ndarray]:
-        """Run float32 ``x`` of shape (n, input_width); one array per output (all by default).
+        """Run float32 ``x`` of shape (n, input_width); one array per output (by default
+        ``default_outputs``).
 
         Only the graphs holding the asked outputs run; more than ``chunk_rows`` rows run in
         chunks, so one huge request cannot grow ORT's memory arena without bound.
         """
-        names = tuple(output_names or self.output_names)
+        names = tuple(output_names or self.default_outputs)
         if len(x) <= self.chunk_rows:
             return self._run_once(x, names)
         parts = [self._run_once(x[i:i + self.chunk_rows], names)
