@@ -202,10 +202,12 @@ def run_sweep(
         )
         try:
             for run in results:
-                runs.append(run)
-                if progress is not None:
-                    progress(run)
-                run.pop("onnx", None)
+                try:
+                    if progress is not None:
+                        progress(run)
+                finally:  # even if interrupted while the callback ran: the fit finished
+                    run.pop("onnx", None)
+                    runs.append(run)
         except KeyboardInterrupt:
             interrupted = True
             results.close()
