@@ -289,7 +289,21 @@ def summary(outcomes: Sequence[Outcome], samples, since: float, meta: dict[str, 
         lines.append(f"| {pid} | {r0:.1f} | {r1:.1f} | {p0:.1f} | {p1:.1f} | "
                      f"{rss[pid][0]:.1f} → {rss[pid][1]:.1f} | {pss[pid][0]:.1f} → "
                      f"{pss[pid][1]:.1f} | {'yes' if flat else 'NO'} |")
+    lines += ["", "RSS (MiB) by tenth of the run, warm-up included:", "",
+              "| worker | " + " | ".join(str(k) for k in range(1, 11)) + " |",
+              "|---|" + "---:|" * 10]
+    for pid, tenths in _tenths(samples).items():
+        lines.append(f"| {pid} | " + " | ".join(f"{v:.1f}" for v in tenths) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _tenths(samples) -> dict[int, list[float]]:
+    """Per worker with at least 10 samples, its mean RSS in MiB over each tenth of them."""
+    by_pid: dict[int, list[float]] = {}
+    for sample in samples:
+        by_pid.setdefault(sample[1], []).append(sample[2] / 1024)
+    return {pid: [float(np.mean(part)) for part in np.array_split(values, 10)]
+            for pid, values in sorted(by_pid.items()) if len(values) >= 10}
 
 
 def _first_last(samples) -> dict[int, tuple[tuple[float, float], ...]]:
@@ -349,7 +363,9 @@ def main(argv: list[str] | None = None) -> None:
     text = summary(outcomes, samples, since, meta)
     out = args.out or RESULTS / f"soak-{stamp:%Y%m%d-%H%M%S}.md"
     out.write_text(text, encoding="utf-8")
-    print(text + f"\nwritten to {out}")
+    raw = {"meta": meta, "samples": ["time_s pid rss_kib pss_kib"] + samples}
+    out.with_suffix(".json").write_text(json.dumps(raw), encoding="utf-8")
+    print(text + f"\nwritten to {out} (memory samples: {out.with_suffix('.json').name})")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,14 @@
   its right answer, and the master exits 0 within the graceful timeout; a client that stalls is
   cut off at that timeout, not waited for.
 - Worker recycling (``SURROGATE_MAX_REQUESTS`` with jitter) under load over keep-alive
-  connections loses no request: gunicorn answers a request that arrives on a kept-alive
-  connection of a stopping worker with "Connection: close" instead of dropping it.
+  connections loses no request: gunicorn (>= 27.0.1) answers a request that arrives on a
+  kept-alive connection of a stopping worker with "Connection: close" instead of dropping it.
+
+The clients are ``requests`` sessions without retries (``max_retries=0``, also requests'
+default for a POST): urllib3 replaces a pooled connection whose close has already arrived, but
+a request sent before the close arrives fails, and is counted. Measured with this recycling
+test: gunicorn 27.0.0 lost 32 of 1500 requests that way, 26.2.0 lost 19, 23.0.0 lost 20
+("Remote end closed connection without response", "Connection reset by peer").
 """
 
 from __future__ import annotations
