@@ -13,11 +13,14 @@ Environment variable                      Meaning (default)
                                           usable CPU count clamped to 2..4.
 ``SURROGATE_THREADS``                     Threads per worker (4).
 ``SURROGATE_TIMEOUT``                     Seconds before a silent worker is killed (30).
-``SURROGATE_GRACEFUL_TIMEOUT``            Seconds for in-flight requests after SIGTERM (25).
+``SURROGATE_GRACEFUL_TIMEOUT``            Seconds a stopping worker (SIGTERM, recycling) has to
+                                          finish its in-flight requests before the master kills
+                                          it (25: below Kubernetes' 30 s grace period).
 ``SURROGATE_KEEPALIVE``                   Seconds an idle keep-alive connection stays open (5;
                                           raise it above a load balancer's idle timeout).
 ``SURROGATE_MAX_REQUESTS``                Recycle a worker after this many requests (0 = never).
-``SURROGATE_MAX_REQUESTS_JITTER``         Random extra requests per worker (max_requests // 10).
+``SURROGATE_MAX_REQUESTS_JITTER``         Up to this many more, drawn per worker, so that the
+                                          workers do not all restart at once (max_requests // 10).
 ``SURROGATE_LOG_LEVEL``                   Gunicorn log level (info).
 ``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
                                           temporary directory (removed at exit) when unset.
@@ -34,6 +37,18 @@ while another parses; a slow client or a large binary upload no longer stalls th
 health probes keep being answered; and unlike ``sync`` workers, ``gthread`` keeps HTTP
 connections alive, which matters when an optimiser or tritonclient sends thousands of small
 requests. gevent buys nothing here: ONNX Runtime calls would block its event loop.
+
+Stopping and recycling, as tests/e2e/test_crashes.py checks them: SIGTERM to the master stops
+the accepting and lets every accepted request finish (up to the graceful timeout, after which a
+stalled client is cut off) before it exits 0. A worker killed outright (SIGKILL, the OOM killer)
+loses the requests on the connections it held, in flight or queued behind its threads, at most
+one per client connection; the master starts a new one. A recycled worker (``max_requests``)
+loses nothing, even over keep-alive: since gunicorn 27.0.1 a stopping gthread worker keeps its
+idle kept-alive connections for up to 2 s and answers a request arriving on one with
+"Connection: close". Older versions close them at once, and a client that sends on one just
+then gets a connection reset (benoitc/gunicorn#3038): there, keep recycling off or have clients
+retry. Recycling is off by default: it reloads and warms every model in the new worker, and
+the soak (``python -m bench.soak``) shows no memory growth to contain.
 
 This module is part of the serving install: only the standard library at import time, and
 ``prometheus_client`` inside hooks. Gunicorn takes every module-level name that matches one of
@@ -98,7 +113,7 @@ timeout = _env_int("SURROGATE_TIMEOUT", 30, minimum=1)
 # Below Kubernetes' default 30 s termination grace period, so draining ends before SIGKILL.
 graceful_timeout = _env_int("SURROGATE_GRACEFUL_TIMEOUT", 25, minimum=1)
 keepalive = _env_int("SURROGATE_KEEPALIVE", 5)
-# Off by default: recycling a worker reloads every model, and there is no leak to contain.
+# Off by default (see the module docstring); when on, a tenth of jitter spreads the restarts.
 max_requests = _env_int("SURROGATE_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("SURROGATE_MAX_REQUESTS_JITTER", max_requests // 10)
 # ONNX Runtime sessions (and their thread pools) do not survive fork: each worker builds its own.
