@@ -21,11 +21,13 @@ test: gunicorn 27.0.0 lost 32 of 1500 requests that way, 26.2.0 lost 19, 23.0.0 
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +86,8 @@ def test_killed_worker_costs_only_its_in_flight_requests(linear, tmp_path):
             for pid, answer in from_every_worker(server, "GET", "/v2/health/ready").items():
                 assert answer.status_code == 200, (pid, answer.text)
             recovered, recovered_at = load.count(), time.monotonic()
-            wait_for(lambda: load.count() > recovered + 500, "500 requests after the restart")
+            wait_for(lambda: load.count() > recovered + 500, "500 requests after the restart",
+                     server=server)
         finally:
             outcomes = load.stop()
         served = server.served_by()
@@ -133,8 +136,6 @@ def _accepted(port: int, socks: list[socket.socket]) -> bool:
 
 def _finish(sock: socket.socket, rest: bytes, pieces: int = 20) -> tuple[int, dict, bytes]:
     """Send ``rest`` the way a slow client does, then read the whole response."""
-    import http.client
-
     for k in range(pieces):
         sock.sendall(rest[k * len(rest) // pieces:(k + 1) * len(rest) // pieces])
         time.sleep(0.05)
@@ -146,8 +147,6 @@ def _finish(sock: socket.socket, rest: bytes, pieces: int = 20) -> tuple[int, di
 
 
 def test_sigterm_drains_in_flight_requests(linear, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
-
     x = np.random.default_rng(0).random((ROWS, 2), dtype=np.float32)
     header = json.dumps({"inputs": [{"name": "inputs", "shape": [ROWS, 2], "datatype": "FP32",
                                      "parameters": {"binary_data_size": x.nbytes}}],
