@@ -21,6 +21,8 @@ Environment variable                      Meaning (default)
 ``SURROGATE_MAX_REQUESTS``                Recycle a worker after this many requests (0 = never).
 ``SURROGATE_MAX_REQUESTS_JITTER``         Up to this many more, drawn per worker, so that the
                                           workers do not all restart at once (max_requests // 10).
+``SURROGATE_REUSE_PORT``                  One listening socket per worker, balanced by the kernel
+                                          (false; see ``reuse_port`` below for the trade-off).
 ``SURROGATE_LOG_LEVEL``                   Gunicorn log level (info).
 ``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
                                           temporary directory (removed at exit) when unset.
@@ -67,7 +69,7 @@ import tempfile
 __all__ = [
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
     "max_requests", "max_requests_jitter", "preload_app", "accesslog", "errorlog", "loglevel",
-    "access_log_format", "worker_tmp_dir", "control_socket_disable",
+    "access_log_format", "worker_tmp_dir", "control_socket_disable", "reuse_port",
     "on_starting", "child_exit",
 ]
 
@@ -86,6 +88,17 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
 def _default_bind() -> str:
@@ -129,6 +142,14 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Gunicorn >= 25.1 otherwise opens $HOME/.gunicorn/gunicorn.ctl, one path shared by every
 # server on the host and often read-only in containers; nothing here uses gunicornc.
 control_socket_disable = True
+# Opt-in: one listening socket per worker (SO_REUSEPORT), so the kernel spreads new
+# connections over the workers. With one shared socket the worker that happens to be awake
+# accepts them, and a client's keep-alive connections all stay on it (the bench saw all 16 of
+# its connections on one of two workers in about half the runs, halving throughput). Off by
+# default: connections still queued on a worker's own socket are reset when that worker exits
+# (max_requests recycling, a timeout kill, a HUP reload).
+reuse_port = _env_bool("SURROGATE_REUSE_PORT", False)
+
 
 def on_starting(server) -> None:
     """Give the workers empty shared directories (metric files, control files), before the fork."""

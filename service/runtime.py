@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import orjson
 
+from service.batching import Batcher
 from service.errors import BundleError, DeviceUnavailable
 from service.repository import ONNX_FILE, BundleRef
 from service.settings import DEVICES, Settings
@@ -155,6 +156,7 @@ class OnnxModel:
         # What a request that names no output gets: model.onnx's outputs. The extra graphs
         # (the Jacobian) cost more than the model itself, so they run only when asked for.
         self.default_outputs = tuple(o.name for o in session.get_outputs())
+        self._batcher: Batcher | None = None
         self.output_datatypes = MappingProxyType(
             {name: ORT_DATATYPES.get(o.type, "") for name, o in graph_outputs.items()}
         )
@@ -184,16 +186,26 @@ class OnnxModel:
         model = cls(ref, card, session, extra, settings.chunk_rows)
         if settings.warmup:
             model.warm_up()
+        if settings.batch_delay_ms > 0:
+            model._batcher = Batcher(model.run_now, settings.batch_delay_ms / 1000,
+                                     settings.batch_max_rows)
         return model
 
     def run(self, x: np.ndarray, output_names: Sequence[str] | None = None) -> list[np.ndarray]:
-        """Run float32 ``x`` of shape (n, input_width); one array per output (by default
-        ``default_outputs``).
+        """Run validated float32 ``x`` of shape (n, input_width); one array per output (by
+        default ``default_outputs``), batched with concurrent requests for the same outputs
+        when dynamic batching is on (``batch_delay_ms``, see ``service.batching``)."""
+        names = tuple(output_names or self.default_outputs)
+        if self._batcher is not None:
+            return self._batcher.submit(x, names)
+        return self.run_now(x, names)
+
+    def run_now(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        """Run ``x`` for ``names`` now, in this thread.
 
         Only the graphs holding the asked outputs run; more than ``chunk_rows`` rows run in
         chunks, so one huge request cannot grow ORT's memory arena without bound.
         """
-        names = tuple(output_names or self.default_outputs)
         if len(x) <= self.chunk_rows:
             return self._run_once(x, names)
         parts = [self._run_once(x[i:i + self.chunk_rows], names)
@@ -236,7 +248,7 @@ class OnnxModel:
         """One run at the middle of the training range, so lazy ORT initialisation happens now."""
         x = np.array([[_midpoint(spec) for spec in self.card["inputs"]]], dtype=np.float32)
         try:
-            self.run(x)
+            self.run_now(x, self.output_names)
         except Exception as exc:
             raise BundleError(f"warm-up run failed: {_first_line(exc)}") from exc
 

@@ -206,3 +206,24 @@ def test_zero_delay_never_batches(model):
 def test_bad_settings_are_refused(delay, rows, match):
     with pytest.raises(ValueError, match=match):
         Batcher(lambda x, names: [x], delay, rows)
+
+
+def test_dynamic_batching_through_the_app(tmp_path):
+    """With SURROGATE_BATCH_DELAY_MS set, concurrent V2 requests each get their own rows."""
+    from service import create_app
+
+    bundle = make_bundle(tmp_path, "lin", n_inputs=2, n_outputs=1)
+    app = create_app(Settings(model_repository=tmp_path, batch_delay_ms=20, access_log=False))
+    model = app.extensions["surrogate.registry"].get("lin")
+    assert model._batcher is not None
+
+    def ask(i: int):
+        x = [[i / 100, 1.0 - i / 100]]
+        body = {"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": x}]}
+        response = app.test_client().post("/v2/models/lin/infer", json=body)
+        return x, response.get_json()["outputs"][0]["data"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(64)))
+    for x, data in answers:
+        np.testing.assert_allclose(data, bundle.predict(x).ravel(), rtol=1e-6)
