@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.soak import FLAT_MARGIN_MIB, memory_growth, mixed_calls, problems, soak
+from bench.soak import FLAT_MARGIN_MIB, memory_growth, mixed_calls, problems, soak, summary
 from tests.bundles import make_bundle
 from tests.e2e.server import running_server
 
@@ -40,3 +40,6 @@ def test_soak_mixed_requests_no_errors_flat_memory(tmp_path):
     assert growth.keys() == workers, growth
     for pid, (first, last) in growth.items():
         assert last - first <= FLAT_MARGIN_MIB, (pid, first, last)
+    report = summary(outcomes, samples, since, {"title": "test"})
+    assert f"| all | {len(outcomes)} | 0 |" in report, report
+    assert all(f"| {pid} |" in report for pid in workers), report
