@@ -15,11 +15,15 @@ which may not reach the tracking server. Only this module imports mlflow, and on
 
 from __future__ import annotations
 
+import functools
 import json
+import signal
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 INSTALL_HINT = 'pip install "surrogate-serving[mlflow]"'
@@ -29,6 +33,34 @@ _REPORT_FILES = ("leaderboard.csv", "leaderboard.json", "curves.png", "report.md
 
 class TrackingError(RuntimeError):
     """MLflow is missing or the tracking server cannot be used."""
+
+
+@contextmanager
+def _sigint_held():
+    """Hold a Ctrl-C until the block ends, then deliver it. Interrupted mid-write, a file
+    store keeps a run without its meta.yaml, and then cannot even list the experiment."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, received[0])
+
+
+def _whole(method):
+    """Log all of ``method``'s entries, or none if it fails, before a Ctrl-C takes effect."""
+
+    @functools.wraps(method)
+    def held(*args, **kwargs):
+        with _sigint_held():
+            return method(*args, **kwargs)
+
+    return held
 
 
 def open_tracker(uri: str, experiment: str, run_name: str, params: Mapping) -> SweepTracker:
@@ -45,15 +77,16 @@ def open_tracker(uri: str, experiment: str, run_name: str, params: Mapping) -> S
     except ImportError as exc:
         raise TrackingError(f"--mlflow-uri needs MLflow: {INSTALL_HINT}") from exc
     try:
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-        parent = client.create_run(experiment_id, run_name=run_name)
+        with _sigint_held():
+            client = MlflowClient(tracking_uri=uri)
+            found = client.get_experiment_by_name(experiment)
+            experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+            parent = client.create_run(experiment_id, run_name=run_name)
+            tracker = SweepTracker(client, experiment_id, parent.info.run_id)
+            tracker.log(parent.info.run_id, params=params)
     except (MlflowException, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"MLflow at {uri}: {first_line}") from exc
-    tracker = SweepTracker(client, experiment_id, parent.info.run_id)
-    tracker.log(parent.info.run_id, params=params)
     return tracker
 
 
@@ -65,6 +98,7 @@ class SweepTracker:
         self.runs_of_config: dict[int, list[str]] = defaultdict(list)
         self.closed = False
 
+    @_whole
     def log_fit(self, record: Mapping, params: Mapping) -> str:
         """One finished fit of :func:`training.sweep.fit_config` as a child run; its id.
 
@@ -96,6 +130,7 @@ class SweepTracker:
             self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
         return run_id
 
+    @_whole
     def log_leaderboard(self, board, report_dir: Path) -> None:
         """The leaderboard files and the best scores on the parent; each child's ``rank``."""
         for row in board.rows:
@@ -111,6 +146,7 @@ class SweepTracker:
         for file_name in _REPORT_FILES:
             self.client.log_artifact(self.parent_id, str(report_dir / file_name), "leaderboard")
 
+    @_whole
     def log_winner(self, result, params: Mapping) -> str:
         """The winner's refit and export (a :class:`training.pipeline.TrainResult`) as a child
         run that records the bundle path and holds its model.onnx and model.json."""
@@ -130,6 +166,7 @@ class SweepTracker:
             self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
+    @_whole
     def close(self, status: str = "FINISHED") -> None:
         """End the parent run, once: FINISHED, FAILED or KILLED (an interrupted sweep)."""
         if not self.closed:

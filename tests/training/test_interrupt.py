@@ -197,6 +197,6 @@ def test_an_interrupted_sweep_writes_the_leaderboard_of_what_finished(
         runs = client.search_runs([experiment.experiment_id])
         (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert parent.info.status == "KILLED" and parent.data.tags["interrupted"] == "True"
-        # The one being logged when the signal came may stay RUNNING; the others are complete.
-        statuses = sorted(r.info.status for r in runs if r is not parent)
-        assert statuses.count("FINISHED") >= document["finished"] - 1, statuses
+        # A Ctrl-C while a run is being logged waits for it: every finished fit is a whole run.
+        statuses = [r.info.status for r in runs if r is not parent]
+        assert statuses == ["FINISHED"] * document["finished"]
