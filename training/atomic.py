@@ -10,12 +10,15 @@ import errno
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "ABANDONED_AFTER_SECONDS",
     "fsync_dir",
+    "remove_abandoned",
     "remove_if_empty",
     "rename_new",
     "staged_dir",
@@ -24,10 +27,33 @@ __all__ = [
 ]
 
 
+# A live staging entry lasts seconds; one older than this was left by a killed writer. Age, not a
+# process id, since the writer may have run on another host sharing the repository.
+ABANDONED_AFTER_SECONDS = 3600.0
+_PREFIX = ".tmp-"
+
+
+def remove_abandoned(parent: Path) -> None:
+    """Delete the hidden staging entries in ``parent`` older than ABANDONED_AFTER_SECONDS."""
+    cutoff = time.time() - ABANDONED_AFTER_SECONDS
+    for entry in os.scandir(parent):
+        if not entry.name.startswith(_PREFIX):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:
+            pass  # another writer cleaned it first
+
+
 def _hidden_sibling(parent: Path) -> Path:
     # Not tempfile.mkdtemp/mkstemp: their 0700/0600 modes would survive the rename and lock out
     # a server running as another user; os.mkdir and open() honour the umask.
-    return parent / f".tmp-{secrets.token_hex(8)}"
+    return parent / f"{_PREFIX}{secrets.token_hex(8)}"
 
 
 @contextmanager

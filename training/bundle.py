@@ -28,6 +28,7 @@ import onnx
 
 from training.atomic import (
     fsync_dir,
+    remove_abandoned,
     remove_if_empty,
     rename_new,
     staged_dir,
@@ -195,6 +196,7 @@ def write_bundle(
     model_dir = Path(repo) / name
     created_dir = not model_dir.is_dir()
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned(model_dir)  # staging left by a writer killed long ago
     try:
         return _publish(model_dir, card, graphs, extra, _triton_config(model, name))
     except BaseException:

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 
 from training import bundle
 from training import parity as parity_module
+from training.atomic import ABANDONED_AFTER_SECONDS
 from training.bundle import CARD_FORMAT, CARD_KEY, latest_version, read_card, write_bundle
 from training.estimator import SurrogateMLP
 from training.export import to_onnx
@@ -287,6 +289,26 @@ def test_a_failed_write_leaves_no_trace(model, tmp_path, monkeypatch, existing, 
     monkeypatch.undo()
     assert snapshot(tmp_path) == before
     assert write(model, tmp_path).name == ("2" if existing else "1")
+
+
+def test_a_write_removes_only_staging_entries_abandoned_long_ago(model, tmp_path):
+    """A killed writer's hidden .tmp-* entries go at the next write once an hour old; a live
+    writer's (recent) ones stay."""
+    write(model, tmp_path)
+    model_dir = tmp_path / "borehole"
+    old_dir, old_file = model_dir / ".tmp-olddir", model_dir / ".tmp-oldfile"
+    recent = model_dir / ".tmp-recent"
+    old_dir.mkdir()
+    (old_dir / "model.onnx").write_bytes(b"half")
+    old_file.write_bytes(b"half a config")
+    recent.mkdir()
+    long_ago = time.time() - ABANDONED_AFTER_SECONDS - 60
+    for path in (old_dir, old_file):
+        os.utime(path, (long_ago, long_ago))
+    write(model, tmp_path)
+    hidden = {p.name for p in model_dir.iterdir() if p.name.startswith(".")}
+    assert hidden == {".tmp-recent"}
+    assert latest_version(tmp_path, "borehole") == 2
 
 
 @pytest.mark.parametrize(

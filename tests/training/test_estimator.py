@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from training.activations import ACTIVATIONS, get_activation
 from training.estimator import DivergenceError, SurrogateMLP
 from training.network import Network, Problem
+from training.optim import DivergenceWarning
 
 SMALL = {"hidden_layer_sizes": (8,), "random_state": 0}
 FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 50, "lbfgs_maxiter": 300, "random_state": 0}
@@ -241,7 +242,8 @@ def test_grid_search_over_activations(data):
 @pytest.mark.parametrize(("rate", "restarts"), [(10.0**51.5, 1), (1e52, 2)])
 def test_divergence_restarts_with_a_lower_rate(data, rate, restarts):
     params = {**FAST, "solver": "adam", "activation": "relu", "learning_rate_init": rate}
-    model = SurrogateMLP(**params).fit(*data)
+    with pytest.warns(DivergenceWarning, match="diverged"):
+        model = SurrogateMLP(**params).fit(*data)
     assert [" diverged: " in line for line in model.fit_log_] == [True] * restarts + [False]
     assert np.isfinite(model.loss_curve_).all() and len(model.loss_curve_) == model.n_iter_
 

@@ -136,8 +136,6 @@ def test_train_killed_at_random_moments_never_leaves_a_partial_version(table, tm
     _train_again(table, tmp_path, expected_version=len(_complete_versions(tmp_path)) + 1)
 
 
-@pytest.mark.xfail(strict=True, reason="training/bundle.py does not yet remove staging entries "
-                                       "abandoned by a killed writer (change proposed)")
 def test_the_next_write_removes_staging_entries_abandoned_long_ago(table, tmp_path):
     process = _start(PAUSE_HOOK + CLI, _train_args(table, tmp_path), PAUSE_AT="publishing")
     assert process.stderr.readline() == "PAUSED\n"

@@ -124,6 +124,7 @@ def _winner_config(board):
 
 
 def _export_winner(data, board, options: dict, leaderboard: Path):
+    from training.parity import ParityError
     from training.pipeline import TrainJob, train_and_export
 
     winner, config = board.winner, _winner_config(board)
@@ -142,7 +143,7 @@ def _export_winner(data, board, options: dict, leaderboard: Path):
     try:
         with fit_notices():
             result = train_and_export(data, job)
-    except ValueError as exc:
+    except (ValueError, ParityError) as exc:
         raise CliError(f"refitting the winner failed: {exc}") from exc
     click.echo(f"winner {winner['activations']} [{winner['hidden']}] exported to {result.bundle}")
     return result

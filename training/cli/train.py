@@ -61,6 +61,7 @@ _PASSTHROUGH = {
 def train(**options) -> None:
     """Train a surrogate on a table and write a new version to the model repository."""
     from training.data import DataError, load_table
+    from training.parity import ParityError
     from training.pipeline import train_and_export
 
     job = _job(options)
@@ -74,7 +75,7 @@ def train(**options) -> None:
             click.echo(f"dropped {data.dropped_rows} row(s) with invalid cells", err=True)
         with fit_notices(), epoch_progress(f"training {job.name}", options["progress"]) as callback:
             result = train_and_export(data, job, callback=callback)
-    except (DataError, ValueError) as exc:
+    except (DataError, ValueError, ParityError) as exc:
         raise CliError(str(exc).strip().splitlines()[0]) from exc
     _report(result)
 
