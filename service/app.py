@@ -14,6 +14,7 @@ from flask import Flask, Response, request
 
 from service import metrics, openapi, views_v1, views_v2
 from service.errors import register_error_handlers
+from service.fastpath import FastPath
 from service.logs import configure_logging
 from service.registry import ModelRegistry
 from service.security import install_security
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views_v2.bp)
     app.register_blueprint(views_v1.bp)
     app.register_blueprint(openapi.bp)
+    # The two inference endpoints skip Flask's per-request machinery (see service.fastpath).
+    app.wsgi_app = FastPath(app)  # type: ignore[method-assign]
     app.add_url_rule("/metrics", "metrics", _metrics)
     return app
 

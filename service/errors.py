@@ -99,6 +99,15 @@ class RepositoryNotFound(ConfigurationError):
     """The model repository directory does not exist."""
 
 
+def error_body(message: str) -> bytes:
+    """The protocol's error shape, ``{"error": message}``, as JSON bytes."""
+    return orjson.dumps({"error": message})
+
+
+def internal_error_message(request_id: str) -> str:
+    return f"internal server error (request id {request_id})"
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map every exception raised while handling a request to a JSON error response."""
     # Imported here because the Flask-free layers (repository, runtime, registry) import this
@@ -107,8 +116,7 @@ def register_error_handlers(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
     def respond(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-        body = orjson.dumps({"error": message})
-        return Response(body, status, headers, mimetype="application/json")
+        return Response(error_body(message), status, headers, mimetype="application/json")
 
     def service_error(exc: ServiceError) -> Response:
         return respond(str(exc), exc.status, exc.headers)
@@ -130,7 +138,7 @@ def register_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception) -> Response:
         rid = g.get("request_id", "-")
         log.exception("unhandled error in request %s", rid, extra={"request_id": rid})
-        return respond(f"internal server error (request id {rid})", 500)
+        return respond(internal_error_message(rid), 500)
 
     app.register_error_handler(ServiceError, service_error)
     app.register_error_handler(HTTPException, http_exception)

@@ -39,18 +39,23 @@ def install_security(app: Flask, settings: Settings) -> None:
         app.after_request(cors.decorate)
     if settings.api_keys:
         open_endpoints = OPEN_ENDPOINTS if settings.metrics_auth else OPEN_ENDPOINTS | {"metrics"}
-        app.before_request(_KeyCheck(settings.api_keys, open_endpoints))
+        check = KeyCheck(settings.api_keys)
+
+        def hook() -> None:
+            if request.endpoint not in open_endpoints:
+                check(request.headers.get("Authorization", ""))
+
+        app.before_request(hook)
 
 
-class _KeyCheck:
-    def __init__(self, keys: tuple[bytes, ...], open_endpoints: frozenset[str]) -> None:
+class KeyCheck:
+    """``check(authorization_header)`` raises Unauthorized unless it carries a valid key."""
+
+    def __init__(self, keys: tuple[bytes, ...]) -> None:
         self.keys = keys
-        self.open_endpoints = open_endpoints
 
-    def __call__(self) -> None:
-        if request.endpoint in self.open_endpoints:
-            return
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    def __call__(self, authorization: str) -> None:
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("this endpoint needs 'Authorization: Bearer <API key>'")
         if not self.valid(token.strip().encode()):

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, current_app
 from service import codec, codec_v1, dataplane
 from service.metrics import RequestTimer
 from service.registry import ModelRegistry
+from service.runtime import OnnxModel
 from service.web import json_response, read_body
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -51,11 +52,20 @@ def predict(name: str, version: str | None = None) -> Response:
         body, _ = read_body()
         model = _registry().get(name, version)
         timer.bind(model)
-        request = codec_v1.decode_request(model, codec.loads(body))
-        policy = request.domain_policy or current_app.extensions["surrogate.settings"].domain_policy
-        prediction = dataplane.infer(model, request.inputs, request.outputs, policy)
-        timer.rows = len(request.inputs)
-        payload = codec_v1.encode_predictions(
-            model, request, prediction.arrays, prediction.domain_report
-        )
+        default_policy = current_app.extensions["surrogate.settings"].domain_policy
+        payload, timer.rows = handle_predict(model, body, default_policy)
     return Response(payload, 200, mimetype="application/json")
+
+
+def handle_predict(model: OnnxModel, body: bytes, default_policy: str) -> tuple[bytes, int]:
+    """One V1 prediction on ``model``: the response body and the rows predicted.
+
+    Shared by the view and the WSGI fast path (``service.fastpath``).
+    """
+    request = codec_v1.decode_request(model, codec.loads(body))
+    prediction = dataplane.infer(model, request.inputs, request.outputs,
+                                 request.domain_policy or default_policy)
+    payload = codec_v1.encode_predictions(
+        model, request, prediction.arrays, prediction.domain_report
+    )
+    return payload, len(request.inputs)

@@ -12,6 +12,7 @@ from service import codec, dataplane
 from service.errors import BadRequest, Forbidden, ModelNotReady
 from service.metrics import RequestTimer
 from service.registry import ModelEntry, ModelRegistry
+from service.runtime import OnnxModel
 from service.settings import Settings
 from service.web import json_response, read_body
 
@@ -74,16 +75,28 @@ def infer(name: str, version: str | None = None) -> Response:
         body, header_length = read_body(binary_allowed=True)
         model = _registry().get(name, version)
         timer.bind(model)
-        header, binary = codec.split_body(body, header_length)
-        request = codec.decode_request(model, header, binary)
-        names = [output for output, _ in request.outputs]
-        policy = request.domain_policy or _settings().domain_policy
-        prediction = dataplane.infer(model, request.inputs, names, policy)
-        timer.rows = len(request.inputs)
-        payload, headers, content_type = codec.encode_response(
-            model, request, prediction.arrays, prediction.domain_report
+        payload, headers, content_type, timer.rows = handle_infer(
+            model, body, header_length, _settings().domain_policy
         )
     return Response(payload, 200, headers, content_type=content_type)
+
+
+def handle_infer(
+    model: OnnxModel, body: bytes, header_length: str | None, default_policy: str
+) -> tuple[bytes, dict[str, str] | None, str, int]:
+    """One V2 inference on ``model``: the response body, extra headers, content type, rows.
+
+    Shared by the view and the WSGI fast path (``service.fastpath``).
+    """
+    header, binary = codec.split_body(body, header_length)
+    request = codec.decode_request(model, header, binary)
+    names = [output for output, _ in request.outputs]
+    prediction = dataplane.infer(model, request.inputs, names,
+                                 request.domain_policy or default_policy)
+    payload, headers, content_type = codec.encode_response(
+        model, request, prediction.arrays, prediction.domain_report
+    )
+    return payload, headers, content_type, len(request.inputs)
 
 
 @bp.post("/repository/index")

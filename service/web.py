@@ -84,10 +84,31 @@ def request_id() -> str:
     return g.get("request_id", "-")
 
 
+def new_request_id(incoming: str) -> str:
+    """The client's ``X-Request-ID`` if it is safe to echo, else a fresh random id."""
+    # os.urandom rather than uuid4: ~6 us less per request.
+    return incoming if incoming and _SAFE_ID.fullmatch(incoming) else os.urandom(16).hex()
+
+
+def log_access(environ: dict, status: int, length: int | None, started: float, rid: str) -> None:
+    """One ``service.access`` line for a finished request."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    elapsed_ms = (perf_counter() - started) * 1000
+    method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-")
+    access_logger.info(
+        '%s "%s %s" %d %s %.2fms',
+        environ.get("REMOTE_ADDR") or "-", method, path, status,
+        length if length is not None else "-", elapsed_ms,
+        extra={
+            "request_id": rid, "method": method, "path": path, "status": status,
+            "duration_ms": round(elapsed_ms, 3),
+        },
+    )
+
+
 def _start() -> None:
-    # From the WSGI environ (no Headers lookup), and os.urandom instead of uuid4: ~6 us less.
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-    g.request_id = incoming if incoming and _SAFE_ID.fullmatch(incoming) else os.urandom(16).hex()
+    g.request_id = new_request_id(request.environ.get("HTTP_X_REQUEST_ID", ""))
     g.started = perf_counter()
 
 
@@ -98,16 +119,6 @@ def _finish(response: Response) -> Response:
 
 def _finish_and_log(response: Response) -> Response:
     _finish(response)
-    if access_logger.isEnabledFor(logging.INFO):
-        elapsed_ms = (perf_counter() - g.get("started", perf_counter())) * 1000
-        access_logger.info(
-            '%s "%s %s" %d %s %.2fms',
-            request.remote_addr or "-", request.method, request.path, response.status_code,
-            response.content_length if response.content_length is not None else "-",
-            elapsed_ms,
-            extra={
-                "request_id": request_id(), "method": request.method, "path": request.path,
-                "status": response.status_code, "duration_ms": round(elapsed_ms, 3),
-            },
-        )
+    log_access(request.environ, response.status_code, response.content_length,
+               g.get("started", perf_counter()), request_id())
     return response

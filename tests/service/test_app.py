@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import pytest
+from flask import request
 
 from service import Settings, create_app
 
@@ -78,3 +79,27 @@ def test_import_is_cheap_and_serving_never_loads_training_libraries(repo):
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_inference_takes_the_wsgi_fast_path_and_the_rest_goes_through_flask(app, client):
+    """Infer and predict skip Flask (service.fastpath) with the same answers, ids and metrics;
+    a request the fast path does not serve exactly as Flask would (here gzip) goes to Flask."""
+    import gzip
+
+    entered_flask = []
+    app.before_request(lambda: entered_flask.append(request.path))
+    infer = {"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}
+    v2 = client.post("/v2/models/linear/infer", json=infer, headers={"X-Request-ID": "abc-1"})
+    v1 = client.post("/v1/models/linear:predict", json={"instances": [[1, 2]]})
+    missing = client.post("/v2/models/nope/infer", json=infer)
+    assert (v2.status_code, v1.status_code, missing.status_code) == (200, 200, 404)
+    assert v2.headers["X-Request-ID"] == "abc-1" and len(v1.headers["X-Request-ID"]) == 32
+    assert missing.get_json() == {"error": "model 'nope' not found"}
+    assert entered_flask == []
+    zipped = client.post(
+        "/v2/models/linear/infer", data=gzip.compress(json.dumps(infer).encode()),
+        headers={"Content-Encoding": "gzip"},
+    )
+    assert zipped.get_json()["outputs"] == v2.get_json()["outputs"]
+    client.get("/v2/models/linear")
+    assert entered_flask == ["/v2/models/linear/infer", "/v2/models/linear"]
