@@ -224,13 +224,17 @@ def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarra
     return array
 
 
+# Up to this many values, scanning the Python values is cheaper than the vectorised pre-check.
+_SCAN_SIZE = 64
+
+
 def _hides_booleans(array: np.ndarray, data: list) -> bool:
     """Whether JSON true/false hid among the numbers (numpy reads them as 1 and 0).
 
-    The scan of the Python values runs only when some value is exactly 0 or 1, so the usual
-    request pays for two vectorised comparisons, not a Python loop.
+    On larger arrays the scan of the Python values runs only when some value is exactly 0 or 1,
+    so the usual request pays for two vectorised comparisons, not a Python loop.
     """
-    if not ((array == 0) | (array == 1)).any():
+    if array.size > _SCAN_SIZE and not ((array == 0) | (array == 1)).any():
         return False
     rows = data if array.ndim > 1 else [data]
     return any(type(value) is bool for row in rows for value in _flat(row))

@@ -73,9 +73,9 @@ def check_domain(model: OnnxModel, x: np.ndarray, policy: str) -> dict[str, Any]
     if policy == "ignore":
         return None
     outside = model.out_of_domain(x)
-    rows = np.flatnonzero(outside.any(axis=1))
-    if rows.size == 0:
+    if not outside.any():  # the usual case, one reduction
         return None
+    rows = np.flatnonzero(outside.any(axis=1))
     metrics.record_out_of_domain(model, int(rows.size))
     if policy == "reject":
         row = int(rows[0])

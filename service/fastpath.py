@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from http import HTTPStatus
 from time import perf_counter
 
@@ -63,27 +64,20 @@ class FastPath:
         """(protocol, model, version, body length) of a request this path serves, else None."""
         if environ.get("REQUEST_METHOD") != "POST":
             return None
-        path = environ.get("PATH_INFO", "")
-        if not path.isascii():  # WSGI carries the path's bytes as latin-1; Flask reads UTF-8
-            path = path.encode("latin-1").decode("utf-8", "replace")
-        if path.startswith("/v2/"):
-            protocol, match = "v2", _V2.fullmatch(path)
-        elif path.startswith("/v1/"):
-            protocol, match = "v1", _V1.fullmatch(path)
-        else:
-            return None
+        target = _match(environ.get("PATH_INFO", ""))
         length = environ.get("CONTENT_LENGTH", "")
-        if match is None or not length.isdigit() or int(length) > self.limit:
+        if target is None or not length.isdigit() or int(length) > self.limit:
             return None
         if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in (
             "", "identity"
         ):
             return None
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        protocol, name, version = target
         binary = protocol == "v2" and "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ
         if mimetype not in (_BINARY_TYPES if binary else _JSON_TYPES):
             return None
-        return protocol, match.group(1), match.group(2), int(length)
+        return protocol, name, version, int(length)
 
     def _serve(self, environ, start_response, protocol, name, version, length):
         started = perf_counter()
@@ -120,3 +114,17 @@ class FastPath:
         if self.access_log:
             log_access(environ, status, len(payload), started, rid)
         return [payload]
+
+
+@lru_cache(maxsize=1024)
+def _match(path: str) -> tuple[str, str, str | None] | None:
+    """(protocol, model, version) of an inference path, else None; clients repeat their paths."""
+    if not path.isascii():  # WSGI carries the path's bytes as latin-1; Flask reads UTF-8
+        path = path.encode("latin-1").decode("utf-8", "replace")
+    if path.startswith("/v2/"):
+        protocol, match = "v2", _V2.fullmatch(path)
+    elif path.startswith("/v1/"):
+        protocol, match = "v1", _V1.fullmatch(path)
+    else:
+        return None
+    return None if match is None else (protocol, match.group(1), match.group(2))
