@@ -104,7 +104,9 @@ def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-def internal_error_message(request_id: str) -> str:
+def log_internal_error(request_id: str) -> str:
+    """Log the exception being handled with its request id; the message the client gets."""
+    log.exception("unhandled error in request %s", request_id, extra={"request_id": request_id})
     return f"internal server error (request id {request_id})"
 
 
@@ -136,9 +138,7 @@ def register_error_handlers(app: Flask) -> None:
         return respond(message, exc.code or 500, headers)
 
     def unexpected(exc: Exception) -> Response:
-        rid = g.get("request_id", "-")
-        log.exception("unhandled error in request %s", rid, extra={"request_id": rid})
-        return respond(internal_error_message(rid), 500)
+        return respond(log_internal_error(g.get("request_id", "-")), 500)
 
     app.register_error_handler(ServiceError, service_error)
     app.register_error_handler(HTTPException, http_exception)

@@ -15,7 +15,6 @@ request when CORS is configured.
 
 from __future__ import annotations
 
-import logging
 import re
 from functools import lru_cache
 from http import HTTPStatus
@@ -23,21 +22,24 @@ from time import perf_counter
 
 from flask import Flask
 
-from service.codec import BINARY_TYPE, JSON_TYPE
-from service.errors import ServiceError, error_body, internal_error_message
+from service.codec import JSON_TYPE
+from service.errors import ServiceError, error_body, log_internal_error
 from service.metrics import RequestTimer
 from service.security import KeyCheck
 from service.views_v1 import handle_predict
 from service.views_v2 import handle_infer
-from service.web import REQUEST_ID, log_access, new_request_id
-
-log = logging.getLogger("service.fastpath")
+from service.web import (
+    BINARY_TYPES,
+    IDENTITY_ENCODINGS,
+    JSON_TYPES,
+    REQUEST_ID,
+    log_access,
+    new_request_id,
+)
 
 # As Flask's default converter routes them: a segment is anything but "/".
 _V2 = re.compile(r"/v2/models/([^/]+?)(?:/versions/([^/]+))?/infer")
 _V1 = re.compile(r"/v1/models/([^/]+?)(?:/versions/([^/]+?))?:predict")
-_JSON_TYPES = frozenset({"", JSON_TYPE})
-_BINARY_TYPES = frozenset({"", JSON_TYPE, BINARY_TYPE})
 _STATUS = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
@@ -68,14 +70,13 @@ class FastPath:
         length = environ.get("CONTENT_LENGTH", "")
         if target is None or not length.isdigit() or int(length) > self.limit:
             return None
-        if environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower() not in (
-            "", "identity"
-        ):
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
+        if encoding not in IDENTITY_ENCODINGS:
             return None
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         protocol, name, version = target
         binary = protocol == "v2" and "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ
-        if mimetype not in (_BINARY_TYPES if binary else _JSON_TYPES):
+        if mimetype not in (BINARY_TYPES if binary else JSON_TYPES):
             return None
         return protocol, name, version, int(length)
 
@@ -102,8 +103,7 @@ class FastPath:
         except ServiceError as exc:
             payload, status, headers = error_body(str(exc)), exc.status, exc.headers
         except Exception:
-            log.exception("unhandled error in request %s", rid, extra={"request_id": rid})
-            payload, status = error_body(internal_error_message(rid)), 500
+            payload, status = error_body(log_internal_error(rid)), 500
         response_headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(payload))),

@@ -20,8 +20,10 @@ access_logger = logging.getLogger("service.access")
 REQUEST_ID = "X-Request-ID"
 # A client's id is echoed only if it cannot forge log lines or headers.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-_JSON_TYPES = frozenset({"", "application/json"})
-_BINARY_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+# What the endpoints read (a missing Content-Type is JSON), also applied by service.fastpath.
+JSON_TYPES = frozenset({"", "application/json"})
+BINARY_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+IDENTITY_ENCODINGS = ("", "identity")
 # wbits for zlib: 31 = gzip wrapper, 15 = zlib wrapper (what HTTP and tritonclient call deflate).
 _ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
@@ -40,7 +42,7 @@ def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
     apart by their ``Inference-Header-Content-Length`` header, whatever their Content-Type.
     """
     header_length = request.headers.get(HEADER_LENGTH) if binary_allowed else None
-    accepted = _JSON_TYPES if header_length is None else _BINARY_TYPES
+    accepted = JSON_TYPES if header_length is None else BINARY_TYPES
     if request.mimetype not in accepted:
         raise UnsupportedMediaType(
             f"Content-Type {request.mimetype!r} is not supported here; send application/json"
@@ -52,7 +54,7 @@ def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
     if request.content_length is None and len(body) >= limit and request.input_stream.read(1):
         raise PayloadTooLarge(f"request body exceeds {limit} bytes")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    if encoding not in IDENTITY_ENCODINGS:
         body = _decompress(body, encoding, limit)
     return body, header_length
 
