@@ -12,12 +12,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from service.repository import scan
+from tests.tables import write_runs_table
 from training.cli import main
 
 CLI = "from training.cli import main; main()"
@@ -46,11 +45,7 @@ MOMENTS = ("staging", "writing", "publishing", "config")
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "runs.csv"
-    rng = np.random.default_rng(0)
-    a, b = rng.uniform(0, 1, 400), rng.uniform(0, 1, 400)
-    pd.DataFrame({"a": a, "b": b, "y": np.sin(4 * a) * (1 + b)}).to_csv(path, index=False)
-    return path
+    return write_runs_table(tmp_path_factory.mktemp("data") / "runs.csv", 400)
 
 
 def _train_args(table, repo) -> list[str]:

@@ -20,17 +20,15 @@ from training.sweep import SWEEP_SPLIT_SEED
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from tests.tables import write_runs_table  # noqa: E402
+
 EPOCHS = 6
 TINY = ["--solver", "adam", "--epochs", str(EPOCHS), "--n-jobs", "1"]
 
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "runs.csv"
-    rng = np.random.default_rng(0)
-    a, b = rng.uniform(0, 1, 150), rng.uniform(0, 1, 150)
-    pd.DataFrame({"a": a, "b": b, "y": np.sin(4 * a) * (1 + b)}).to_csv(path, index=False)
-    return path
+    return write_runs_table(tmp_path_factory.mktemp("data") / "runs.csv", 150)
 
 
 @pytest.fixture
