@@ -1,10 +1,12 @@
 """``python -m bench``: our service and its peers, side by side in one run on this machine.
 
 Starts surrogate-serving (gunicorn, ``service.gunicorn_config``), the Flask hello-world ceiling,
-a naive Flask + pickled scikit-learn service and, when installed, Seldon MLServer's sklearn
-runtime, all with the same worker count; measures in-process onnxruntime as the floor; drives
-each with the same load generator (wrk, else a bounded Python one), round after round; prints a
-Markdown table and writes it, the raw records and a PNG chart to ``bench/results/``.
+a bare WSGI + onnxruntime app and a minimal Flask one (what the stack costs with a model and
+nothing else), a naive Flask + pickled scikit-learn service and, when installed, Seldon
+MLServer's sklearn runtime, all with the same worker count; measures in-process onnxruntime as
+the floor; drives each with the same load generator (wrk, else a bounded Python one), round
+after round; prints a Markdown table and writes it, the raw records and a PNG chart to
+``bench/results/``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 import urllib.request
@@ -25,6 +28,7 @@ from bench import floor, load, report
 from bench.models import Models, build
 from bench.peers import mlserver
 from bench.scenarios import (
+    BARE,
     HELLO,
     LEAN,
     MLSERVER,
@@ -144,6 +148,8 @@ def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]
                            {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
                             **dict(kv.split("=", 1) for kv in args.ours_env)}, extra),
         HELLO: GunicornSpec("bench.peers.hello:create_app()", *common, {}, extra),
+        BARE: GunicornSpec("bench.peers.bare:create_app()", *common,
+                           {"BENCH_ONNX": str(models.onnx_path)}, extra),
         LEAN: GunicornSpec("bench.peers.lean:create_app()", *common,
                            {"BENCH_ONNX": str(models.onnx_path)}, extra),
         NAIVE: GunicornSpec("bench.peers.naive:create_app()", *common,
@@ -201,17 +207,29 @@ def _round(round_no: int, args, loads: dict, servers: dict[str, Server]) -> list
         time.sleep(args.pause)
         pids = servers[run.system].worker_pids()
         before = [cpu_seconds(pid) for pid in pids]
+        client_before = _client_cpu_seconds()
         result = load.drive(loads[(run.system, run.scenario)], run.connections, args.seconds,
                             args.load)
+        client = _client_cpu_seconds() - client_before
         used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
         # Keep-alive connections stay on the worker that accepted them: how lopsided was it?
         share = max(used) / sum(used) if sum(used) > 0 else float("nan")
+        per_request = 1e6 / result.requests if result.requests else float("nan")
         records.append({"round": round_no, **asdict(run), **asdict(result), "rps": result.rps,
-                        "busiest_worker_share": share})
+                        "busiest_worker_share": share,
+                        "server_cpu_us": sum(used) * per_request,
+                        "client_cpu_us": client * per_request})
         _log(f"round {round_no}: {run.system:8} {run.scenario:12} c={run.connections:<3} "
              f"{result.rps:10,.1f} req/s  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f}"
-             f" ms  failures {result.failures}  busiest worker {share:.0%} of CPU")
+             f" ms  failures {result.failures}  busiest worker {share:.0%} of CPU  "
+             f"server CPU {sum(used) * per_request:,.0f} us/request")
     return records
+
+
+def _client_cpu_seconds() -> float:
+    """CPU the load generator has used: wrk runs as a finished child, the Python one in here."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime + time.process_time()
 
 
 def _memory(servers: dict[str, Server], stage: str) -> list[dict]:

@@ -13,6 +13,7 @@ from statistics import median
 from typing import Any
 
 from bench.scenarios import (
+    BARE,
     HELLO,
     LABELS,
     LATENCY_CONNECTIONS,
@@ -25,7 +26,7 @@ from bench.scenarios import (
     label,
 )
 
-PEERS = (HELLO, LEAN, NAIVE, MLSERVER)
+PEERS = (HELLO, BARE, LEAN, NAIVE, MLSERVER)
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
@@ -39,6 +40,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[
         "p99": median(r["p99_ms"] for r in rs), "failures": sum(r["failures"] for r in rs),
         "requests": sum(r["requests"] for r in rs), "rounds": len(rs),
         "share": median(r.get("busiest_worker_share", math.nan) for r in rs),
+        "server_cpu_us": median(r.get("server_cpu_us", math.nan) for r in rs),
+        "client_cpu_us": median(r.get("client_cpu_us", math.nan) for r in rs),
     } for key, rs in groups.items()}
 
 
@@ -121,14 +124,18 @@ def _memory(memory: list[dict]) -> str:
 
 def _spread(summary: dict) -> str:
     head = ["system", "scenario", "connections", "median req/s", "min", "max", "rounds",
-            "failures / requests", "busiest worker's CPU share"]
-    lines = ["## Every run: spread over rounds, failures (socket errors, timeouts, non-2xx), and "
-             "how much of the server's CPU its busiest process used (50% = balanced over 2)\n",
+            "failures / requests", "busiest worker's CPU share", "server CPU us/request",
+            "load generator CPU us/request"]
+    lines = ["## Every run: spread over rounds, failures (socket errors, timeouts, non-2xx), "
+             "how much of the server's CPU its busiest process used (50% = balanced over 2), and "
+             "CPU time per request in the server's processes and in the load generator "
+             "(medians; the two share the machine's cores)\n",
              _row(head), _row(["---"] * len(head))]
     for (system, scenario, conns), s in summary.items():
         lines.append(_row([label(system), SCENARIOS[scenario].label, str(conns), _n(s["rps"]),
                            _n(s["min"]), _n(s["max"]), str(s["rounds"]),
-                           f"{s['failures']} / {s['requests']}", f"{s['share']:.0%}"]))
+                           f"{s['failures']} / {s['requests']}", f"{s['share']:.0%}",
+                           _n(s["server_cpu_us"]), _n(s["client_cpu_us"])]))
     return "\n".join(lines) + "\n"
 
 

@@ -14,11 +14,11 @@ import orjson
 from bench.load import Load
 from bench.models import MODEL, Models
 
-OURS, HELLO, LEAN, NAIVE, MLSERVER = "ours", "hello", "lean", "naive", "mlserver"
-SYSTEMS = (OURS, HELLO, LEAN, NAIVE, MLSERVER)
+OURS, HELLO, BARE, LEAN, NAIVE, MLSERVER = "ours", "hello", "bare", "lean", "naive", "mlserver"
+SYSTEMS = (OURS, HELLO, BARE, LEAN, NAIVE, MLSERVER)
 LABELS = {OURS: "surrogate-serving", HELLO: "Flask hello world (ceiling)",
-          LEAN: "minimal Flask + ORT + orjson", NAIVE: "naive Flask + sklearn",
-          MLSERVER: "MLServer sklearn"}
+          BARE: "bare WSGI + ORT (no checks)", LEAN: "minimal Flask + ORT + orjson",
+          NAIVE: "naive Flask + sklearn", MLSERVER: "MLServer sklearn"}
 THROUGHPUT_CONNECTIONS = 16
 LATENCY_CONNECTIONS = 1
 BINARY_ROWS = 100_000
@@ -67,12 +67,14 @@ def plan(systems: tuple[str, ...], scenarios: tuple[str, ...] = tuple(SCENARIOS)
     """
     t, lat = connections, LATENCY_CONNECTIONS
     wanted = [
-        (HELLO, "single_v2", t), (OURS, "single_v2", t), (LEAN, "single_v2", t),
-        (NAIVE, "single_v2", t), (MLSERVER, "single_v2", t), (OURS, "single_v1", t),
-        (HELLO, "single_v2", lat), (OURS, "single_v2", lat), (LEAN, "single_v2", lat),
-        (NAIVE, "single_v2", lat), (MLSERVER, "single_v2", lat), (OURS, "single_v1", lat),
-        (OURS, "rows1000_v2", t), (LEAN, "rows1000_v2", t), (NAIVE, "rows1000_v2", t),
-        (MLSERVER, "rows1000_v2", t),
+        (HELLO, "single_v2", t), (OURS, "single_v2", t), (BARE, "single_v2", t),
+        (LEAN, "single_v2", t), (NAIVE, "single_v2", t), (MLSERVER, "single_v2", t),
+        (OURS, "single_v1", t),
+        (HELLO, "single_v2", lat), (OURS, "single_v2", lat), (BARE, "single_v2", lat),
+        (LEAN, "single_v2", lat), (NAIVE, "single_v2", lat), (MLSERVER, "single_v2", lat),
+        (OURS, "single_v1", lat),
+        (OURS, "rows1000_v2", t), (BARE, "rows1000_v2", t), (LEAN, "rows1000_v2", t),
+        (NAIVE, "rows1000_v2", t), (MLSERVER, "rows1000_v2", t),
         (OURS, "rows1000_v1", t),
         (OURS, "binary100k", 1), (OURS, "binary100k", 2),
     ]
@@ -93,7 +95,7 @@ def load_for(system: str, scenario: str, url: str, models: Models) -> Load:
     if scenario == "binary100k":
         return binary_load(f"{url}/v2/models/{MODEL}/infer", models.rows(n))
     rows = _rounded(models.rows(n))
-    if is_ours(system) or system == LEAN:
+    if is_ours(system) or system in (BARE, LEAN):
         return _ours_json(scenario, url, rows, models)
     if system == HELLO:
         return Load(f"{url}/", _v2_json(rows, "FP32"))

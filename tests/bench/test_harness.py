@@ -92,3 +92,12 @@ def test_plan_runs_each_variant_of_ours_right_after_ours():
     runs = plan((OURS, "ours-sync", HELLO), ("single_v2",), connections=64)
     assert [(r.system, r.connections) for r in runs] == [
         (HELLO, 64), (OURS, 64), ("ours-sync", 64), (HELLO, 1), (OURS, 1), ("ours-sync", 1)]
+
+
+def test_every_run_reports_cpu_per_request_of_server_and_load_generator():
+    records = [_record(OURS, "single_v2", 16, 3000) | {"server_cpu_us": cpu, "client_cpu_us": 40}
+               for cpu in (500, 700, 600)]
+    text = report.markdown(report.summarise(records), {}, [], {"when": "now"})
+    run = next(line for line in text.splitlines()
+               if line.startswith("| surrogate-serving | single-row V2 JSON | 16 |"))
+    assert run.endswith("| 600 | 40.0 |")
