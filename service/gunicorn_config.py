@@ -164,6 +164,30 @@ def on_starting(server) -> None:
     control_dir = _shared_dir(CONTROL_ENV, "surrogate-control-", "*.json")
     server.log.info("Prometheus multiprocess directory: %s", metrics_dir)
     server.log.info("Repository control directory: %s", control_dir)
+    _snapshot_repository(server, control_dir)
+
+
+def _snapshot_repository(server, control_dir: str) -> None:
+    """Record the versions on disk now, which every worker serves until a load call.
+
+    Without it each worker would load what is on disk when it starts, so a worker restarted
+    after a crash or a recycle could serve a version its siblings do not.
+    """
+    from pathlib import Path
+
+    from service import control
+    from service.settings import Settings
+
+    # A marker left by an earlier run would make the workers load nothing if this one fails.
+    (Path(control_dir) / control.SNAPSHOT_MARKER).unlink(missing_ok=True)
+    try:
+        root = Settings.from_env().model_repository
+        recorded = control.snapshot(Path(control_dir), root)
+    except Exception as exc:  # the workers report a bad setting or repository themselves
+        server.log.warning("repository not recorded at start (%s); each worker loads what is "
+                           "on disk when it starts", exc)
+        return
+    server.log.info("Repository %s recorded at start: %d models", root, len(recorded))
 
 
 def child_exit(server, worker) -> None:

@@ -16,8 +16,11 @@ repository extension reaches only the worker that received it. With ``settings.c
 directory (see ``control``), and every worker's ``sync`` thread, polling every
 ``control_poll_seconds``, applies the actions it has not applied yet: within about one poll
 interval all the workers serve the same versions. A worker started later (a restart, or
-``max_requests``) applies the recorded actions before it serves, so a model unloaded on purpose
-stays unloaded. The request path never touches the control directory.
+``max_requests``) builds its models from the recorded actions, not from what is on disk by then:
+a model unloaded on purpose stays unloaded, a loaded one gets the versions recorded at its load,
+and, as gunicorn's master records the repository at start (``control.snapshot``), versions and
+models added to disk since wait for a load call in every worker alike. The request path never
+touches the control directory.
 """
 
 from __future__ import annotations
@@ -126,13 +129,29 @@ class ModelRegistry:
         return registry
 
     def load_all(self) -> None:
-        """(Re)load every model in the repository; the startup scan."""
-        with self._lock:
-            scanned = repository.scan(self.root)
-            self._models = {
-                name: self._build(name, refs, self._models.get(name))
-                for name, refs in scanned.items()
-            }
+        """The startup scan: load every model in the repository, as the control directory says.
+
+        Without a control directory, every version on disk. With one, a model's recorded action
+        wins: an unloaded model stays unloaded, a loaded one gets the recorded versions. When
+        the server recorded the repository at start (``control.snapshot``), models on disk
+        without a record are new since then and wait for a load call, as in the other workers.
+        """
+        directory = self.settings.control_dir
+        recorded = control.read(directory) if directory is not None else {}
+        only_recorded = directory is not None and control.has_snapshot(directory)
+        with self._control_lock, self._lock:
+            models = {}
+            for name, refs in repository.scan(self.root).items():
+                action = recorded.get(name)
+                if action is None and only_recorded:
+                    continue
+                if action is not None:
+                    self._applied[name] = action.seq
+                if action is not None and action.action == "unload":
+                    models[name] = _unloaded(name, [ref.version for ref in refs])
+                else:
+                    models[name] = self._build(name, refs, self._models.get(name), action)
+            self._models = models
         self.ready = True
         ready = sum(entry.latest is not None for entry in self._models.values())
         log.info("repository %s: %d of %d models ready", self.root, ready, len(self._models))
@@ -192,8 +211,9 @@ class ModelRegistry:
             finally:
                 # Failures are published too (the others record them, or drop a model gone
                 # from disk), except for a name never known: it changed nothing.
-                if known or name in self._models:
-                    self._publish(name, "load")
+                entry = self._models.get(name)
+                if known or entry is not None:
+                    self._publish(name, "load", entry.versions if entry is not None else ())
 
     def unload(self, name: str) -> ModelEntry:
         """Stop serving every version of ``name``, in every worker (see the module docstring).
@@ -215,12 +235,12 @@ class ModelRegistry:
             return []
         with self._control_lock:
             todo = {name: action for name, action in control.read(self.settings.control_dir).items()
-                    if self._applied.get(name) != action[1]}
-            for name, (action, seq) in sorted(todo.items()):
-                self._applied[name] = seq
+                    if self._applied.get(name) != action.seq}
+            for name, action in sorted(todo.items()):
+                self._applied[name] = action.seq
                 try:
-                    if action == "load":
-                        self._load(name)
+                    if action.action == "load":
+                        self._load(name, action)
                     else:
                         self._unload(name)
                 except (ModelNotFound, ModelLoadFailed) as exc:
@@ -246,17 +266,18 @@ class ModelRegistry:
                 # One bad poll (a disk error...) must not stop the worker following the others.
                 log.exception("control directory sync failed")
 
-    def _publish(self, name: str, action: str) -> None:
+    def _publish(self, name: str, action: str, versions=None) -> None:
         if self.settings.control_dir is not None:
-            self._applied[name] = control.record(self.settings.control_dir, name, action)
+            self._applied[name] = control.record(self.settings.control_dir, name, action, versions)
 
-    def _load(self, name: str) -> ModelEntry:
+    def _load(self, name: str, action: control.Action | None = None) -> ModelEntry:
+        """Load ``name``'s versions on disk, only those ``action`` recorded if given."""
         with self._lock:
             refs = repository.scan_model(self.root, name)
             if refs is None:
                 self._models = {n: e for n, e in self._models.items() if n != name}
                 raise ModelNotFound(f"model {name!r} not found in the model repository")
-            entry = self._build(name, refs, self._models.get(name))
+            entry = self._build(name, refs, self._models.get(name), action)
             self._models = {**self._models, name: entry}
         if entry.latest is None:
             raise ModelLoadFailed(f"failed to load model {name!r}: {entry.why_unavailable()}")
@@ -264,9 +285,7 @@ class ModelRegistry:
 
     def _unload(self, name: str) -> ModelEntry:
         with self._lock:
-            old = self.entry(name)
-            versions = {v: VersionStatus(v, UNAVAILABLE, "unloaded") for v in old.versions}
-            entry = ModelEntry(name, versions, reason="unloaded")
+            entry = _unloaded(name, self.entry(name).versions)
             self._models = {**self._models, name: entry}
         log.info("model %s unloaded", name)
         return entry
@@ -287,12 +306,23 @@ class ModelRegistry:
                 rows.append(_index_row(name, "", UNAVAILABLE, "no version directory"))
         return [row for row in rows if row["state"] == READY or not ready_only]
 
-    def _build(self, name: str, refs: list[BundleRef], previous: ModelEntry | None) -> ModelEntry:
+    def _build(self, name: str, refs: list[BundleRef], previous: ModelEntry | None,
+               action: control.Action | None = None) -> ModelEntry:
+        """The entry of ``refs`` (those ``action`` recorded, if given), reusing loaded sessions."""
+        on_disk = refs
+        if action is not None and action.versions is not None:
+            refs = [ref for ref in refs if ref.version in set(action.versions)]
         versions = {}
         for ref in refs:
             old = previous.versions.get(ref.version) if previous is not None else None
             versions[ref.version] = self._load_version(ref, old)
-        reason = "" if refs else "no version directory (a positive integer) found"
+        if refs:
+            reason = ""
+        elif on_disk:
+            reason = (f"the versions recorded at its last load ({list(action.versions)}) are "
+                      "gone from disk; load it again to serve the versions there")
+        else:
+            reason = "no version directory (a positive integer) found"
         return ModelEntry(name, versions, reason)
 
     def _load_version(self, ref: BundleRef, old: VersionStatus | None) -> VersionStatus:
@@ -313,6 +343,11 @@ class ModelRegistry:
         log.info("model %s version %s is READY on %s", ref.name, ref.version,
                  ", ".join(model.providers))
         return VersionStatus(ref.version, READY, model=model, fingerprint=fingerprint)
+
+
+def _unloaded(name: str, versions) -> ModelEntry:
+    return ModelEntry(name, {v: VersionStatus(v, UNAVAILABLE, "unloaded") for v in versions},
+                      reason="unloaded")
 
 
 def _index_row(name: str, version: str, state: str, reason: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from service import control
 from service.errors import ModelNotFound, ModelNotReady
 from service.registry import ModelRegistry
 from service.repository import parse_version
@@ -209,6 +210,59 @@ def test_a_new_registry_catches_up_and_unknown_names_are_not_recorded(settings, 
     assert restarted.start_sync() is not None  # applies the recorded unload before serving
     with pytest.raises(ModelNotReady):
         restarted.get("wide")
+
+
+def test_a_restarted_worker_serves_what_its_siblings_serve_not_what_is_new_on_disk(
+    settings, repo, tmp_path
+):
+    shared = settings.replace(control_dir=tmp_path / "control", control_poll_seconds=3600)
+    shared.control_dir.mkdir()
+    assert control.snapshot(shared.control_dir, repo) == {"linear": (1,), "wide": (1,)}
+    first = ModelRegistry.from_settings(shared)
+    first.unload("wide")
+    make_bundle(repo, "linear", version=2, weights=([[10.0], [10.0]], [0.0]))
+    make_bundle(repo, "fresh", version=1)
+
+    restarted = ModelRegistry.from_settings(shared)  # after a crash or a recycle
+    assert restarted.entry("linear").ready_versions == ("1",)
+    with pytest.raises(ModelNotReady):
+        restarted.get("wide")
+    with pytest.raises(ModelNotFound):
+        restarted.get("fresh")
+    assert restarted.sync() == []  # what it read at start counts as applied
+    rows = {(r["name"], r["version"]): r["reason"] for r in restarted.index()}
+    assert rows[("linear", "2")] == rows[("fresh", "1")] == "not loaded"
+
+    first.load("linear")
+    first.load("fresh")
+    assert restarted.sync() == ["fresh", "linear"]
+    assert restarted.entry("linear").ready_versions == ("1", "2")
+    assert restarted.get("fresh").version == 1
+    later = ModelRegistry.from_settings(shared)
+    assert later.entry("linear").ready_versions == ("1", "2")
+    assert later.get("fresh").version == 1
+
+
+def test_a_recorded_version_gone_from_disk_is_reported_not_replaced(settings, repo, tmp_path):
+    shared = settings.replace(control_dir=tmp_path / "control")
+    shared.control_dir.mkdir()
+    control.snapshot(shared.control_dir, repo)
+    shutil.rmtree(repo / "linear" / "1")
+    make_bundle(repo, "linear", version=2)
+
+    restarted = ModelRegistry.from_settings(shared)
+    with pytest.raises(ModelNotReady, match=r"recorded at its last load \(\[1\]\) are gone"):
+        restarted.get("linear")
+    restarted.load("linear")
+    assert restarted.entry("linear").ready_versions == ("2",)
+
+
+def test_control_files_that_do_not_parse_are_skipped(tmp_path):
+    seq = control.record(tmp_path, "good", "load", [2, 1])
+    (tmp_path / "bad.json").write_text('{"action": "load", "seq": 1, "versions": ["1"]}')
+    (tmp_path / "worse.json").write_text("[]")
+    assert control.read(tmp_path) == {"good": control.Action("load", seq, (1, 2))}
+    assert not control.has_snapshot(tmp_path)
 
 
 def test_control_dir_is_off_when_unset(settings):
