@@ -27,8 +27,10 @@ Environment variable                      Meaning (default)
 ``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
                                           temporary directory (removed at exit) when unset.
 ``SURROGATE_CONTROL_DIR``                 Shared directory through which a repository load or
-                                          unload reaches every worker (see ``service.registry``);
-                                          a fresh temporary directory (removed at exit) when unset.
+                                          unload reaches every worker, and where the master
+                                          records the repository at start (see
+                                          ``service.registry``); a fresh temporary directory
+                                          (removed at exit) when unset.
 ``SURROGATE_CONTROL_POLL_SECONDS``        How often each worker reads it (0.5).
 ========================================  ==========================================================
 

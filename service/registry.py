@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,7 +266,7 @@ class ModelRegistry:
                 # One bad poll (a disk error...) must not stop the worker following the others.
                 log.exception("control directory sync failed")
 
-    def _publish(self, name: str, action: str, versions=None) -> None:
+    def _publish(self, name: str, action: str, versions: Iterable[int] | None = None) -> None:
         if self.settings.control_dir is not None:
             self._applied[name] = control.record(self.settings.control_dir, name, action, versions)
 
@@ -311,7 +311,8 @@ class ModelRegistry:
         """The entry of ``refs`` (those ``action`` recorded, if given), reusing loaded sessions."""
         on_disk = refs
         if action is not None and action.versions is not None:
-            refs = [ref for ref in refs if ref.version in set(action.versions)]
+            recorded = set(action.versions)
+            refs = [ref for ref in refs if ref.version in recorded]
         versions = {}
         for ref in refs:
             old = previous.versions.get(ref.version) if previous is not None else None
@@ -319,8 +320,9 @@ class ModelRegistry:
         if refs:
             reason = ""
         elif on_disk:
-            reason = (f"the versions recorded at its last load ({list(action.versions)}) are "
-                      "gone from disk; load it again to serve the versions there")
+            reason = (f"the versions recorded when it was last loaded ({list(action.versions)}, "
+                      "at a load call or the server's start) are gone from disk; load it again "
+                      "to serve the versions there")
         else:
             reason = "no version directory (a positive integer) found"
         return ModelEntry(name, versions, reason)

@@ -251,7 +251,7 @@ def test_a_recorded_version_gone_from_disk_is_reported_not_replaced(settings, re
     make_bundle(repo, "linear", version=2)
 
     restarted = ModelRegistry.from_settings(shared)
-    with pytest.raises(ModelNotReady, match=r"recorded at its last load \(\[1\]\) are gone"):
+    with pytest.raises(ModelNotReady, match=r"when it was last loaded \(\[1\], .*\) are gone"):
         restarted.get("linear")
     restarted.load("linear")
     assert restarted.entry("linear").ready_versions == ("2",)
