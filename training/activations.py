@@ -69,6 +69,10 @@ class Activation:
         one-sided value at a kink as ``derivative``.
     kinks : tuple of float
         Pre-activation values where the derivative jumps (empty for C1 functions).
+    output_derivative : callable or None
+        ``output_derivative(a) -> da/dz`` from the output ``a = forward(z)``, for functions
+        where that is exact and cheaper than ``derivative`` (tanh: ``1 - a**2``): training uses
+        it in backpropagation, where the outputs are at hand, to skip recomputing the function.
     """
 
     name: str
@@ -81,6 +85,9 @@ class Activation:
     param_grad: Callable[[np.ndarray, Params], dict[str, np.ndarray]] | None = None
     emit_derivative: Callable[[GraphBuilder, str, Params], str] = field(kw_only=True)
     kinks: tuple[float, ...] = field(default=(), kw_only=True)
+    output_derivative: Callable[[np.ndarray], np.ndarray] | None = field(
+        default=None, kw_only=True
+    )
 
 
 def init_std(rule: str, fan_in: int, fan_out: int) -> float:
@@ -260,6 +267,12 @@ def _inside(z: np.ndarray, low: float, high: float, slope: float = 1.0) -> np.nd
     return np.where((z > low) & (z < high), slope, 0.0)
 
 
+def _one_minus_square_np(a: np.ndarray) -> np.ndarray:
+    d = np.multiply(a, a)
+    np.subtract(1.0, d, out=d)
+    return d
+
+
 def _ones(z: np.ndarray) -> np.ndarray:
     return np.ones_like(z, dtype=np.float64)
 
@@ -284,6 +297,7 @@ _REGISTRY: tuple[Activation, ...] = (
         _native("Relu"),
         emit_derivative=_d_positive(_d_constant(0.0)),
         kinks=(0.0,),
+        output_derivative=lambda a: (a > 0).astype(np.float64),  # a > 0 exactly when z > 0
     ),
     Activation(
         "leaky_relu",
@@ -397,6 +411,7 @@ _REGISTRY: tuple[Activation, ...] = (
         "glorot",
         _native("Tanh"),
         emit_derivative=_d_tanh,
+        output_derivative=_one_minus_square_np,
     ),
     Activation(
         "hardtanh",

@@ -157,14 +157,20 @@ class Network:
             out[rows], jac[rows] = outs[-1], d.transpose(0, 2, 1)
         return out, jac
 
-    def kink_distance(self, layers: Layers, x: np.ndarray) -> np.ndarray:
+    def kink_distance(self, layers: Layers, x: np.ndarray, flat: float = 0.0) -> np.ndarray:
         """Per row, the smallest distance of any pre-activation to a kink of its activation
-        (``inf`` when no activation has kinks): where float rounding may pick either side."""
+        (``inf`` when no activation has kinks): where float rounding may pick either side.
+
+        Units whose pre-activation varies by at most ``flat`` over the rows are left out: their
+        input weights are that small, so the side rounding picks moves the derivative by as
+        little (a ReLU that L2 shrank to nothing sits at its kink everywhere)."""
         distance = np.full(len(x), np.inf)
         pre, _ = self.forward(layers, x)
         for z, act in zip(pre, self.activations, strict=True):
+            varying = np.ptp(z, axis=0) > flat if len(z) else np.ones(z.shape[1], dtype=bool)
             for kink in act.kinks:
-                distance = np.minimum(distance, np.abs(z - kink).min(axis=1))
+                if varying.any():
+                    distance = np.minimum(distance, np.abs(z[:, varying] - kink).min(axis=1))
         return distance
 
     @staticmethod
@@ -182,11 +188,11 @@ class Network:
         which needs it once per epoch rather than once per mini-batch.
         """
         pre, out = self.forward(layers, x)
-        diff = out[-1] - y
-        loss = 0.5 * float(np.vdot(diff, diff)) / diff.size
-        delta = diff * (1.0 / diff.size)
+        delta = out[-1] - y
+        loss = 0.5 * float(np.vdot(delta, delta)) / delta.size
+        delta *= 1.0 / delta.size
         for layer in range(len(pre) - 1, -1, -1):
-            delta = self._layer_grad(layer, layers, grads, pre[layer], out[layer], delta, alpha_n)
+            delta = self._layer_grad(layer, layers, grads, pre[layer], out, delta, alpha_n)
         return loss
 
     def _layer_grad(
@@ -195,21 +201,26 @@ class Network:
         layers: Layers,
         grads: Layers,
         z: np.ndarray,
-        a_prev: np.ndarray,
+        out: list[np.ndarray],
         delta: np.ndarray,
         alpha_n: float,
     ) -> np.ndarray | None:
-        """Backprop through one layer: ``delta`` is dL/da on entry; returns dL/da of the layer
-        below (None for the first layer)."""
+        """Backprop through one layer: ``delta`` is dL/da on entry (an array of our own, updated
+        in place); returns dL/da of the layer below (None for the first layer). ``out`` holds
+        every layer's output, the network input first."""
         act, params = self.activations[layer], layers.act_params[layer]
         if act.param_grad is not None:
             for name, d_param in act.param_grad(z, params).items():
                 np.add.reduce(delta * d_param, axis=0, out=grads.act_params[layer][name])
-        # The identity's derivative is 1: skipping the multiply saves a pass per step.
+        # The identity's derivative is 1: skipping the multiply saves a pass per step. Where the
+        # derivative follows from the output (tanh), the activation is not evaluated again.
         if act.name != "identity":
-            delta = delta * act.derivative(z, params)
+            if act.output_derivative is not None:
+                delta *= act.output_derivative(out[layer + 1])
+            else:
+                delta *= act.derivative(z, params)
         coef = layers.coefs[layer]
-        np.matmul(a_prev.T, delta, out=grads.coefs[layer])
+        np.matmul(out[layer].T, delta, out=grads.coefs[layer])
         if alpha_n:
             grads.coefs[layer] += alpha_n * coef
         np.add.reduce(delta, axis=0, out=grads.intercepts[layer])

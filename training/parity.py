@@ -161,7 +161,7 @@ def _off_kinks(model, X: np.ndarray) -> np.ndarray:
     keep = np.ones(len(X), dtype=bool)
     for net in members(model):
         network, layers = fitted_network(net)
-        distance = network.kink_distance(layers, net.x_scaler_.transform(X))
+        distance = network.kink_distance(layers, net.x_scaler_.transform(X), flat=KINK_MARGIN)
         keep &= distance > KINK_MARGIN
     return keep
 
