@@ -7,6 +7,10 @@ units; the network itself lives in scaled space (see :mod:`training.network`).
 from __future__ import annotations
 
 import math
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,6 +19,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from training.fitting import (
+    Notifier,
+    Settings,
+    fine_tune,
+    polish_iterations,
+    select,
+    train_fixed,
+    train_large,
+)
 from training.network import (
     Layers,
     Network,
@@ -27,30 +40,42 @@ from training.optim import (
     SCHEDULES,
     AdamSettings,
     DivergenceError,
+    DivergenceWarning,
     History,
     LbfgsSettings,
-    run_adam,
-    run_lbfgs,
+)
+from training.plan import (
+    FIXED_ALPHA_PATHS,
+    SELECTION_ROWS,
+    WARMUP_EPOCHS,
+    auto_maxcor,
+    available_workers,
+    default_time_budget,
+    make_plan,
 )
 from training.scaling import SCALINGS, Scaler, column_names
+from training.selection import PATHS
 
 __all__ = ["DivergenceError", "SurrogateMLP"]
 
 SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
 X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
-# "auto" polishes with full-batch L-BFGS up to this many training rows; above, Adam alone.
-AUTO_LBFGS_MAX_ROWS = 20_000
-# lbfgs_maxiter="auto" spends a roughly fixed compute budget (~22 s on one core here):
-# an iteration costs about (training rows + LBFGS_ROWS_PER_PAIR * lbfgs_maxcor) * parameters,
-# the second term being scipy's own work per stored correction pair (measured). 1000 rows and a
-# (64, 64) network on 8 inputs get 8,000 iterations.
-LBFGS_WORK, LBFGS_ROWS_PER_PAIR = 7.3e10, 20
-LBFGS_MIN_ITER, LBFGS_MAX_ITER = 200, 20_000
+# A table too small to cross-validate (fewer than 4 rows) is fitted at this alpha.
+FALLBACK_ALPHA = 0.1
 
 
 class SurrogateMLP(RegressorMixin, BaseEstimator):
-    """Multi-layer perceptron regressor with built-in scaling, per-layer activations and a
-    solver that trains small tables to tight convergence.
+    """Multi-layer perceptron regressor with built-in scaling, per-layer activations, its L2
+    regularization chosen by cross-validation, and compute sized to the table.
+
+    With the default ``alpha="auto"`` a fit runs two regularization paths (alpha falling from
+    10 or from 1 by decades, warm-started step to step) on each of ``cv`` folds and keeps the
+    path and step with the lowest mean validation loss (:mod:`training.selection`); the
+    exported model is then that candidate's best fold model trained further on every row.
+    Tables above 1000 rows choose on a 1000-row subsample, then train on all training rows with
+    mini-batch Adam (cosine-decaying rate) and L-BFGS, watched by a validation split, and end
+    with an L-BFGS pass over every row. Explicit parameters keep their meaning: ``alpha=1e-4``
+    fits once at 1e-4.
 
     Parameters
     ----------
@@ -62,54 +87,75 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     output_activation : str, default="identity"
         Activation of the output layer.
     solver : {"auto", "adam", "lbfgs"}, default="auto"
-        ``"adam"``: mini-batch Adam. ``"lbfgs"``: full-batch L-BFGS-B. ``"auto"``: Adam, then an
-        L-BFGS polish to tight convergence when there are at most 20,000 training rows.
-    alpha : float, default=1e-6
-        L2 penalty: the loss adds ``alpha / (2 n_rows) * sum(W**2)`` over weights (0 to 1e-5
-        measured equally accurate on the benchmark functions).
+        ``"auto"``: Adam, then L-BFGS to tight convergence (large tables: a long mini-batch Adam
+        phase first). ``"adam"``: mini-batch Adam only. ``"lbfgs"``: full-batch L-BFGS only.
+        The selection (``alpha="auto"``) follows it: its path steps are L-BFGS runs (Adam
+        epochs for ``"adam"``), after Adam's warm start for ``"auto"``.
+    alpha : float or "auto", default="auto"
+        L2 penalty: the loss adds ``alpha / (2 n_rows) * sum(W**2)`` over weights. ``"auto"``
+        chooses it (and the path to it) by cross-validation from 10, 1, 0.1, ..., 1e-5.
     batch_size : int or "auto", default="auto"
-        Adam mini-batch size; ``"auto"`` is ``min(200, n_rows)``.
+        Adam mini-batch size; ``"auto"`` is ``min(200, n_rows)``, and for the long Adam phase
+        of a large table ``4 sqrt(n_rows)`` between 200 and 2000.
     learning_rate_init : float, default=1e-3
         Initial Adam learning rate.
     learning_rate : {"constant", "cosine", "plateau"}, default="constant"
-        Adam schedule. ``"cosine"`` anneals to 0 over ``max_iter`` epochs. ``"plateau"`` divides
-        the rate by 5 whenever the monitored loss stalls (see ``tol``) and stops once it has
-        fallen by 1000x.
-    max_iter : int, default=100
-        Maximum number of Adam epochs (solvers "adam" and "auto"; for "auto" a short warm
-        start, measured to polish as well as 200 or 1000 epochs).
+        Schedule of Adam's warm start. ``"cosine"`` anneals to 0 over ``max_iter`` epochs.
+        ``"plateau"`` divides the rate by 5 whenever the monitored loss stalls (see ``tol``) and
+        stops once it has fallen by 1000x. The long phase of a large table is always cosine.
+    max_iter : int or "auto", default="auto"
+        Adam epochs: of the warm start (``"auto"``: 100), or for a large table of its long
+        phase (``"auto"``: about 60,000 steps, 20 to 400 epochs). For solver "adam" with
+        ``alpha="auto"``, the epochs of one regularization path (``"auto"``: as
+        ``lbfgs_maxiter``).
     tol : float, default=1e-4
-        Adam stops when the monitored loss (validation loss with ``early_stopping``, training
-        loss otherwise) has not improved by this *relative* amount for more than
-        ``n_iter_no_change`` epochs.
+        Adam's warm start stops when the monitored loss (validation loss with
+        ``early_stopping``, training loss otherwise) has not improved by this *relative* amount
+        for more than ``n_iter_no_change`` epochs.
     n_iter_no_change : int, default=10
         Patience of the ``tol`` rule, in epochs.
     early_stopping : bool, default=False
         Monitor the validation loss instead of the training loss, and keep the parameters with
-        the best validation loss (in every phase).
-    validation_fraction : float, default=0.1
-        Fraction of rows held out to compute ``validation_scores_``; 0 trains on every row.
-        No rows are held out when the fraction amounts to less than one row.
+        the best validation loss (in every phase that has validation rows).
+    validation_fraction : float or "auto", default="auto"
+        Fraction of the rows held out from the final fit to watch it (``validation_scores_``,
+        ``heldout_prediction_``); 0 trains on every row. ``"auto"``: none for tables up to 1000
+        rows (or 10% with ``early_stopping``), 10% (at most 10,000 rows) for larger tables.
     lbfgs_maxiter : int or "auto", default="auto"
-        Maximum number of L-BFGS iterations (solvers "lbfgs" and "auto"). ``"auto"`` spends
-        about the same time whatever the table size: 8,000 iterations for 1000 rows and a
-        (64, 64) network on 8 inputs (~22 s on one core), between 200 and 20,000 in general.
+        L-BFGS iterations of one regularization path on one fold (``alpha="auto"``; the final fit
+        gets as many), or of a fit at a given alpha (twice as many). ``"auto"``: 3000, cut to
+        fit the time budget.
     lbfgs_ftol : float, default=0.0
         L-BFGS stops when ``(f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= lbfgs_ftol``.
     lbfgs_gtol : float, default=1e-12
         L-BFGS stops when the largest gradient component is at most this.
-    lbfgs_maxcor : int, default=50
-        Number of correction pairs L-BFGS keeps (scipy's default, 10, converges several times
-        slower on these fits; 50 and 100 were measured equal per second).
+    lbfgs_maxcor : int or "auto", default="auto"
+        Number of correction pairs L-BFGS keeps. ``"auto"``: one per 5 training rows, 10 to 50
+        (50 was measured best per second on 1000 rows; on small tables a pair costs more than
+        the gradient gains from it).
     x_scaling : {"standard", "minmax", "none"}, default="standard"
         Scaling of the inputs, per column.
     y_scaling : {"standard", "minmax", "log", "none"}, default="standard"
         Scaling of the outputs, per column; ``"log"`` for positive outputs spanning decades.
+    cv : int, default=5
+        Folds of the selection (``alpha="auto"``); fewer for tables under ``2 cv`` rows.
+    time_budget : float or None, default=None
+        Seconds the whole fit may take, selection included. The plan is shrunk to fit it and
+        every phase stops at it. None: 60 s up to 1000 rows, growing as the square root of
+        the rows to 600 s at 100,000 rows (the plan itself takes about 40 s for 1000 rows on 2
+        cores).
+    n_jobs : int or None, default=None
+        Parallel selection tasks: None or -1 uses every core (one process each), except inside a
+        joblib or Dask worker, where the tasks run one after another.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, the validation split and mini-batch shuffling.
+        Seeds weight initialisation, the folds, the validation split and mini-batch shuffling.
     callback : callable or None, default=None
         Called as ``callback(epoch, train_loss, val_loss)`` after every Adam epoch and every
-        L-BFGS iteration (``epoch`` counts both, from 1); ``val_loss`` is None without a split.
+        L-BFGS iteration of the final model's own training (``epoch`` counts both, from 1;
+        ``val_loss`` is None without held-out rows). A callback that also takes keyword
+        arguments ``phase`` and ``seconds_left`` (or ``**kwargs``) gets the phase
+        (``"selection"``, ``"fit"``, ``"polish"``) and the estimated seconds left, and one call
+        per finished selection task with ``done`` and ``total``.
 
     Attributes
     ----------
@@ -125,12 +171,32 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     activation_params_ : list of dict
         Learned activation parameters per layer (PReLU's ``"slope"``), else empty.
     x_scaler_, y_scaler_ : Scaler
+    alpha_ : float
+        The L2 penalty of the fitted model (chosen, or ``alpha``).
+    cv_results_ : dict of lists or None
+        Every candidate of the selection: ``params`` (``{"alpha", "path"}``),
+        ``mean_val_loss``, ``std_val_loss``, ``split<k>_val_loss``, ``mean_iterations``,
+        ``rank_val_loss`` (half MSE in scaled space, lower is better); None without selection.
+    best_params_ : dict or None
+        ``{"alpha", "path"}`` of the winner; None without selection.
+    selection_ : dict
+        How the model was made: ``method`` ("cv" or "fixed"), folds, rows, the winner, its mean
+        validation loss, seconds, and whether the time budget cut the plan.
+    heldout_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        For every training row, a prediction (physical units) by a model that did not train on
+        it: the fold models' for the rows of a cross-validated selection, the final model's for
+        validation rows; NaN for rows with none.
+    heldout_kind_ : {"cv", "validation"} or None
+        Which of the two ``heldout_prediction_`` holds (None: no held-out rows).
     loss_curve_ : list of float
-        Training loss (half MSE in scaled space plus the L2 term) per epoch / iteration.
+        Training loss (half MSE in scaled space plus the L2 term) per epoch / iteration of the
+        final model's own history (its fold's path, then the fit on every row).
     validation_scores_ : list of float or None
-        Validation loss (half MSE in scaled space) per epoch / iteration, None without a split.
+        Validation loss (half MSE in scaled space) per entry of ``loss_curve_``: the fold's
+        validation rows along the path, the validation split of a large table; NaN where the
+        model trained on every row; None if the model never had held-out rows.
     n_iter_ : int
-        Adam epochs plus L-BFGS iterations run.
+        Adam epochs plus L-BFGS iterations of that history.
     best_loss_ : float
         Lowest training loss reached.
     fit_log_ : list of str
@@ -143,21 +209,24 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         activation="tanh",
         output_activation="identity",
         solver="auto",
-        alpha=1e-6,
+        alpha="auto",
         batch_size="auto",
         learning_rate_init=1e-3,
         learning_rate="constant",
-        max_iter=100,
+        max_iter="auto",
         tol=1e-4,
         n_iter_no_change=10,
         early_stopping=False,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         lbfgs_maxiter="auto",
         lbfgs_ftol=0.0,
         lbfgs_gtol=1e-12,
-        lbfgs_maxcor=50,
+        lbfgs_maxcor="auto",
         x_scaling="standard",
         y_scaling="standard",
+        cv=4,
+        time_budget=None,
+        n_jobs=None,
         random_state=None,
         callback=None,
     ):
@@ -180,6 +249,9 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         self.lbfgs_maxcor = lbfgs_maxcor
         self.x_scaling = x_scaling
         self.y_scaling = y_scaling
+        self.cv = cv
+        self.time_budget = time_budget
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.callback = callback
 
@@ -202,6 +274,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         DivergenceError
             When the loss stays non-finite after the learning-rate restarts.
         """
+        started = time.time()
         self._check_params()
         y_names = column_names(y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -212,25 +285,175 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         )
         self.x_scaler_ = Scaler(self.x_scaling).fit(X)
         self.y_scaler_ = Scaler(self.y_scaling).fit(y, y_names)
+        x, z = self.x_scaler_.transform(X), self.y_scaler_.transform(y)
         rng = check_random_state(self.random_state)
         net = Network((X.shape[1], *hidden_sizes(self.hidden_layer_sizes), y.shape[1]), activations)
-        problem = Problem.split(
-            net,
-            net.initial(rng),
-            self.x_scaler_.transform(X),
-            self.y_scaler_.transform(y),
-            self.alpha,
-            self.validation_fraction,
-            rng,
+        budget = self._budget(len(X))
+        deadline = started + budget
+        auto = self.alpha == "auto"
+        plan = make_plan(
+            len(X), net.n_params, cv=self.cv, n_paths=len(PATHS) if auto else 0,
+            maxcor=self._maxcor(len(X)), time_budget=budget,
+            workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
+            path_iterations=self._path_iterations(),
         )
-        history = History(problem.x_val is not None, self.callback)
+        notifier = Notifier(self.callback, deadline, plan.seconds)
         self.fit_log_ = []
         # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
         # on a 2-core machine.
-        with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
-            self._train(problem, rng, history)
-        self._set_fitted(net, problem.layers, history)
+        with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
+                _once_each(DivergenceWarning):
+            if auto and plan.folds:
+                layers, history = self._fit_selected(net, x, z, plan, rng, deadline, notifier)
+            else:
+                layers, history = self._fit_fixed(net, x, z, plan, rng, deadline, notifier)
+        self._set_fitted(net, layers, history)
+        seconds = time.time() - started
+        self.selection_.update(seconds=round(seconds, 3), planned_seconds=round(plan.seconds, 1),
+                               time_budget=budget,
+                               budget_reached=seconds >= budget or plan.seconds >= budget)
         return self
+
+    def _fit_selected(self, net, x, z, plan, rng, deadline, notifier):
+        """Choose by cross-validation, then train the winner further on the training rows."""
+        train, val = _split(len(x), plan.validation_rows, rng)
+        sel = train if len(train) <= plan.selection_rows else np.sort(
+            rng.choice(train, plan.selection_rows, replace=False))
+        settings = self._settings(len(sel))
+        seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=plan.folds * len(PATHS))]
+        notifier.phase = "selection"
+        selection_started = time.time()
+        chosen = select(net, x[sel], z[sel], plan, settings, seeds, int(rng.randint(2**31 - 1)),
+                        deadline, notifier)
+        selection_seconds = time.time() - selection_started
+        self.alpha_ = chosen.alpha
+        self.cv_results_ = chosen.cv_results
+        self.best_params_ = {"alpha": chosen.alpha, "path": chosen.path}
+        fold_results = chosen.fold_results()
+        # Out-of-fold predictions of the winning candidate: every selection row, by the fold
+        # model that did not train on it.
+        heldout = np.full((len(x), z.shape[1]), np.nan)
+        for result, (_, fold_val) in zip(fold_results, chosen.folds, strict=True):
+            layers = net.views(result.thetas[chosen.step])
+            heldout[sel[fold_val]] = net.predict(layers, x[sel[fold_val]])
+        best = min(fold_results, key=lambda r: r.val_loss[chosen.step])
+        for result in chosen.results:
+            self.fit_log_ += [f"selection {result.path} fold {result.fold}: {line}"
+                              for line in result.log]
+        end = best.history_ends[chosen.step]
+        history = notifier.history(bool(len(val)), start=end, fraction=(0.7, 1.0),
+                                   total=plan.final_iterations)
+        history.loss, history.validation = list(best.history_loss[:end]), []
+        fold_val_curve = list(best.history_val[:end])
+        small = len(train) <= plan.selection_rows
+        # A small table's model is the chosen fold model trained further on every row. A large
+        # table's starts afresh, along the chosen path: continuing a fold model fitted to its
+        # subsample was measured worse (borehole, 10,000 rows: 6.5e-4 against 5.1e-4).
+        theta = best.thetas[chosen.step].copy() if small else net.initial(rng)
+        problem = Problem(net, theta, x[train], z[train], x[val] if len(val) else None,
+                          z[val] if len(val) else None, chosen.alpha)
+        notifier.phase = "fit"
+        if small:
+            fine_tune(problem, plan, settings, rng, history, self.fit_log_, deadline)
+            kind = "cv"
+        else:
+            settings = self._settings(len(train))
+            history.loss, fold_val_curve, end = [], [], 0
+            train_large(problem, plan, settings, rng, history, self.fit_log_, deadline,
+                        alphas=PATHS[chosen.path][: chosen.step + 1], **self._large_overrides())
+            heldout[:] = np.nan
+            heldout[val] = net.predict(problem.layers, x[val])
+            notifier.phase = "polish"
+            self._polish(net, problem, x, z, plan, settings, rng, history, deadline)
+            kind = "validation"
+        self.heldout_prediction_, self.heldout_kind_ = self._physical(heldout), kind
+        n_after = len(history.loss) - end
+        vals = list(history.validation) if len(val) else []
+        curve = fold_val_curve + vals + [math.nan] * (n_after - len(vals))
+        self._validation_curve = curve
+        self.selection_ = {
+            "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
+            "candidates": len(chosen.cv_results["params"]), "path": chosen.path,
+            "alpha": chosen.alpha,
+            "mean_val_loss": float(min(chosen.cv_results["mean_val_loss"])),
+            # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
+            "smaller_alpha_overfits": chosen.smaller_alpha_overfits(),
+            "final_rows": int(len(train) if kind == "cv" else len(x)),
+            "validation_rows": int(len(val)),
+            "selection_seconds": round(selection_seconds, 3),
+        }
+        return problem.layers, history
+
+    def _fit_fixed(self, net, x, z, plan, rng, deadline, notifier):
+        """One fit at ``alpha`` (or the fallback for a table too small to cross-validate)."""
+        alpha = FALLBACK_ALPHA if self.alpha == "auto" else float(self.alpha)
+        if self.alpha == "auto":
+            self.fit_log_.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
+        fraction = self._validation()
+        if fraction is None:
+            fraction = 0.1 if self.early_stopping and len(x) <= SELECTION_ROWS else None
+        n_val = plan.validation_rows if fraction is None else int(fraction * len(x))
+        train, val = _split(len(x), n_val, rng)
+        has_val = bool(len(val))
+        problem = Problem(net, net.initial(rng), x[train], z[train], x[val] if has_val else None,
+                          z[val] if has_val else None, alpha)
+        settings = self._settings(len(train))
+        iterations = FIXED_ALPHA_PATHS * plan.path_iterations
+        history = notifier.history(has_val, total=iterations)
+        if len(train) <= SELECTION_ROWS:
+            train_fixed(problem, iterations, settings, rng, history, self.fit_log_, deadline)
+        else:
+            train_large(problem, plan, settings, rng, history, self.fit_log_, deadline,
+                        **self._large_overrides())
+        heldout = np.full((len(x), z.shape[1]), np.nan)
+        if has_val:
+            heldout[val] = net.predict(problem.layers, x[val])
+        self.heldout_prediction_ = self._physical(heldout)
+        self.heldout_kind_ = "validation" if has_val else None
+        self._validation_curve = list(history.validation) if has_val else None
+        self.alpha_, self.cv_results_, self.best_params_ = alpha, None, None
+        self.selection_ = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
+                           "final_rows": int(len(train)), "validation_rows": int(len(val))}
+        return problem.layers, history
+
+    def _polish(self, net, problem, x, z, plan, settings, rng, history, deadline) -> None:
+        """The last pass over every row, validation rows included."""
+        every = Problem(net, problem.theta, x, z, None, None, self.alpha_)
+        lbfgs = replace(settings.lbfgs, early_stopping=False)
+        fine_tune(every, replace(plan, final_iterations=polish_iterations(plan)),
+                  replace(settings, lbfgs=lbfgs), rng, history, self.fit_log_, deadline)
+
+    def _settings(self, rows: int) -> Settings:
+        batch = min(200 if self.batch_size == "auto" else self.batch_size, rows)
+        epochs = WARMUP_EPOCHS if self.max_iter == "auto" else self.max_iter
+        warmup = AdamSettings(epochs, batch, self.learning_rate_init, self.learning_rate,
+                              self.tol, self.n_iter_no_change, self.early_stopping)
+        lbfgs = LbfgsSettings(0, self.lbfgs_ftol, self.lbfgs_gtol, self._maxcor(rows),
+                              self.early_stopping)
+        return Settings(warmup, lbfgs, self.learning_rate_init, self.solver, self.early_stopping)
+
+    def _maxcor(self, rows: int) -> int:
+        return auto_maxcor(rows) if self.lbfgs_maxcor == "auto" else self.lbfgs_maxcor
+
+    def _path_iterations(self) -> int | None:
+        """Iterations of one path (L-BFGS iterations; Adam epochs for solver "adam")."""
+        budget = self.max_iter if self.solver == "adam" else self.lbfgs_maxiter
+        return None if budget == "auto" else budget
+
+    def _large_overrides(self) -> dict:
+        return {"adam_epochs": None if self.max_iter == "auto" else self.max_iter,
+                "batch_size": None if self.batch_size == "auto" else self.batch_size}
+
+    def _validation(self) -> float | None:
+        return None if self.validation_fraction == "auto" else float(self.validation_fraction)
+
+    def _budget(self, n_rows: int) -> float:
+        return default_time_budget(n_rows) if self.time_budget is None else float(
+            self.time_budget)
+
+    def _physical(self, z: np.ndarray) -> np.ndarray:
+        y = self.y_scaler_.inverse(z)
+        return y.ravel() if self._y_1d else y
 
     def predict(self, X):
         """Predict in physical units.
@@ -282,45 +505,16 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _train(self, problem: Problem, rng: np.random.RandomState, history: History) -> None:
-        n_train = len(problem.x)
-        if self.solver in ("adam", "auto"):
-            batch = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
-            settings = AdamSettings(
-                self.max_iter,
-                batch,
-                self.learning_rate_init,
-                self.learning_rate,
-                self.tol,
-                self.n_iter_no_change,
-                self.early_stopping,
-            )
-            run_adam(problem, settings, rng, history, self.fit_log_)
-        if self.solver == "lbfgs" or (self.solver == "auto" and n_train <= AUTO_LBFGS_MAX_ROWS):
-            settings = LbfgsSettings(
-                self._lbfgs_iterations(problem),
-                self.lbfgs_ftol,
-                self.lbfgs_gtol,
-                self.lbfgs_maxcor,
-                self.early_stopping,
-            )
-            run_lbfgs(problem, settings, history, self.fit_log_, fallback=self.solver == "auto")
-
-    def _lbfgs_iterations(self, problem: Problem) -> int:
-        if self.lbfgs_maxiter != "auto":
-            return self.lbfgs_maxiter
-        rows = len(problem.x) + LBFGS_ROWS_PER_PAIR * self.lbfgs_maxcor
-        iterations = LBFGS_WORK / (rows * problem.net.n_params)
-        return int(min(max(iterations, LBFGS_MIN_ITER), LBFGS_MAX_ITER))
-
     def _set_fitted(self, net: Network, layers: Layers, history: History) -> None:
         self.n_outputs_ = net.sizes[-1]
         self.coefs_ = [c.copy() for c in layers.coefs]
         self.intercepts_ = [b.copy() for b in layers.intercepts]
         self.activations_ = tuple(act.name for act in net.activations)
         self.activation_params_ = [{k: v.copy() for k, v in p.items()} for p in layers.act_params]
-        self.loss_curve_ = history.loss
-        self.validation_scores_ = history.validation if history.has_validation else None
+        self.loss_curve_ = list(history.loss)
+        curve = self._validation_curve
+        self.validation_scores_ = None if curve is None or not len(curve) else list(curve)
+        del self._validation_curve
         self.n_iter_ = len(history.loss)
         self.best_loss_ = min(history.loss)
 
@@ -330,20 +524,54 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         _check_choice("x_scaling", self.x_scaling, X_SCALINGS)
         _check_choice("y_scaling", self.y_scaling, SCALINGS)
         hidden_sizes(self.hidden_layer_sizes)
-        for name in ("max_iter", "n_iter_no_change", "lbfgs_maxcor"):
-            _check_number(name, getattr(self, name), Integral, low=1)
-        if self.lbfgs_maxiter != "auto":
-            _check_number("lbfgs_maxiter", self.lbfgs_maxiter, Integral, low=1)
-        for name in ("alpha", "tol", "lbfgs_ftol", "lbfgs_gtol"):
+        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, low=1)
+        if self.lbfgs_maxcor != "auto":
+            _check_number("lbfgs_maxcor", self.lbfgs_maxcor, Integral, low=1)
+        _check_number("cv", self.cv, Integral, low=2)
+        for name in ("max_iter", "lbfgs_maxiter", "batch_size"):
+            if getattr(self, name) != "auto":
+                _check_number(name, getattr(self, name), Integral, low=1)
+        for name in ("tol", "lbfgs_ftol", "lbfgs_gtol"):
             _check_number(name, getattr(self, name), Real, low=0)
+        if self.alpha != "auto":
+            _check_number("alpha", self.alpha, Real, low=0)
         _check_number("learning_rate_init", self.learning_rate_init, Real, low=0, strict=True)
-        _check_number("validation_fraction", self.validation_fraction, Real, low=0)
-        if self.validation_fraction >= 1:
-            raise ValueError(f"validation_fraction must be < 1, got {self.validation_fraction}")
-        if self.batch_size != "auto":
-            _check_number("batch_size", self.batch_size, Integral, low=1)
+        if self.validation_fraction != "auto":
+            _check_number("validation_fraction", self.validation_fraction, Real, low=0)
+            if self.validation_fraction >= 1:
+                raise ValueError(
+                    f"validation_fraction must be < 1, got {self.validation_fraction}")
+        if self.time_budget is not None:
+            _check_number("time_budget", self.time_budget, Real, low=0, strict=True)
+        if self.n_jobs is not None and (not isinstance(self.n_jobs, Integral) or self.n_jobs == 0):
+            raise ValueError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None, got {self.callback!r}")
+
+
+@contextmanager
+def _once_each(category: type[Warning]):
+    """Warnings of ``category`` raised inside, shown once per message at the end: the selection
+    and the final fit meet the same learning rate, and the user should hear of it once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        try:
+            yield
+        finally:
+            mine = [w for w in caught if issubclass(w.category, category)]
+            others = [w for w in caught if not issubclass(w.category, category)]
+    for message in dict.fromkeys(str(w.message) for w in mine):
+        warnings.warn(message, category, stacklevel=4)
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _split(n_rows: int, n_val: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted training and validation row indices, ``n_val`` validation rows drawn at random."""
+    if n_val < 1:
+        return np.arange(n_rows), np.arange(0)
+    order = rng.permutation(n_rows)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:

@@ -1,5 +1,5 @@
 """Optimisers for a :class:`training.network.Problem`: mini-batch Adam with learning-rate
-schedules, and full-batch L-BFGS (scipy) driven to tight tolerances.
+schedules, and full-batch L-BFGS (:mod:`training.lbfgs`) driven to tight tolerances.
 
 Both work in place on the problem's flat parameter vector, record the training (and validation)
 loss per epoch or iteration in a :class:`History`, and raise :class:`DivergenceError` when the
@@ -9,13 +9,14 @@ loss stops being finite; :func:`run_adam` and :func:`run_lbfgs` add the recovery
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy.optimize import minimize
 
+from training.lbfgs import minimize_lbfgs
 from training.network import Problem
 
 __all__ = [
@@ -76,6 +77,10 @@ class History:
 
 @dataclass(frozen=True)
 class AdamSettings:
+    """``deadline``: a ``time.monotonic()`` time after which no further epoch starts.
+    ``alphas``: L2 strengths to anneal through, geometrically, over the first half of the
+    epochs (a regularization path run inside one Adam phase), ending at the problem's own."""
+
     epochs: int
     batch_size: int
     learning_rate: float
@@ -83,15 +88,20 @@ class AdamSettings:
     tol: float
     n_iter_no_change: int
     early_stopping: bool
+    deadline: float | None = None
+    alphas: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class LbfgsSettings:
+    """``deadline``: a ``time.monotonic()`` time after which no further iteration starts."""
+
     maxiter: int
     ftol: float
     gtol: float
     maxcor: int
     early_stopping: bool
+    deadline: float | None = None
 
 
 def run_adam(
@@ -151,7 +161,14 @@ def adam(
     With ``early_stopping`` the validation loss is monitored and the best parameters are
     restored at the end; otherwise the training loss is monitored.
     """
-    s = settings
+    final_alpha_n = problem.alpha_n
+    try:
+        return _adam(problem, settings, rng, history, final_alpha_n)
+    finally:  # an annealed alpha is the problem's own again, even after a divergence
+        problem.alpha_n = final_alpha_n
+
+
+def _adam(problem: Problem, s: AdamSettings, rng, history: History, final_alpha_n: float) -> str:
     theta, grad, n = problem.theta, problem.grad, len(problem.x)
     m, v, tmp = np.zeros_like(theta), np.zeros_like(theta), np.empty_like(theta)
     use_validation = problem.x_val is not None and s.early_stopping
@@ -160,6 +177,8 @@ def adam(
     for epoch in range(s.epochs):
         if s.schedule == "cosine":
             lr = s.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / s.epochs))
+        if s.alphas:
+            problem.alpha_n = _annealed(s.alphas, final_alpha_n, epoch / max(1, s.epochs // 2))
         order = rng.permutation(n)
         xs, ys, total = problem.x[order], problem.y[order], 0.0
         for start in range(0, n, s.batch_size):
@@ -182,6 +201,9 @@ def adam(
         history.add(loss, val)
         _check_finite(loss, f"Adam epoch {epoch + 1}")
         best.update(val, theta)
+        if s.deadline is not None and time.monotonic() >= s.deadline:
+            reason = f"time budget reached at epoch {epoch + 1}"
+            break
         if monitor.update(loss, val):
             if s.schedule == "plateau" and lr / PLATEAU_FACTOR >= s.learning_rate * PLATEAU_FLOOR:
                 lr /= PLATEAU_FACTOR
@@ -192,8 +214,16 @@ def adam(
     return reason + best.restore(theta)
 
 
+def _annealed(alphas: tuple[float, ...], final: float, progress: float) -> float:
+    """Geometric interpolation from ``alphas[0]`` (scaled like ``final``) to ``final``."""
+    if progress >= 1.0 or final <= 0:
+        return final
+    start = alphas[0] * final / alphas[-1]
+    return start * (final / start) ** progress
+
+
 def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
-    """Run full-batch L-BFGS-B in place on ``problem.theta``; returns why it stopped.
+    """Run full-batch L-BFGS in place on ``problem.theta``; returns why it stopped.
 
     Unlike scikit-learn, ``ftol`` is exposed: its test is absolute once the loss is below 1, so
     scipy's default stops scaled-space fits long before they converge.
@@ -203,25 +233,17 @@ def lbfgs(problem: Problem, settings: LbfgsSettings, history: History) -> str:
 
     def loss_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         np.copyto(theta, x)
-        loss = problem.full_loss_grad() + problem.penalty()
-        # scipy keeps the returned gradient, and the buffer is overwritten by the next call.
-        return loss, problem.grad.copy()
+        return problem.full_loss_grad() + problem.penalty(), problem.grad
 
-    def callback(intermediate_result) -> None:
-        np.copyto(theta, intermediate_result.x)
+    def callback(x: np.ndarray, loss: float) -> None:
+        np.copyto(theta, x)
         val = problem.val_loss()
-        history.add(float(intermediate_result.fun), val)
+        history.add(loss, val)
         best.update(val, theta)
 
-    options = {
-        "maxiter": s.maxiter,
-        "maxfun": 2 * s.maxiter + 100,
-        "ftol": s.ftol,
-        "gtol": s.gtol,
-        "maxcor": s.maxcor,
-    }
-    result = minimize(
-        loss_and_grad, theta.copy(), method="L-BFGS-B", jac=True, callback=callback, options=options
+    result = minimize_lbfgs(
+        loss_and_grad, theta.copy(), maxiter=s.maxiter, maxcor=s.maxcor, gtol=s.gtol,
+        ftol=s.ftol, callback=callback, deadline=s.deadline,
     )
     np.copyto(theta, result.x)
     if result.nit == 0:

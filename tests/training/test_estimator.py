@@ -15,7 +15,10 @@ from training.network import Network, Problem
 from training.optim import DivergenceWarning
 
 SMALL = {"hidden_layer_sizes": (8,), "random_state": 0}
-FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 50, "lbfgs_maxiter": 300, "random_state": 0}
+# One fit at a given alpha, with the validation split the optimiser tests watch (the settings
+# that were the defaults before alpha="auto").
+FAST = {"hidden_layer_sizes": (16, 16), "max_iter": 50, "lbfgs_maxiter": 150, "random_state": 0,
+        "alpha": 1e-6, "validation_fraction": 0.1}
 
 
 def smooth(x: np.ndarray) -> np.ndarray:
@@ -222,7 +225,7 @@ def test_callback_sees_every_epoch_and_survives_clone(data):
 
 
 def test_without_validation_split(data):
-    model = SurrogateMLP(**FAST, validation_fraction=0.0).fit(*data)
+    model = SurrogateMLP(**{**FAST, "validation_fraction": 0.0}).fit(*data)
     assert model.validation_scores_ is None
     assert model.best_loss_ == min(model.loss_curve_)
 
@@ -265,6 +268,7 @@ def test_lbfgs_early_stopping_keeps_the_best_validation_iterate(data):
 
 def test_constant_columns_and_constant_target():
     x = np.column_stack([np.linspace(0.0, 1.0, 40), np.full(40, 7.0)])
-    model = SurrogateMLP(**FAST).fit(x, np.full(40, 3.5))
-    np.testing.assert_allclose(model.predict(x), 3.5, atol=1e-6)
+    model = SurrogateMLP(hidden_layer_sizes=(16, 16), random_state=0).fit(x, np.full(40, 3.5))
+    # The network has to learn the zero function in scaled space: to about 1e-6 relative.
+    np.testing.assert_allclose(model.predict(x), 3.5, rtol=1e-5)
     assert model.x_scaler_.scale_[1] == 1.0 and model.y_scaler_.scale_[0] == 1.0

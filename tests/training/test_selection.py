@@ -1,0 +1,202 @@
+"""The default fit: L2 chosen by cross-validation over regularization paths, out-of-fold
+predictions, large tables watched by a validation split, the time budget, the phases the
+callback sees, and the compact L-BFGS underneath."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy.optimize import rosen, rosen_der
+
+from training.estimator import SurrogateMLP
+from training.lbfgs import _Memory, minimize_lbfgs
+from training.plan import SELECTION_ROWS, make_plan
+from training.selection import PATHS, step_iterations
+
+QUICK = {"hidden_layer_sizes": (12,), "lbfgs_maxiter": 120, "max_iter": 30, "random_state": 0}
+
+
+def smooth(X: np.ndarray) -> np.ndarray:
+    return np.sin(2.0 * X[:, 0]) + X[:, 1] ** 2 - 0.5 * X[:, 0] * X[:, 2]
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1.0, 1.0, (150, 3))
+    return X, smooth(X)
+
+
+@pytest.fixture(scope="module")
+def fitted(table):
+    return SurrogateMLP(**QUICK).fit(*table)
+
+
+def test_the_default_chooses_by_cross_validation(fitted):
+    results = fitted.cv_results_
+    n = sum(len(alphas) for alphas in PATHS.values())
+    assert len(results["params"]) == n and sorted(results["rank_val_loss"]) == list(range(1, n + 1))
+    best = results["rank_val_loss"].index(1)
+    assert fitted.best_params_ == results["params"][best]
+    assert fitted.alpha_ == fitted.best_params_["alpha"] == fitted.selection_["alpha"]
+    assert results["mean_val_loss"][best] == min(results["mean_val_loss"])
+    assert all(len(results[f"split{k}_val_loss"]) == n for k in range(4))
+    assert fitted.selection_["method"] == "cv" and fitted.selection_["folds"] == 4
+    assert fitted.selection_["final_rows"] == 150
+
+
+def test_noise_makes_it_choose_a_stronger_penalty(table):
+    X, y = table
+    noisy = y + np.random.default_rng(3).normal(scale=0.5 * y.std(), size=y.shape)
+    clean = SurrogateMLP(**QUICK).fit(X, y)
+    rough = SurrogateMLP(**QUICK).fit(X, noisy)
+    assert rough.alpha_ > clean.alpha_
+    assert rough.selection_["smaller_alpha_overfits"]
+
+
+def test_held_out_predictions_come_from_models_that_did_not_see_the_row(fitted, table):
+    X, y = table
+    held = fitted.heldout_prediction_
+    assert fitted.heldout_kind_ == "cv" and held.shape == y.shape and np.isfinite(held).all()
+    cv_error = np.sqrt(np.mean((held - y) ** 2))
+    train_error = np.sqrt(np.mean((fitted.predict(X) - y) ** 2))
+    assert cv_error > train_error and not np.allclose(held, fitted.predict(X))
+
+
+def test_explicit_alpha_keeps_its_meaning(table):
+    model = SurrogateMLP(**QUICK, alpha=1e-4).fit(*table)
+    assert model.alpha_ == 1e-4 and model.cv_results_ is None and model.best_params_ is None
+    assert model.selection_["method"] == "fixed" and model.heldout_kind_ is None
+    assert np.isnan(model.heldout_prediction_).all()
+
+
+def test_a_seed_gives_the_same_model_in_one_process_or_several(table):
+    one = SurrogateMLP(**QUICK, n_jobs=1).fit(*table)
+    two = SurrogateMLP(**QUICK, n_jobs=2).fit(*table)
+    X = table[0]
+    np.testing.assert_array_equal(one.predict(X), two.predict(X))
+    assert one.cv_results_ == two.cv_results_
+
+
+def test_curves_cover_the_fold_path_then_the_fit_on_every_row(fitted):
+    assert len(fitted.loss_curve_) == len(fitted.validation_scores_) == fitted.n_iter_
+    curve = np.array(fitted.validation_scores_)
+    # The chosen fold's validation loss along its path, then NaN: the final fit holds no rows out.
+    first_nan = int(np.argmax(np.isnan(curve)))
+    assert first_nan > 0 and np.isfinite(curve[:first_nan]).all() and np.isnan(curve[first_nan:]).all()
+
+
+def test_a_large_table_is_watched_by_a_validation_split():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    model = SurrogateMLP(hidden_layer_sizes=(8,), lbfgs_maxiter=40, max_iter=5,
+                         random_state=0).fit(X, smooth(X))
+    assert model.heldout_kind_ == "validation"
+    held = ~np.isnan(model.heldout_prediction_)
+    assert held.sum() == model.selection_["validation_rows"] == 140
+    assert model.selection_["rows"] == SELECTION_ROWS  # the selection ran on a subsample
+    assert model.selection_["final_rows"] == len(X)  # the last pass ran over every row
+    error = np.abs(model.heldout_prediction_[held] - smooth(X)[held]).mean()
+    assert error < 0.2 * smooth(X).std()
+
+
+def test_the_time_budget_bounds_the_fit():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1.0, 1.0, (800, 4))
+    started = time.monotonic()
+    model = SurrogateMLP(hidden_layer_sizes=(32, 32), time_budget=3.0, n_jobs=1,
+                         random_state=0).fit(X, smooth(X))
+    assert time.monotonic() - started < 3.0 + 2.0  # a step in progress finishes
+    assert model.selection_["budget_reached"]
+    assert model.selection_["planned_seconds"] <= 3.0 + 1e-6
+
+
+def test_the_plan_follows_the_table():
+    small = make_plan(30, 4801, cv=4, n_paths=2, maxcor=50, time_budget=60, workers=2,
+                      validation_fraction=None)
+    medium = make_plan(1000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=60, workers=2,
+                       validation_fraction=None)
+    large = make_plan(100_000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=600, workers=2,
+                      validation_fraction=None)
+    assert small.path_iterations == medium.path_iterations == large.path_iterations == 3000
+    small_net = make_plan(30, 300, cv=4, n_paths=2, maxcor=10, time_budget=60, workers=2,
+                          validation_fraction=None)
+    assert small_net.workers == 1 and medium.workers == 2  # too little work for processes
+    assert (small.validation_rows, medium.validation_rows, large.validation_rows) == (0, 0, 10_000)
+    assert large.large_epochs > 0 and large.large_batch > 200 and medium.large_epochs == 0
+    assert medium.seconds < 45 and large.seconds <= 600
+    shrunk = make_plan(1000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=5, workers=2,
+                       validation_fraction=None)
+    assert shrunk.seconds <= 5 + 1e-9 and shrunk.path_iterations < medium.path_iterations
+    assert sum(step_iterations(6, 1000)) == pytest.approx(1000, abs=6)
+
+
+def test_the_callback_sees_the_phases(table):
+    plain, rich = [], []
+    model = SurrogateMLP(**QUICK, callback=lambda *args: plain.append(args)).fit(*table)
+    assert [loss for _, loss, _ in plain] == model.loss_curve_[-len(plain):]
+
+    def on_event(epoch, train_loss, val_loss, **info):
+        rich.append(info)
+
+    SurrogateMLP(**QUICK, callback=on_event).fit(*table)
+    phases = [info["phase"] for info in rich]
+    assert phases[0] == "selection" and phases[-1] == "fit"
+    tasks = [info for info in rich if info["phase"] == "selection"]
+    assert [t["done"] for t in tasks] == list(range(1, 9)) and tasks[-1]["total"] == 8
+    assert all(info["seconds_left"] >= 0 for info in rich)
+
+
+def test_compact_inverse_hessian_is_the_two_loop_recursion():
+    # Steps along the memory's own directions on a quadratic, as minimize_lbfgs takes them, so
+    # the inner products it updates incrementally are those of the pairs it stores.
+    rng = np.random.default_rng(0)
+    n, m = 30, 5
+    A = rng.standard_normal((n, n))
+    A = A @ A.T + n * np.eye(n)
+    memory, pairs = _Memory(m, n), []
+    x = rng.standard_normal(n)
+    g = A @ x
+    for _ in range(9):  # more pairs than memory: the oldest are evicted
+        d = memory.direction(g)
+        s = 0.7 * d
+        g_new = A @ (x + s)
+        y = g_new - g
+        memory.update(0.7, s, y, g_new, float(s @ y), float(y @ y))
+        pairs = (pairs + [(s, y)])[-m:]
+        x, g = x + s, g_new
+    q, alphas = g.copy(), []
+    for s, y in reversed(pairs):
+        alphas.append((s @ q) / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1]
+    r = (s @ y) / (y @ y) * q
+    for (s, y), a in zip(pairs, reversed(alphas), strict=True):
+        r += s * (a - (y @ r) / (s @ y))
+    np.testing.assert_allclose(-memory.direction(g), r, rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [2, 10, 40])
+def test_lbfgs_converges_on_rosenbrock(n):
+    x0 = np.tile([-1.2, 1.0], n // 2)
+    result = minimize_lbfgs(lambda x: (rosen(x), rosen_der(x)), x0, maxiter=5000, maxcor=10,
+                            gtol=1e-9)
+    assert "gtol" in result.message
+    np.testing.assert_allclose(result.x, 1.0, atol=1e-6)
+
+
+def test_lbfgs_stops_at_the_deadline_and_when_the_callback_says_so():
+    quadratic = np.linspace(1e-3, 1.0, 200)
+
+    def slow(x):
+        time.sleep(0.002)
+        return 0.5 * float(quadratic @ x**2), quadratic * x
+
+    result = minimize_lbfgs(slow, np.ones(200), maxiter=10**6, gtol=0.0,
+                            deadline=time.monotonic() + 0.3)
+    assert result.message == "time budget reached" and 0 < result.nit < 1000
+    stopped = minimize_lbfgs(slow, np.ones(200), maxiter=100, gtol=0.0,
+                             callback=lambda x, f: True)
+    assert stopped.nit == 1 and stopped.message == "stopped by the callback"

@@ -1,0 +1,252 @@
+"""The phases of a ``SurrogateMLP`` fit: selection by cross-validation, then the final fit.
+
+:func:`select` runs every regularization path on every fold (:mod:`training.selection`) in
+parallel through ``joblib.Parallel`` and picks the winner. :func:`fine_tune` continues the
+winner's best fold model on every row of a small table. :func:`train_large` trains on all
+training rows of a large table: mini-batch Adam with a cosine-decaying rate, sized to the table,
+then full-batch L-BFGS, both watched by the validation split (the best iterate is kept), then a
+short L-BFGS polish on every row. :func:`train_fixed` is the plain fit at a given ``alpha``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from training.network import Network, Problem
+from training.optim import (
+    AdamSettings,
+    DivergenceError,
+    DivergenceWarning,
+    History,
+    LbfgsSettings,
+    run_adam,
+    run_lbfgs,
+)
+from training.plan import Plan
+from training.selection import PATHS, PathResult, PathTask, Selection, choose, run_path
+
+__all__ = ["Notifier", "Settings", "fine_tune", "select", "train_fixed", "train_large"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the estimator resolved from its parameters for the optimisers."""
+
+    warmup: AdamSettings  # the short Adam start of every fit from scratch
+    lbfgs: LbfgsSettings
+    learning_rate: float
+    solver: str
+    early_stopping: bool
+
+
+class Notifier:
+    """The user's ``callback``: ``callback(epoch, train_loss, val_loss)`` after every epoch or
+    iteration of the final model's own training, and, if it takes keyword arguments ``phase``
+    and ``seconds_left`` (or ``**kwargs``), those as well, and a call per finished selection
+    task (``epoch`` 0, losses None, ``done`` and ``total`` tasks)."""
+
+    def __init__(self, callback: Callable | None, deadline: float, planned: float) -> None:
+        self.callback, self.deadline = callback, deadline
+        self.started, self.planned = time.time(), planned
+        self.rich = callback is not None and _takes_keywords(callback)
+        self.phase = "fit"
+
+    def seconds_left(self, fraction_done: float) -> float:
+        """Time left: the plan's estimate scaled by how far the fit is, within the budget."""
+        elapsed = time.time() - self.started
+        if fraction_done > 0.05:
+            estimate = elapsed / fraction_done - elapsed
+        else:
+            estimate = max(self.planned - elapsed, 0.0)
+        return max(0.0, min(estimate, self.deadline - time.time()))
+
+    def epoch(self, epoch: int, loss: float, val: float | None, **info) -> None:
+        if self.callback is None:
+            return
+        if self.rich:
+            self.callback(epoch, loss, val, phase=self.phase, **info)
+        else:
+            self.callback(epoch, loss, val)
+
+    def task(self, done: int, total: int) -> None:
+        if self.rich:
+            self.callback(0, None, None, phase="selection", done=done, total=total,
+                          seconds_left=self.seconds_left(done / total * 0.7))
+
+    def history(self, has_validation: bool, start: int = 0, fraction: tuple = (0.0, 1.0),
+                total: int = 1) -> History:
+        """A History whose entries reach the callback, with the time left estimated from how
+        many of the phase's ``total`` iterations ran (the phase spans ``fraction`` of the fit)."""
+
+        def on_entry(epoch: int, loss: float, val: float | None) -> None:
+            done = fraction[0] + (fraction[1] - fraction[0]) * min(1.0, (epoch - start) / total)
+            self.epoch(epoch, loss, val, seconds_left=self.seconds_left(done))
+
+        return History(has_validation, on_entry if self.callback is not None else None)
+
+
+def _takes_keywords(callback: Callable) -> bool:
+    try:
+        params = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    names = {p.name for p in params}
+    return any(p.kind is p.VAR_KEYWORD for p in params) or {"phase", "seconds_left"} <= names
+
+
+def select(
+    net: Network,
+    x: np.ndarray,
+    y: np.ndarray,
+    plan: Plan,
+    settings: Settings,
+    seeds: list[int],
+    fold_seed: int,
+    deadline: float,
+    notifier: Notifier,
+) -> Selection:
+    """Cross-validate every path on ``plan.folds`` folds of ``(x, y)`` (scaled); the winner."""
+    import joblib
+    from sklearn.model_selection import KFold
+
+    folds = list(KFold(plan.folds, shuffle=True, random_state=fold_seed).split(x))
+    activations = tuple(act.name for act in net.activations)
+    tasks = [
+        PathTask(path, k, net.sizes, activations, x[train], y[train], x[val], y[val],
+                 plan.path_iterations, settings.warmup, settings.lbfgs, settings.solver,
+                 seeds[i], deadline)
+        for i, (path, (k, (train, val))) in enumerate(
+            (p, f) for p in PATHS for f in enumerate(folds))
+    ]
+    results: list[PathResult] = []
+    n_jobs = 1 if plan.workers <= 1 or _nested() else plan.workers
+    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    for result in parallel(joblib.delayed(_run_safely)(task) for task in tasks):
+        results.append(result)
+        notifier.task(len(results), len(tasks))
+    usable = [r for r in results if r.val_loss]
+    if not usable:
+        raise DivergenceError(next(r.error for r in results if r.error))
+    # What the tasks recovered from, said once each in this process (a worker's warnings would
+    # be lost, and every task meets the same learning rate).
+    for notice in dict.fromkeys(n for r in results for n in r.notices):
+        warnings.warn(notice, DivergenceWarning, stacklevel=4)
+    selection = choose(usable, plan.folds)
+    selection.folds = folds
+    return selection
+
+
+def _run_safely(task: PathTask) -> PathResult:
+    """A path that diverged at its first step is a failed candidate, not a failed fit."""
+    try:
+        return run_path(task)
+    except DivergenceError as err:
+        result = PathResult(task.path, task.fold, log=[f"diverged: {err}"])
+        result.error = str(err)
+        return result
+
+
+def _nested() -> bool:
+    """True inside a joblib worker (a sweep or an ensemble already uses every core)."""
+    from joblib.externals.loky import process_executor
+
+    if getattr(process_executor, "_CURRENT_DEPTH", 0) > 0:
+        return True
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
+def fine_tune(
+    problem: Problem,
+    plan: Plan,
+    settings: Settings,
+    rng: np.random.RandomState,
+    history: History,
+    log: list[str],
+    deadline: float,
+) -> None:
+    """Continue ``problem.theta`` (the chosen fold model) on every row at the chosen alpha:
+    ``plan.final_iterations`` L-BFGS iterations (Adam epochs for solver "adam")."""
+    monotonic = _monotonic(deadline)
+    if settings.solver == "adam":
+        iterations = plan.final_iterations
+        adam = replace(settings.warmup, epochs=iterations, n_iter_no_change=iterations,
+                       deadline=monotonic)
+        run_adam(problem, adam, rng, history, log)
+        return
+    lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations, deadline=monotonic)
+    run_lbfgs(problem, lbfgs, history, log, fallback=True)
+
+
+def train_fixed(
+    problem: Problem,
+    iterations: int,
+    settings: Settings,
+    rng: np.random.RandomState,
+    history: History,
+    log: list[str],
+    deadline: float,
+) -> None:
+    """From scratch at one alpha: Adam's warm start (solvers auto and adam), then L-BFGS
+    (solvers auto and lbfgs)."""
+    monotonic = _monotonic(deadline)
+    if settings.solver in ("adam", "auto"):
+        run_adam(problem, replace(settings.warmup, deadline=monotonic), rng, history, log)
+    if settings.solver in ("lbfgs", "auto"):
+        lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=monotonic)
+        run_lbfgs(problem, lbfgs, history, log, fallback=settings.solver == "auto")
+
+
+def train_large(
+    problem: Problem,
+    plan: Plan,
+    settings: Settings,
+    rng: np.random.RandomState,
+    history: History,
+    log: list[str],
+    deadline: float,
+    adam_epochs: int | None = None,
+    batch_size: int | None = None,
+    alphas: tuple[float, ...] = (),
+) -> None:
+    """Mini-batch Adam over all training rows with a cosine-decaying rate (annealing the L2
+    strength through ``alphas`` first, a regularization path), then full-batch L-BFGS, both
+    keeping the best validation iterate when there are validation rows."""
+    monotonic = _monotonic(deadline)
+    epochs = plan.large_epochs if adam_epochs is None else adam_epochs
+    batch = plan.large_batch if batch_size is None else batch_size
+    watch = problem.x_val is not None
+    if settings.solver in ("adam", "auto") and epochs:
+        adam = AdamSettings(epochs, min(batch, len(problem.x)), settings.learning_rate,
+                            "cosine", 0.0, epochs, watch, monotonic, alphas)
+        run_adam(problem, adam, rng, history, log)
+    if settings.solver in ("lbfgs", "auto"):
+        lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations,
+                        early_stopping=watch or settings.early_stopping, deadline=monotonic)
+        run_lbfgs(problem, lbfgs, history, log, fallback=settings.solver == "auto")
+
+
+def _monotonic(deadline: float) -> float:
+    return time.monotonic() + (deadline - time.time())
+
+
+def polish_iterations(plan: Plan) -> int:
+    """L-BFGS iterations of the last pass over every row of a large table (validation rows
+    included): a tenth of the final fit's."""
+    return max(5, plan.final_iterations // 10)
+
+
+def finite_or_inf(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else math.inf

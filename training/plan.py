@@ -1,0 +1,200 @@
+"""How much compute a fit spends, and where: sized to the table, bounded by a time budget.
+
+Every figure of a :class:`Plan` follows from the table's shape (rows, parameters) and the
+estimator's settings, never from the clock, so a seeded fit is the same on every machine. The
+time budget is a deadline on top: the plan is shrunk up front when the work model below says it
+would not fit, and every phase stops at the deadline if the machine is slower than modelled.
+
+Measured on the 2-core machine this project is tested on (numpy + OpenBLAS, one BLAS thread):
+a full-batch gradient costs about ``0.33 ns`` per row and parameter, an L-BFGS iteration with 50
+stored pairs adds about ``1.7 ns`` per pair and parameter, and Python adds about 0.1 ms a step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+__all__ = [
+    "SELECTION_ROWS",
+    "Plan",
+    "auto_maxcor",
+    "default_time_budget",
+    "make_plan",
+    "seconds_per_iteration",
+]
+
+# Work model (seconds), for sizing only.
+ROW_PARAM_SECONDS = 0.33e-9
+PAIR_PARAM_SECONDS = 1.7e-9
+STEP_SECONDS = 1e-4
+
+# Tables up to this many rows choose their regularization by K-fold cross-validation on every
+# row, and the exported model is the winner trained on all of them. Larger tables choose on a
+# random subsample of this size and are then trained on all rows, watched by a validation split.
+SELECTION_ROWS = 1000
+# Iterations of one regularization path on a fold, whatever the rows: a 100-row table needs as
+# many as a 1000-row one (measured on Ishigami: with 1000 the folds were so far from converged at
+# small alphas that the selection took alpha 1, test error 0.73; with 3000, 0.31).
+PATH_ITERATIONS = 3000
+# L-BFGS pairs: its work per iteration is about 1.6 ns per pair and parameter, against 0.33 ns
+# per row and parameter for the gradient, so small tables keep fewer pairs (one per 5 rows, 10 to
+# 50: measured as accurate per second on 100 rows as 50 pairs, and 1.8x the iterations).
+MAXCOR_RANGE, ROWS_PER_PAIR = (10, 50), 5
+# The last part of a path (its smallest alpha) gets the largest share: fine fits converge slowest.
+# The final fit on all rows continues the chosen fold model for half a path.
+FINAL_SHARE = 1.0
+# Large tables: the validation split, and the work of the final fit on all training rows, in
+# passes over them (epochs of Adam, L-BFGS iterations), shrinking as the table grows.
+VALIDATION_FRACTION, VALIDATION_MAX_ROWS = 0.1, 10_000
+WARMUP_EPOCHS = 100
+# A selection modelled to take less than this on one core runs in this process: starting worker
+# processes (about a second each, importing numpy and scipy) would not pay off.
+PARALLEL_MIN_SECONDS = 4.0
+# A fit at a given alpha, from scratch, gets two paths' worth of L-BFGS iterations.
+FIXED_ALPHA_PATHS = 2
+
+
+def default_time_budget(n_rows: int) -> float:
+    """Seconds the default fit may take at most: 60 up to 1000 rows, then growing with the
+    square root of the rows, to 10 minutes at 100,000 rows and beyond."""
+    return float(min(600.0, 60.0 * math.sqrt(max(n_rows, 1000) / 1000.0)))
+
+
+def auto_maxcor(rows: int) -> int:
+    """L-BFGS pairs for a fit on ``rows`` rows."""
+    low, high = MAXCOR_RANGE
+    return int(min(high, max(low, rows // ROWS_PER_PAIR)))
+
+
+def seconds_per_iteration(rows: int, n_params: int, maxcor: int) -> float:
+    """Modelled seconds of one full-batch L-BFGS iteration (or one epoch of Adam over ``rows``)."""
+    return rows * n_params * ROW_PARAM_SECONDS + maxcor * n_params * PAIR_PARAM_SECONDS + (
+        STEP_SECONDS
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The compute of one fit.
+
+    Attributes
+    ----------
+    folds : int
+        K of the cross-validation (0: no selection possible, the table is too small).
+    selection_rows : int
+        Rows the selection runs on (all of them, or a subsample of a large table).
+    validation_rows : int
+        Rows held out from the final fit of a large table (0 for small tables).
+    path_iterations : int
+        L-BFGS iterations of one regularization path on one fold.
+    final_iterations : int
+        L-BFGS iterations of the final fit (the fine-tune, or the polish of a large table).
+    large_epochs : int
+        Adam epochs over all training rows of a large table (0 for small tables).
+    large_batch : int
+        Their mini-batch size.
+    workers : int
+        Parallel tasks of the selection.
+    seconds : float
+        The modelled time of the whole fit.
+    """
+
+    folds: int
+    selection_rows: int
+    validation_rows: int
+    path_iterations: int
+    final_iterations: int
+    large_epochs: int
+    large_batch: int
+    workers: int
+    seconds: float
+
+
+def make_plan(
+    n_rows: int,
+    n_params: int,
+    *,
+    cv: int,
+    n_paths: int,
+    maxcor: int,
+    time_budget: float,
+    workers: int,
+    validation_fraction: float | None,
+    path_iterations: int | None = None,
+) -> Plan:
+    """The plan for a table of ``n_rows`` and a network of ``n_params`` parameters.
+
+    ``validation_fraction`` None holds out nothing from small tables and
+    :data:`VALIDATION_FRACTION` (at most :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
+    number holds out that fraction from any table. ``path_iterations`` overrides the iterations
+    of a path (``lbfgs_maxiter``).
+    """
+    if validation_fraction is None:
+        val = 0 if n_rows <= SELECTION_ROWS else min(
+            VALIDATION_MAX_ROWS, int(VALIDATION_FRACTION * n_rows))
+    else:
+        val = int(validation_fraction * n_rows)
+    train = n_rows - val
+    sel = min(train, SELECTION_ROWS)
+    folds = min(cv, sel // 2)
+    if folds < 2:
+        folds = 0
+    large = train > SELECTION_ROWS
+    if path_iterations is None:
+        path_iterations = PATH_ITERATIONS
+    final_iterations = max(25, round(FINAL_SHARE * path_iterations))
+    epochs, batch = (large_schedule(train) if large else (0, 0))
+    tasks = folds * n_paths
+    fold_rows = sel - sel // max(folds, 1) if folds else sel
+    per_task = (path_iterations + WARMUP_EPOCHS) * seconds_per_iteration(
+        fold_rows, n_params, maxcor)
+    if not tasks or tasks * per_task < PARALLEL_MIN_SECONDS:
+        workers = 1
+    workers = max(1, min(workers, tasks)) if tasks else 1
+
+    def modelled(scale: float) -> float:
+        train_it = seconds_per_iteration(train, n_params, maxcor)
+        if tasks:
+            seconds = math.ceil(tasks / workers) * per_task * scale
+            seconds += final_iterations * scale * train_it
+        else:  # one fit at a given alpha: FIXED_ALPHA_PATHS paths' worth of iterations
+            seconds = (FIXED_ALPHA_PATHS * path_iterations * scale + WARMUP_EPOCHS) * train_it
+        if large:
+            seconds += epochs * scale * seconds_per_iteration(train, n_params, 0) * 1.5
+        return seconds
+
+    # Shrink every part alike when the modelled time would not fit the budget.
+    scale = min(1.0, time_budget / max(modelled(1.0), 1e-9))
+    return Plan(
+        folds=folds,
+        selection_rows=sel,
+        validation_rows=val,
+        path_iterations=max(10, int(path_iterations * scale)),
+        final_iterations=max(5, int(final_iterations * scale)),
+        large_epochs=int(epochs * scale),
+        large_batch=batch,
+        workers=workers,
+        seconds=modelled(scale),
+    )
+
+
+def large_schedule(train_rows: int) -> tuple[int, int]:
+    """Adam epochs and batch size for the final fit of a large table: batches grow with the
+    square root of the rows (200 at 2,500 rows, 1,264 at 100,000), and the epochs are about
+    60,000 optimiser steps, at least 20 and at most 400 epochs."""
+    batch = int(min(2000, max(200, 4 * math.sqrt(train_rows))))
+    steps_per_epoch = math.ceil(train_rows / batch)
+    epochs = int(min(400, max(20, 60_000 / steps_per_epoch)))
+    return epochs, batch
+
+
+def available_workers(n_jobs: int | None) -> int:
+    """Processes the selection may use: all cores for None or -1 (joblib's negative counts)."""
+    cores = os.cpu_count() or 1
+    if n_jobs is None or n_jobs == -1:
+        return cores
+    if n_jobs < 0:
+        return max(1, cores + 1 + n_jobs)
+    return n_jobs
