@@ -48,6 +48,7 @@ __all__ = [
     "check_name",
     "latest_version",
     "read_card",
+    "version_dir",
     "write_bundle",
 ]
 
@@ -111,6 +112,20 @@ def latest_version(repo: str | os.PathLike, name: str) -> int | None:
         if _VERSION.fullmatch(entry.name) and entry.is_dir()
     ]
     return max(versions, default=None)
+
+
+def version_dir(repo: str | os.PathLike, name: str, version: int | None = None) -> Path:
+    """The directory of ``version`` of model ``name`` (None: the latest); ValueError naming
+    what is missing otherwise."""
+    latest = latest_version(repo, name)
+    if latest is None:
+        raise ValueError(f"no model {name!r} in the repository {os.fspath(repo)}")
+    if version is None:
+        return Path(repo) / name / str(latest)
+    path = Path(repo) / name / str(version)
+    if version < 1 or not path.is_dir():
+        raise ValueError(f"model {name!r} has no version {version} (latest is {latest})")
+    return path
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:

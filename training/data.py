@@ -45,6 +45,7 @@ def load_table(
     *,
     drop_invalid: bool = False,
     positive_outputs: bool = False,
+    for_training: bool = True,
 ) -> Dataset:
     """Read ``path`` and return the named columns as float64 arrays.
 
@@ -58,6 +59,9 @@ def load_table(
         Drop rows with empty, non-numeric, NaN or infinite cells instead of failing.
     positive_outputs : bool
         Require every output to be > 0 (for log scaling).
+    for_training : bool
+        Require at least ``MIN_ROWS`` rows and no constant column; False (a table to evaluate a
+        model on) takes any non-empty table.
     """
     path = Path(path)
     _check_names(inputs, outputs)
@@ -67,15 +71,17 @@ def load_table(
     frame = _read_frame(path)
     _check_columns(frame.columns, inputs + outputs, path)
     values, dropped = _numeric_block(frame, inputs + outputs, path, drop_invalid)
-    if values.shape[0] < MIN_ROWS:
+    needed = MIN_ROWS if for_training else 1
+    if values.shape[0] < needed:
         raise DataError(
-            f"{path.name}: {values.shape[0]} usable rows; at least {MIN_ROWS} are needed "
-            "to train and hold out a test split"
+            f"{path.name}: {values.shape[0]} usable rows; at least {needed} are needed"
+            + (" to train and estimate the error" if for_training else "")
         )
     n_in = len(inputs)
     X, Y = values[:, :n_in], values[:, n_in:]
-    _check_constant(X, inputs, "input", path)
-    _check_constant(Y, outputs, "output", path)
+    if for_training:
+        _check_constant(X, inputs, "input", path)
+        _check_constant(Y, outputs, "output", path)
     if positive_outputs:
         _check_positive(Y, outputs, path)
     return Dataset(

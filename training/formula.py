@@ -23,7 +23,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from training.bundle import check_name, latest_version
+from training.bundle import version_dir
 
 __all__ = [
     "MAX_TERMS",
@@ -293,18 +293,9 @@ def _template(node: onnx.NodeProto) -> str:
 
 def _version_dir(repo: str | os.PathLike, name: str, version: int | None) -> Path:
     try:
-        check_name(name)
+        return version_dir(repo, name, version)
     except ValueError as exc:
         raise FormulaError(str(exc)) from None
-    latest = latest_version(repo, name)
-    if latest is None:
-        raise FormulaError(f"no model {name!r} in the repository {os.fspath(repo)}")
-    if version is None:
-        return Path(repo) / name / str(latest)
-    path = Path(repo) / name / str(version)
-    if version < 1 or not path.is_dir():
-        raise FormulaError(f"model {name!r} has no version {version} (latest is {latest})")
-    return path
 
 
 def _load(path: Path) -> tuple[dict[str, Any], onnx.ModelProto]:

@@ -1,9 +1,12 @@
 """Engineering test functions for the demo models and the accuracy benchmark.
 
-The four classics (borehole, OTL circuit, piston, wing weight) follow the Virtual Library of
-Simulation Experiments (Surjanovic & Bingham, https://www.sfu.ca/~ssurjano/), with its input
-ranges and formulas. ``thermal_actuator`` and ``surface`` are demo maps designed here: a smooth
-two-output physical model and a kinked surface that suits ReLU networks.
+The four classics (borehole, OTL circuit, piston, wing weight) and the screening and sensitivity
+benchmarks (Ishigami, Friedman, Welch) follow the Virtual Library of Simulation Experiments
+(Surjanovic & Bingham, https://www.sfu.ca/~ssurjano/), with its input ranges and formulas.
+``thermal_actuator`` and ``surface`` are demo maps designed here: a smooth two-output physical
+model and a kinked surface that suits ReLU networks. ``periodic8`` (eight angles, interacting
+periodic terms) and ``sparse30`` (30 inputs, 4 of them active) are benchmark cases designed here
+for what the classics lack: periodic responses and wide tables with few active inputs.
 """
 
 from __future__ import annotations
@@ -176,6 +179,37 @@ def surface(x, y):
     return pyramid + valley + terrace + 0.1 * x
 
 
+def ishigami(x1, x2, x3):
+    """Ishigami & Homma (1990), a = 7, b = 0.1: strongly non-linear and non-monotonic."""
+    return np.sin(x1) + 7.0 * np.sin(x2) ** 2 + 0.1 * x3**4 * np.sin(x1)
+
+
+def friedman(*x):
+    """Friedman (1991): ten inputs in [0, 1], of which the last five do nothing."""
+    return (10.0 * np.sin(np.pi * x[0] * x[1]) + 20.0 * (x[2] - 0.5) ** 2 + 10.0 * x[3]
+            + 5.0 * x[4] + 0.0 * x[5])
+
+
+def welch(*x):
+    """Welch et al. (1992): 20 inputs in [-0.5, 0.5]; a few dominate, x8 and x16 do nothing."""
+    return (5.0 * x[11] / (1.0 + x[0]) + 5.0 * (x[3] - x[19]) ** 2 + x[4] + 40.0 * x[18] ** 3
+            - 5.0 * x[18] + 0.05 * x[1] + 0.08 * x[2] - 0.03 * x[5] + 0.03 * x[6]
+            - 0.09 * x[8] - 0.01 * x[9] - 0.07 * x[10] + 0.25 * x[12] ** 2 - 0.04 * x[13]
+            + 0.06 * x[14] - 0.01 * x[16] - 0.03 * x[17])
+
+
+def periodic8(*t):
+    """Eight angles in [0, 2 pi): single, sum, difference and product periodic terms."""
+    return (np.sin(t[0]) + 0.8 * np.cos(t[1]) + 0.6 * np.sin(t[2] + t[3])
+            + 0.5 * np.cos(t[4] - t[5]) + 0.4 * np.sin(2.0 * t[6]) * np.cos(t[7])
+            + 0.3 * np.sin(t[0] + t[7]))
+
+
+def sparse30(*x):
+    """30 inputs in [0, 1]; only x1, x8, x16 and x23 act, two of them together."""
+    return np.exp(x[0]) * np.sin(3.0 * x[7]) + 2.0 * x[15] ** 2 + np.cos(4.0 * x[22]) * x[7]
+
+
 FUNCTIONS: dict[str, TestFunction] = {
     f.name: f
     for f in (
@@ -255,6 +289,41 @@ FUNCTIONS: dict[str, TestFunction] = {
             (("h", "m"),),
             surface,
             "Kinked height map (pyramid, valley, terrace) that suits ReLU networks.",
+        ),
+        TestFunction(
+            "ishigami",
+            tuple((f"x{i}", "1", -math.pi, math.pi) for i in (1, 2, 3)),
+            (("y", "1"),),
+            ishigami,
+            "Ishigami function: three inputs, periodic in two, strongly non-linear.",
+        ),
+        TestFunction(
+            "friedman",
+            tuple((f"x{i}", "1", 0.0, 1.0) for i in range(1, 11)),
+            (("y", "1"),),
+            friedman,
+            "Friedman function: ten inputs, five of them inactive.",
+        ),
+        TestFunction(
+            "welch",
+            tuple((f"x{i}", "1", -0.5, 0.5) for i in range(1, 21)),
+            (("y", "1"),),
+            welch,
+            "Welch screening function: 20 inputs, a few of them dominant.",
+        ),
+        TestFunction(
+            "periodic8",
+            tuple((f"t{i}", "rad", 0.0, 2.0 * math.pi) for i in range(1, 9)),
+            (("y", "1"),),
+            periodic8,
+            "Eight interacting angles: a periodic response.",
+        ),
+        TestFunction(
+            "sparse30",
+            tuple((f"x{i}", "1", 0.0, 1.0) for i in range(1, 31)),
+            (("y", "1"),),
+            sparse30,
+            "30 inputs of which four act.",
         ),
     )
 }

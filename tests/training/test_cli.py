@@ -59,7 +59,10 @@ def test_train_writes_a_complete_bundle(table, tmp_path):
     assert card["layers"][0] == {"units": 8, "activation": "relu"}
     assert set(card["metrics"]["per_output"]) == {"y", "z"}
     assert card["training"]["refit_on_all_rows"] is False
-    assert "held-out metrics" in result.output and "RMSE" in result.output
+    assert card["metrics"]["split"] == "cv" and card["metrics"]["rows"] == 120
+    assert card["training"]["rows"]["fit"] == 120
+    assert "cross-validated metrics" in result.output and "RMSE" in result.output
+    assert "chose alpha" in result.output
     assert (tmp_path / "m" / "config.pbtxt").is_file()
     assert _train(table, tmp_path).exit_code == 0
     assert (tmp_path / "m" / "2" / "model.onnx").is_file()
@@ -195,3 +198,106 @@ def test_drop_invalid_reports_the_count(tmp_path):
     result = CliRunner().invoke(main, base + ["--drop-invalid"])
     assert result.exit_code == 0, result.output
     assert "dropped 1 row(s)" in result.output
+
+
+def test_a_test_split_is_reported_beside_the_cross_validated_estimate(table, tmp_path):
+    result = _train(table, tmp_path, "--test-fraction", "0.25")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "m" / "1" / "model.json").read_text())
+    metrics = card["metrics"]
+    assert metrics["split"] == "holdout" and metrics["rows"] == 30
+    assert metrics["cross_validation"]["split"] == "cv"
+    assert metrics["cross_validation"]["rows"] == 90
+    assert card["training"]["rows"]["fit"] == 90
+    assert "held-out test metrics (30 rows)" in result.output
+
+
+def test_the_card_records_the_choice(table, tmp_path):
+    assert _train(table, tmp_path).exit_code == 0
+    training = json.loads((tmp_path / "m" / "1" / "model.json").read_text())["training"]
+    selection = training["selection"]
+    assert selection["method"] == "cv" and selection["folds"] == 4
+    assert training["alpha"] == selection["alpha"] == selection["candidates"][0]["alpha"]
+    ranks = [c["rank"] for c in selection["candidates"]]
+    assert ranks == sorted(ranks) and len(ranks) == 11
+    assert "out-of-fold predictions" in json.loads(
+        (tmp_path / "m" / "1" / "model.json").read_text())["metrics"]["source"]
+
+
+def test_error_notices():
+    from training.pipeline import error_notices
+
+    def metrics(held, train, noise=False):
+        return {"per_output": {"y": {"relative_rmse": held}},
+                "training": {"y": {"relative_rmse": train}}, "noise_suspected": noise}
+
+    (overfit,) = error_notices(metrics(0.2, 0.01))
+    assert overfit.startswith("y: the held-out error (RMSE/std 0.2) is 20x the training error")
+    (noisy,) = error_notices(metrics(0.05, 0.045, noise=True))
+    assert "the noise level of the table" in noisy
+    assert error_notices(metrics(0.05, 0.045)) == []  # no sign of noise: underfitting, say
+    assert error_notices(metrics(1e-3, 1e-4)) == []  # far apart, but both tiny
+
+
+@pytest.fixture(scope="module")
+def trained(table, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    assert _train(table, repo).exit_code == 0
+    return repo
+
+
+def _fresh_table(path, rows=60, seed=5, outside=0):
+    rng = np.random.default_rng(seed)
+    a, b = rng.uniform(0.1, 0.9, rows), rng.uniform(1.1, 1.9, rows)  # inside the training range
+    a[:outside] += 2.0  # beyond it
+    pd.DataFrame({"a": a, "b": b, "y": np.sin(4 * a) * b, "z": np.exp(2 * a) + b}).to_csv(
+        path, index=False)
+    return path
+
+
+def test_evaluate_measures_a_model_on_new_rows(trained, tmp_path):
+    fresh = _fresh_table(tmp_path / "new.csv", outside=3)
+    plot = tmp_path / "parity.png"
+    result = CliRunner().invoke(main, ["evaluate", "m", "--data", str(fresh), "--repo",
+                                       str(trained), "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["rows"] == 60 and report["out_of_domain_rows"] == 3
+    assert report["out_of_domain_by_input"] == {"a": 3}
+    assert set(report["per_output"]) == {"y", "z"}
+    assert set(report["per_output"]["y"]) == {"r2", "rmse", "relative_rmse", "max_abs_error"}
+    assert plot.read_bytes()[:4] == b"\x89PNG" and report["failed"] == []
+    text = CliRunner().invoke(main, ["evaluate", "m", "--data", str(fresh), "--repo",
+                                     str(trained), "--plot", str(plot)])
+    assert "3 of 60 rows outside the training domain (a: 3)" in text.output
+
+
+def test_evaluate_fails_above_the_bound(trained, tmp_path):
+    fresh = _fresh_table(tmp_path / "new.csv")
+    base = ["evaluate", "m", "--data", str(fresh), "--repo", str(trained), "--plot",
+            str(tmp_path / "p.png")]
+    assert CliRunner().invoke(main, base + ["--fail-above", "10"]).exit_code == 0
+    result = CliRunner().invoke(main, base + ["--fail-above", "1e-9"])
+    assert result.exit_code == 1
+    assert "RMSE/std above 1e-09 for y, z" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nope"], "no model 'nope'"),
+    (["m", "--version", "7"], "has no version 7"),
+])
+def test_evaluate_refuses_in_one_line(trained, tmp_path, args, message):
+    fresh = _fresh_table(tmp_path / "new.csv")
+    result = CliRunner().invoke(main, ["evaluate", *args, "--data", str(fresh), "--repo",
+                                       str(trained)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
+
+
+def test_evaluate_names_a_missing_column(trained, tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"a": [0.1], "b": [1.5], "y": [0.3]}).to_csv(path, index=False)
+    result = CliRunner().invoke(main, ["evaluate", "m", "--data", str(path), "--repo",
+                                       str(trained)])
+    assert result.exit_code == 2 and "no column 'z'" in result.stderr

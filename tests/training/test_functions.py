@@ -97,3 +97,20 @@ def test_call_rejects_wrong_shape(shape):
 def test_sample_rejects_unknown_method():
     with pytest.raises(ValueError, match="unknown sampling method"):
         FUNCTIONS["piston"].sample(4, method="sobol")
+
+
+@pytest.mark.parametrize(
+    ("name", "point", "expected"),
+    [
+        ("ishigami", [np.pi / 2, np.pi / 2, 1.0], 1.0 + 7.0 + 0.1),
+        # 10 sin(pi / 4) + 0 + 5 + 2.5, whatever the five inactive inputs are.
+        ("friedman", [0.5] * 5 + [0.9, 0.1, 0.3, 0.7, 0.2], 10 * np.sqrt(0.5) + 7.5),
+        # All inputs 0.1: 5 (0.1) / 1.1 + x5 + 40 (0.001) - 0.5 and the small linear terms.
+        ("welch", [0.1] * 20, 0.0910454545),
+        ("periodic8", [np.pi / 2, 0.0, 0.0, np.pi / 2, 0.0, 0.0, np.pi / 4, 0.0],
+         1.0 + 0.8 + 0.6 + 0.5 + 0.4 + 0.3),
+        ("sparse30", [0.0] * 7 + [np.pi / 6] + [0.0] * 22, 1.0 + np.pi / 6),
+    ],
+)
+def test_benchmark_functions_at_hand_checked_points(name, point, expected):
+    assert FUNCTIONS[name](np.array([point]))[0, 0] == pytest.approx(expected, rel=1e-9)

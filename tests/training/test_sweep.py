@@ -12,7 +12,7 @@ from training.cli import main
 from training.data import Dataset
 from training.sweep import Grid, run_sweep
 
-FAST = {"max_iter": 15, "solver": "adam"}
+FAST = {"max_iter": 15, "solver": "adam", "alpha": 1e-4}  # one fit per run: the sweep's mechanics
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tests.tables import write_runs_table  # noqa: E402
 
 EPOCHS = 6
-TINY = ["--solver", "adam", "--epochs", str(EPOCHS), "--n-jobs", "1"]
+TINY = ["--solver", "adam", "--epochs", str(EPOCHS), "--alpha", "1e-4", "--n-jobs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_the_logged_onnx_model_is_the_fit_of_its_configuration(table, tmp_path, 
     frame = pd.read_csv(table)
     X, y = frame[["a", "b"]].to_numpy(), frame["y"].to_numpy()
     train_rows, _ = split_rows(len(X), 0.2, SWEEP_SPLIT_SEED)
-    again = SurrogateMLP(random_state=0, solver="adam", max_iter=EPOCHS, activation="tanh",
+    again = SurrogateMLP(random_state=0, solver="adam", max_iter=EPOCHS, alpha=1e-4,
+                         validation_fraction=0.1, activation="tanh",
                          hidden_layer_sizes=(5,)).fit(X[train_rows], y[train_rows])
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     (onnx_y,) = session.run(None, {session.get_inputs()[0].name: X.astype(np.float32)})

@@ -18,6 +18,7 @@ COMMANDS = {
     "predict": "training.cli.predict:predict",
     "sweep": "training.cli.sweep:sweep",
     "export": "training.cli.export:export",
+    "evaluate": "training.cli.evaluate:evaluate",
 }
 
 

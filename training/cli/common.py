@@ -92,7 +92,9 @@ def table_options(name_help: str):
 
 @contextmanager
 def epoch_progress(label: str, enabled: bool = True):
-    """A live line with epoch, training and validation loss; yields the estimator callback."""
+    """A live line with the phase (selection, fit, polish), the epoch or finished selection
+    tasks, training and validation loss and the estimated time left; yields the estimator
+    callback."""
     if not enabled:
         yield None
         return
@@ -101,19 +103,66 @@ def epoch_progress(label: str, enabled: bool = True):
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
-        TextColumn("epoch {task.fields[epoch]:>5}"),
+        TextColumn("{task.fields[phase]:<9}"),
+        TextColumn("{task.fields[step]:>11}"),
         TextColumn("train {task.fields[train]}"),
         TextColumn("val {task.fields[val]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[left]}"),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(label, epoch=0, train="-", val="-")
+        task = progress.add_task(label, phase="", step="", train="-", val="-", left="")
 
-        def on_epoch(epoch, train_loss, val_loss=None):
-            progress.update(task, epoch=epoch, train=f"{train_loss:.3e}",
-                            val="-" if val_loss is None else f"{val_loss:.3e}")
+        def on_epoch(epoch, train_loss, val_loss=None, *, phase="fit", seconds_left=None,
+                     done=None, total=None):
+            fields = {"phase": phase}
+            if done is not None:
+                fields["step"] = f"run {done}/{total}"
+            else:
+                fields.update(step=f"epoch {epoch}", train=_loss(train_loss), val=_loss(val_loss))
+            if seconds_left is not None:
+                fields["left"] = f"~{seconds_left:.0f} s left"
+            progress.update(task, **fields)
 
         yield on_epoch
+
+
+def _loss(value) -> str:
+    return "-" if value is None or value != value else f"{value:.3e}"
+
+
+def report_result(result, console=None) -> None:
+    """After ``surrogate train`` / ``demo``: how the regularization was chosen (one line), the
+    metrics table and where its figures come from, notices, where the bundle went."""
+    from rich.console import Console
+
+    from training.ensemble import members
+
+    console = console or Console()
+    metrics = result.metrics
+    line = selection_line(members(result.model)[0])
+    if line:
+        console.print(line, markup=False, highlight=False)
+    titles = {"cv": "cross-validated metrics", "validation": "validation-split metrics",
+              "holdout": "held-out test metrics"}
+    console.print(metrics_table(f"{titles[metrics['split']]} ({metrics['rows']} rows)",
+                                metrics["per_output"]))
+    console.print(f"({metrics['source']})", markup=False, highlight=False)
+    for notice in result.notices:
+        click.echo(f"notice: {notice}", err=True)
+    console.print(f"wrote {result.bundle} in {result.fit_seconds:.1f} s")
+
+
+def selection_line(model) -> str:
+    """One line: the chosen L2 penalty, how it was chosen, from what."""
+    chosen = getattr(model, "selection_", None)
+    if not chosen:
+        return ""
+    if chosen["method"] != "cv":
+        return f"alpha {chosen['alpha']:g} (given)"
+    return (f"chose alpha {chosen['alpha']:g} ({chosen['path']} path) by {chosen['folds']}-fold "
+            f"cross-validation of {chosen['candidates']} candidates on {chosen['rows']} rows "
+            f"in {chosen['selection_seconds']:.0f} s")
 
 
 @contextmanager

@@ -11,7 +11,8 @@ import click
 
 from training.cli.common import CliError, fit_notices, split_list, table_options
 
-_PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init"}
+_PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init",
+                "alpha": "alpha"}
 
 
 @click.command()
@@ -34,6 +35,9 @@ _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_i
 @click.option("--solver", default=None, help="auto (default), adam or lbfgs.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Initial learning rate (Adam).")
+@click.option("--alpha", type=click.FloatRange(min=0), default=None,
+              help="L2 penalty of every run (default: each run chooses its own by "
+                   "cross-validation; a fixed one makes a quick screen).")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               default=0.2, show_default=True, help="Rows held out (without --cv).")
 @click.option("--progress/--no-progress", default=True,
@@ -131,7 +135,6 @@ def _export_winner(data, board, options: dict, leaderboard: Path):
     job = TrainJob(
         name=options["name"], repo=Path(options["repo"]),
         params={**board.grid.params, **config.params()},
-        test_fraction=options["test_fraction"],
         description=f"winner of a sweep of {len(board.rows)} configurations",
         extra_training_info={"sweep": {
             "grid": board.grid.to_dict(), "seeds": options["seeds"], "cv": options["cv"],
@@ -145,6 +148,8 @@ def _export_winner(data, board, options: dict, leaderboard: Path):
             result = train_and_export(data, job)
     except (ValueError, ParityError) as exc:
         raise CliError(f"refitting the winner failed: {exc}") from exc
+    for notice in result.notices:
+        click.echo(f"notice: {notice}", err=True)
     click.echo(f"winner {winner['activations']} [{winner['hidden']}] exported to {result.bundle}")
     return result
 

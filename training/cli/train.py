@@ -10,8 +10,8 @@ from training.cli.common import (
     CliError,
     epoch_progress,
     fit_notices,
-    metrics_table,
     parse_units,
+    report_result,
     split_list,
     table_options,
 )
@@ -26,6 +26,8 @@ _PASSTHROUGH = {
     "alpha": "alpha",
     "x_scaling": "x_scaling",
     "y_scaling": "y_scaling",
+    "cv": "cv",
+    "time_budget": "time_budget",
 }
 
 
@@ -40,7 +42,14 @@ _PASSTHROUGH = {
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Initial learning rate (Adam).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Adam batch size.")
-@click.option("--alpha", type=click.FloatRange(min=0), default=None, help="L2 penalty.")
+@click.option("--alpha", type=click.FloatRange(min=0), default=None,
+              help="L2 penalty (default: chosen by cross-validation).")
+@click.option("--cv", type=click.IntRange(min=2), default=None,
+              help="Folds of the cross-validation that chooses the L2 penalty (default 4).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Bound on the whole fit, selection included (default: 60 s up to 1000 rows, "
+                   "growing to 600 s at 100,000 rows).")
 @click.option("--x-scaling", type=click.Choice(["standard", "minmax", "none"]), default=None)
 @click.option("--y-scaling", type=click.Choice(["standard", "minmax", "log", "none"]),
               default=None)
@@ -49,12 +58,16 @@ _PASSTHROUGH = {
               help="Train a deep ensemble of this many members (seeds SEED, SEED+1, ...); the "
                    "model also outputs std, the spread of the members.")
 @click.option("--n-jobs", type=int, default=-1, show_default=True,
-              help="Ensemble members trained at a time (-1: one per core).")
+              help="Processes for the cross-validation, or ensemble members trained at a time "
+                   "(-1: one per core).")
 @click.option("--units", default=None, help="Units per column: rw=m,Q=m3/yr.")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.2, show_default=True, help="Rows held out for the reported metrics.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+              default=0.0, show_default=True,
+              help="Rows held out, unseen by the fit, for the reported metrics (0: train on every "
+                   "row and report the cross-validated error).")
 @click.option("--refit/--no-refit", default=False, show_default=True,
-              help="Refit on all rows after measuring (the card records it).")
+              help="With --test-fraction: refit on all rows after measuring (the card records "
+                   "it).")
 @click.option("--drop-invalid", is_flag=True, help="Drop rows with empty/NaN/inf/text cells.")
 @click.option("--description", default="", help="One line for the model card.")
 @click.option("--progress/--no-progress", default=True, help="Show the epoch progress line.")
@@ -94,6 +107,8 @@ def _job(options: dict):
     params["activation"] = activations[0] if len(activations) == 1 else tuple(activations)
     params.update({param: options[flag] for flag, param in _PASSTHROUGH.items()
                    if options[flag] is not None})
+    if not options["ensemble"]:
+        params["n_jobs"] = options["n_jobs"]  # the cross-validation's processes
     return TrainJob(
         name=options["name"], repo=Path(options["repo"]), params=params,
         units=parse_units(options["units"]), test_fraction=options["test_fraction"],
@@ -123,9 +138,4 @@ def _check_activations(names: list[str]) -> None:
 
 
 def _report(result) -> None:
-    from rich.console import Console
-
-    console = Console()
-    console.print(metrics_table(f"held-out metrics ({result.metrics['rows']} rows)",
-                                result.metrics["per_output"]))
-    console.print(f"wrote {result.bundle} in {result.fit_seconds:.1f} s")
+    report_result(result)
