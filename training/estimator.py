@@ -10,7 +10,6 @@ import math
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,40 +18,23 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from training.fitting import (
-    Notifier,
-    Settings,
-    fine_tune,
-    polish_iterations,
-    select,
-    train_fixed,
-    train_large,
-)
-from training.network import (
-    Layers,
-    Network,
-    Problem,
-    fitted_network,
-    hidden_sizes,
-    layer_activations,
-)
+from training.fitting import Notifier, Settings
+from training.network import Network, fitted_network, hidden_sizes, layer_activations
 from training.optim import (
     SCHEDULES,
     AdamSettings,
     DivergenceError,
     DivergenceWarning,
-    History,
     LbfgsSettings,
 )
 from training.plan import (
-    FIXED_ALPHA_PATHS,
-    SELECTION_ROWS,
     WARMUP_EPOCHS,
     auto_maxcor,
     available_workers,
     default_time_budget,
     make_plan,
 )
+from training.procedure import Outcome, Recipe, fit_fixed, fit_selected
 from training.scaling import SCALINGS, Scaler, column_names
 from training.selection import PATHS
 
@@ -60,8 +42,6 @@ __all__ = ["DivergenceError", "SurrogateMLP"]
 
 SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
 X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
-# A table too small to cross-validate (fewer than 4 rows) is fitted at this alpha.
-FALLBACK_ALPHA = 0.1
 
 
 class SurrogateMLP(RegressorMixin, BaseEstimator):
@@ -298,130 +278,20 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             path_iterations=self._path_iterations(),
         )
         notifier = Notifier(self.callback, deadline, plan.seconds)
-        self.fit_log_ = []
         # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
         # on a 2-core machine.
+        recipe = Recipe(self._settings, self.alpha, self._validation(), self.early_stopping,
+                        **self._large_overrides())
+        procedure = fit_selected if auto and plan.folds else fit_fixed
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
                 _once_each(DivergenceWarning):
-            if auto and plan.folds:
-                layers, history = self._fit_selected(net, x, z, plan, rng, deadline, notifier)
-            else:
-                layers, history = self._fit_fixed(net, x, z, plan, rng, deadline, notifier)
-        self._set_fitted(net, layers, history)
+            outcome = procedure(net, x, z, plan, recipe, rng, deadline, notifier)
+        self._set_fitted(net, outcome)
         seconds = time.time() - started
         self.selection_.update(seconds=round(seconds, 3), planned_seconds=round(plan.seconds, 1),
                                time_budget=budget,
                                budget_reached=seconds >= budget or plan.seconds >= budget)
         return self
-
-    def _fit_selected(self, net, x, z, plan, rng, deadline, notifier):
-        """Choose by cross-validation, then train the winner further on the training rows."""
-        train, val = _split(len(x), plan.validation_rows, rng)
-        sel = train if len(train) <= plan.selection_rows else np.sort(
-            rng.choice(train, plan.selection_rows, replace=False))
-        settings = self._settings(len(sel))
-        seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=plan.folds * len(PATHS))]
-        notifier.phase = "selection"
-        selection_started = time.time()
-        chosen = select(net, x[sel], z[sel], plan, settings, seeds, int(rng.randint(2**31 - 1)),
-                        deadline, notifier)
-        selection_seconds = time.time() - selection_started
-        self.alpha_ = chosen.alpha
-        self.cv_results_ = chosen.cv_results
-        self.best_params_ = {"alpha": chosen.alpha, "path": chosen.path}
-        fold_results = chosen.fold_results()
-        # Out-of-fold predictions of the winning candidate: every selection row, by the fold
-        # model that did not train on it.
-        heldout = np.full((len(x), z.shape[1]), np.nan)
-        for result, (_, fold_val) in zip(fold_results, chosen.folds, strict=True):
-            layers = net.views(result.thetas[chosen.step])
-            heldout[sel[fold_val]] = net.predict(layers, x[sel[fold_val]])
-        best = min(fold_results, key=lambda r: r.val_loss[chosen.step])
-        for result in chosen.results:
-            self.fit_log_ += [f"selection {result.path} fold {result.fold}: {line}"
-                              for line in result.log]
-        end = best.history_ends[chosen.step]
-        history = notifier.history(bool(len(val)), start=end, fraction=(0.7, 1.0),
-                                   total=plan.final_iterations)
-        history.loss, history.validation = list(best.history_loss[:end]), []
-        fold_val_curve = list(best.history_val[:end])
-        small = len(train) <= plan.selection_rows
-        # A small table's model is the chosen fold model trained further on every row. A large
-        # table's starts afresh, along the chosen path: continuing a fold model fitted to its
-        # subsample was measured worse (borehole, 10,000 rows: 6.5e-4 against 5.1e-4).
-        theta = best.thetas[chosen.step].copy() if small else net.initial(rng)
-        problem = Problem(net, theta, x[train], z[train], x[val] if len(val) else None,
-                          z[val] if len(val) else None, chosen.alpha)
-        notifier.phase = "fit"
-        if small:
-            fine_tune(problem, plan, settings, rng, history, self.fit_log_, deadline)
-            kind = "cv"
-        else:
-            settings = self._settings(len(train))
-            history.loss, fold_val_curve, end = [], [], 0
-            train_large(problem, plan, settings, rng, history, self.fit_log_, deadline,
-                        alphas=PATHS[chosen.path][: chosen.step + 1], **self._large_overrides())
-            heldout[:] = np.nan
-            heldout[val] = net.predict(problem.layers, x[val])
-            notifier.phase = "polish"
-            self._polish(net, problem, x, z, plan, settings, rng, history, deadline)
-            kind = "validation"
-        self.heldout_prediction_, self.heldout_kind_ = self._physical(heldout), kind
-        n_after = len(history.loss) - end
-        vals = list(history.validation) if len(val) else []
-        curve = fold_val_curve + vals + [math.nan] * (n_after - len(vals))
-        self._validation_curve = curve
-        self.selection_ = {
-            "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
-            "candidates": len(chosen.cv_results["params"]), "path": chosen.path,
-            "alpha": chosen.alpha,
-            "mean_val_loss": float(min(chosen.cv_results["mean_val_loss"])),
-            # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
-            "smaller_alpha_overfits": chosen.smaller_alpha_overfits(),
-            "final_rows": int(len(train) if kind == "cv" else len(x)),
-            "validation_rows": int(len(val)),
-            "selection_seconds": round(selection_seconds, 3),
-        }
-        return problem.layers, history
-
-    def _fit_fixed(self, net, x, z, plan, rng, deadline, notifier):
-        """One fit at ``alpha`` (or the fallback for a table too small to cross-validate)."""
-        alpha = FALLBACK_ALPHA if self.alpha == "auto" else float(self.alpha)
-        if self.alpha == "auto":
-            self.fit_log_.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
-        fraction = self._validation()
-        if fraction is None:
-            fraction = 0.1 if self.early_stopping and len(x) <= SELECTION_ROWS else None
-        n_val = plan.validation_rows if fraction is None else int(fraction * len(x))
-        train, val = _split(len(x), n_val, rng)
-        has_val = bool(len(val))
-        problem = Problem(net, net.initial(rng), x[train], z[train], x[val] if has_val else None,
-                          z[val] if has_val else None, alpha)
-        settings = self._settings(len(train))
-        iterations = FIXED_ALPHA_PATHS * plan.path_iterations
-        history = notifier.history(has_val, total=iterations)
-        if len(train) <= SELECTION_ROWS:
-            train_fixed(problem, iterations, settings, rng, history, self.fit_log_, deadline)
-        else:
-            train_large(problem, plan, settings, rng, history, self.fit_log_, deadline,
-                        **self._large_overrides())
-        heldout = np.full((len(x), z.shape[1]), np.nan)
-        if has_val:
-            heldout[val] = net.predict(problem.layers, x[val])
-        self.heldout_prediction_ = self._physical(heldout)
-        self.heldout_kind_ = "validation" if has_val else None
-        self._validation_curve = list(history.validation) if has_val else None
-        self.alpha_, self.cv_results_, self.best_params_ = alpha, None, None
-        self.selection_ = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
-                           "final_rows": int(len(train)), "validation_rows": int(len(val))}
-        return problem.layers, history
-
-    def _polish(self, net, problem, x, z, plan, settings, rng, history, deadline) -> None:
-        """The last pass over every row, validation rows included."""
-        every = Problem(net, problem.theta, x, z, None, None, self.alpha_)
-        lbfgs = replace(settings.lbfgs, early_stopping=False)
-        fine_tune(every, replace(plan, final_iterations=polish_iterations(plan)),
-                  replace(settings, lbfgs=lbfgs), rng, history, self.fit_log_, deadline)
 
     def _settings(self, rows: int) -> Settings:
         batch = min(200 if self.batch_size == "auto" else self.batch_size, rows)
@@ -505,18 +375,23 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _set_fitted(self, net: Network, layers: Layers, history: History) -> None:
+    def _set_fitted(self, net: Network, outcome: Outcome) -> None:
+        layers, history = outcome.layers, outcome.history
         self.n_outputs_ = net.sizes[-1]
         self.coefs_ = [c.copy() for c in layers.coefs]
         self.intercepts_ = [b.copy() for b in layers.intercepts]
         self.activations_ = tuple(act.name for act in net.activations)
         self.activation_params_ = [{k: v.copy() for k, v in p.items()} for p in layers.act_params]
         self.loss_curve_ = list(history.loss)
-        curve = self._validation_curve
-        self.validation_scores_ = None if curve is None or not len(curve) else list(curve)
-        del self._validation_curve
+        curve = outcome.validation_curve
+        self.validation_scores_ = list(curve) if curve else None
         self.n_iter_ = len(history.loss)
         self.best_loss_ = min(history.loss)
+        self.fit_log_ = outcome.log
+        self.alpha_, self.cv_results_ = outcome.alpha, outcome.cv_results
+        self.best_params_, self.selection_ = outcome.best_params, outcome.selection
+        self.heldout_kind_ = outcome.heldout_kind
+        self.heldout_prediction_ = self._physical(outcome.heldout)
 
     def _check_params(self) -> None:
         _check_choice("solver", self.solver, SOLVERS)
@@ -564,14 +439,6 @@ def _once_each(category: type[Warning]):
         warnings.warn(message, category, stacklevel=4)
     for w in others:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def _split(n_rows: int, n_val: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted training and validation row indices, ``n_val`` validation rows drawn at random."""
-    if n_val < 1:
-        return np.arange(n_rows), np.arange(0)
-    order = rng.permutation(n_rows)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:

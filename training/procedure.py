@@ -1,0 +1,182 @@
+"""A ``SurrogateMLP`` fit from scaled data to fitted layers: with the L2 penalty chosen by
+cross-validation (:func:`fit_selected`), or at a given one (:func:`fit_fixed`).
+
+Both return an :class:`Outcome`, everything the estimator turns into fitted attributes; the
+phases themselves are in :mod:`training.fitting`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from training.fitting import (
+    Notifier,
+    Settings,
+    fine_tune,
+    polish_iterations,
+    select,
+    train_fixed,
+    train_large,
+)
+from training.network import Layers, Network, Problem
+from training.optim import History
+from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan
+from training.selection import PATHS, Selection
+
+__all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
+
+# A table too small to cross-validate (fewer than 4 rows) is fitted at this alpha.
+FALLBACK_ALPHA = 0.1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What the estimator resolved from its parameters."""
+
+    settings: Callable[[int], Settings]  # optimiser settings for a fit on that many rows
+    alpha: float | str
+    validation_fraction: float | None  # None: "auto"
+    early_stopping: bool
+    adam_epochs: int | None = None  # of a large table's Adam phase; None: the plan's
+    batch_size: int | None = None
+
+
+@dataclass
+class Outcome:
+    """A fitted network and how it came about (the history in scaled units)."""
+
+    layers: Layers
+    history: History
+    validation_curve: list[float] | None
+    alpha: float
+    heldout: np.ndarray  # scaled predictions of held-out rows, NaN elsewhere
+    heldout_kind: str | None
+    selection: dict
+    log: list[str]
+    cv_results: dict | None = None
+    best_params: dict | None = None
+
+
+def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
+                 deadline: float, notifier: Notifier) -> Outcome:
+    """Choose by cross-validation, then train the winner on the training rows."""
+    train, val = split(len(x), plan.validation_rows, rng)
+    sel = train if len(train) <= plan.selection_rows else np.sort(
+        rng.choice(train, plan.selection_rows, replace=False))
+    settings = recipe.settings(len(sel))
+    seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=plan.folds * len(PATHS))]
+    notifier.phase = "selection"
+    started = time.time()
+    chosen = select(net, x[sel], z[sel], plan, settings, seeds, int(rng.randint(2**31 - 1)),
+                    deadline, notifier)
+    selection_seconds = time.time() - started
+    log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
+    best = min(chosen.fold_results(), key=lambda r: r.val_loss[chosen.step])
+    small = len(train) <= plan.selection_rows
+    if small:  # the chosen fold model, trained further on every row; its history goes on
+        end = best.history_ends[chosen.step]
+        fold_loss, fold_val = list(best.history_loss[:end]), list(best.history_val[:end])
+        theta = best.thetas[chosen.step].copy()
+    else:
+        # A large table starts afresh, along the chosen path: continuing a fold model fitted
+        # to its subsample was measured worse (borehole, 10,000 rows: 6.5e-4 against 5.1e-4).
+        end, fold_loss, fold_val, theta = 0, [], [], net.initial(rng)
+    history = notifier.history(bool(len(val)), start=end, fraction=(0.7, 1.0),
+                               total=plan.final_iterations)
+    history.loss = fold_loss
+    problem = Problem(net, theta, x[train], z[train], x[val] if len(val) else None,
+                      z[val] if len(val) else None, chosen.alpha)
+    notifier.phase = "fit"
+    if small:
+        fine_tune(problem, plan, settings, rng, history, log, deadline)
+        heldout, kind = out_of_fold(net, x, z, sel, chosen), "cv"
+    else:
+        settings = recipe.settings(len(train))
+        train_large(problem, plan, settings, rng, history, log, deadline,
+                    alphas=PATHS[chosen.path][: chosen.step + 1], adam_epochs=recipe.adam_epochs,
+                    batch_size=recipe.batch_size)
+        heldout, kind = _validation_predictions(net, problem, x, z, val), "validation"
+        notifier.phase = "polish"
+        _polish(net, problem, chosen.alpha, x, z, plan, settings, rng, history, log, deadline)
+    vals = list(history.validation) if len(val) else []
+    curve = fold_val + vals + [math.nan] * (len(history.loss) - end - len(vals))
+    selection = {
+        "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
+        "candidates": len(chosen.cv_results["params"]), "path": chosen.path,
+        "alpha": chosen.alpha, "mean_val_loss": float(min(chosen.cv_results["mean_val_loss"])),
+        # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
+        "smaller_alpha_overfits": chosen.smaller_alpha_overfits(),
+        "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
+        "selection_seconds": round(selection_seconds, 3),
+    }
+    return Outcome(problem.layers, history, curve, chosen.alpha, heldout, kind, selection, log,
+                   chosen.cv_results, {"alpha": chosen.alpha, "path": chosen.path})
+
+
+def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
+              deadline: float, notifier: Notifier) -> Outcome:
+    """One fit at the given alpha (or the fallback for a table too small to cross-validate)."""
+    log = []
+    alpha = FALLBACK_ALPHA if recipe.alpha == "auto" else float(recipe.alpha)
+    if recipe.alpha == "auto":
+        log.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
+    fraction = recipe.validation_fraction
+    if fraction is None and recipe.early_stopping and len(x) <= SELECTION_ROWS:
+        fraction = 0.1  # early stopping needs rows to watch
+    n_val = plan.validation_rows if fraction is None else int(fraction * len(x))
+    train, val = split(len(x), n_val, rng)
+    has_val = bool(len(val))
+    problem = Problem(net, net.initial(rng), x[train], z[train], x[val] if has_val else None,
+                      z[val] if has_val else None, alpha)
+    settings = recipe.settings(len(train))
+    iterations = FIXED_ALPHA_PATHS * plan.path_iterations
+    history = notifier.history(has_val, total=iterations)
+    if len(train) <= SELECTION_ROWS:
+        train_fixed(problem, iterations, settings, rng, history, log, deadline)
+    else:
+        train_large(problem, plan, settings, rng, history, log, deadline,
+                    adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
+    heldout = _validation_predictions(net, problem, x, z, val)
+    selection = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
+                 "final_rows": int(len(train)), "validation_rows": int(len(val))}
+    return Outcome(problem.layers, history, list(history.validation) if has_val else None,
+                   alpha, heldout, "validation" if has_val else None, selection, log)
+
+
+def out_of_fold(net: Network, x, z, sel: np.ndarray, chosen: Selection) -> np.ndarray:
+    """Every selection row predicted by the winning candidate's fold model that did not train
+    on it (NaN for the other rows)."""
+    heldout = np.full((len(x), z.shape[1]), np.nan)
+    for result, (_, fold_val) in zip(chosen.fold_results(), chosen.folds, strict=True):
+        rows = sel[fold_val]
+        heldout[rows] = net.predict(net.views(result.thetas[chosen.step]), x[rows])
+    return heldout
+
+
+def _validation_predictions(net: Network, problem: Problem, x, z, val) -> np.ndarray:
+    heldout = np.full((len(x), z.shape[1]), np.nan)
+    if len(val):
+        heldout[val] = net.predict(problem.layers, x[val])
+    return heldout
+
+
+def _polish(net, problem: Problem, alpha: float, x, z, plan: Plan, settings: Settings, rng,
+            history, log, deadline) -> None:
+    """The last pass over every row, validation rows included."""
+    every = Problem(net, problem.theta, x, z, None, None, alpha)
+    lbfgs = replace(settings.lbfgs, early_stopping=False)
+    fine_tune(every, replace(plan, final_iterations=polish_iterations(plan)),
+              replace(settings, lbfgs=lbfgs), rng, history, log, deadline)
+
+
+def split(n_rows: int, n_val: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted training and validation row indices, ``n_val`` validation rows drawn at random."""
+    if n_val < 1:
+        return np.arange(n_rows), np.arange(0)
+    order = rng.permutation(n_rows)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
