@@ -14,13 +14,15 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app
 
+from service import bundle_format
+
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # What bundle directories are named; the service answers 404 for any other name.
-NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_PATTERN = f"^{bundle_format.NAME_PATTERN}$"
 VERSION_PATTERN = "^[1-9][0-9]{0,17}$"
 DATATYPES = ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
              "UINT8", "UINT16", "UINT32", "UINT64"]

@@ -9,18 +9,15 @@ addressed in a URL.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.bundle_format import CARD_FILE, MODEL_FILE, is_valid_name, parse_version
 from service.errors import RepositoryNotFound
 
 log = logging.getLogger("service.repository")
 
-ONNX_FILE = "model.onnx"
-CARD_FILE = "model.json"
-# URL-safe and unambiguous in "/v1/models/<name>:predict", hence no ":" or "/".
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+__all__ = ["BundleRef", "check_root", "is_valid_name", "parse_version", "scan", "scan_model"]
 
 
 @dataclass(frozen=True)
@@ -33,31 +30,11 @@ class BundleRef:
 
     @property
     def onnx_path(self) -> Path:
-        return self.path / ONNX_FILE
+        return self.path / MODEL_FILE
 
     @property
     def card_path(self) -> Path:
         return self.path / CARD_FILE
-
-
-MAX_VERSION_DIGITS = 18  # every 18-digit number fits in int64
-
-
-def is_valid_name(name: str) -> bool:
-    """Whether ``name`` may be a model name (and so a directory the service serves)."""
-    return NAME_PATTERN.fullmatch(name) is not None
-
-
-def parse_version(text: str) -> int | None:
-    """The version a directory name stands for, or None ("01", "0", "-1", "v2" stand for none).
-
-    Versions are int64 in Triton's config; longer digit strings are not versions (and Python
-    refuses to parse more than 4300 digits).
-    """
-    if (not text.isdecimal() or not text.isascii() or text.startswith("0")
-            or len(text) > MAX_VERSION_DIGITS):
-        return None
-    return int(text)
 
 
 def check_root(root: Path) -> Path:

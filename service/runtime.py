@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -25,9 +24,10 @@ import numpy as np
 import onnxruntime as ort
 import orjson
 
+from service import bundle_format as fmt
 from service.batching import Batcher
 from service.errors import BundleError, DeviceUnavailable
-from service.repository import ONNX_FILE, BundleRef
+from service.repository import BundleRef
 from service.settings import DEVICES, Settings
 
 log = logging.getLogger("service.runtime")
@@ -35,14 +35,12 @@ log = logging.getLogger("service.runtime")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 PLATFORM = "onnxruntime_onnx"
-CARD_FORMAT = "surrogate-bundle/1"
 # The graph output holding the predictions, one column per card output (the bundle contract).
-MAIN_OUTPUT = "outputs"
+MAIN_OUTPUT = fmt.OUTPUT_TENSOR
 # From this many rows, a CUDA session runs with I/O binding (below, the binding costs more than
 # the copies it saves).
 IO_BINDING_MIN_ROWS = 1024
 # An extra graph's file name: a plain ``*.onnx`` name inside the version directory, never a path.
-_GRAPH_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.onnx")
 # ORT element types the service can encode in a V2 response, by their V2 datatype.
 ORT_DATATYPES = {
     "tensor(float)": "FP32",
@@ -135,14 +133,16 @@ class OnnxModel:
         self.io_binding_device = "cuda" if CUDA in session.get_providers() else None
         # What ORT actually uses: it falls back to CPU silently when CUDA fails to initialise.
         self.providers = tuple(session.get_providers())
-        self.feature_names = _names(card, "inputs")
-        self.target_names = _names(card, "outputs")
+        self.feature_names = fmt.names(card, "inputs")
+        self.target_names = fmt.names(card, "outputs")
         self.feature_index = MappingProxyType({n: i for i, n in enumerate(self.feature_names)})
         tensors = card.get("tensors") or {}
-        self.input_name = tensors.get("input", "inputs")
+        self.input_name = tensors.get("input", fmt.INPUT_TENSOR)
         self.input_width = len(self.feature_names)
         self.main_output = MAIN_OUTPUT
-        self.domain_low, self.domain_high = _domain(card["inputs"])
+        low, high = fmt.training_range(card)
+        self.domain_low = np.array(low, dtype=np.float32)
+        self.domain_high = np.array(high, dtype=np.float32)
         # Each output is computed by the first graph that has it: model.onnx, then the others.
         graph_outputs: dict[str, Any] = {}
         self._session_of: dict[str, ort.InferenceSession] = {}
@@ -282,15 +282,9 @@ class OnnxModel:
 def read_card(ref: BundleRef) -> dict[str, Any]:
     """The parsed model.json of ``ref``, checked for what the service relies on."""
     try:
-        card = orjson.loads(_read(ref.card_path))
-    except orjson.JSONDecodeError as exc:
-        raise BundleError(f"model.json is not valid JSON: {exc}") from None
-    if not isinstance(card, dict):
-        raise BundleError("model.json must hold a JSON object")
-    if card.get("format", CARD_FORMAT) != CARD_FORMAT:
-        raise BundleError(f"model.json format {card['format']!r} is not {CARD_FORMAT!r}")
-    _names(card, "inputs")
-    _names(card, "outputs")
+        card = fmt.parse_card(_read(ref.card_path))
+    except fmt.BundleFormatError as exc:
+        raise BundleError(str(exc)) from None
     for key, actual in (("name", ref.name), ("version", ref.version)):
         if key in card and card[key] != actual:
             log.warning("%s/%s: card says %s %r; serving under the directory's",
@@ -328,10 +322,10 @@ def _extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
     """The card's extra graph files and the outputs each is listed for."""
     graphs: dict[str, list[str]] = {}
     for tensor in _listed_outputs(card):
-        file_name = tensor.get("file", ONNX_FILE)
-        if file_name == ONNX_FILE:
+        file_name = tensor.get("file", fmt.MODEL_FILE)
+        if file_name == fmt.MODEL_FILE:
             continue
-        if not isinstance(file_name, str) or not _GRAPH_FILE.fullmatch(file_name):
+        if not isinstance(file_name, str) or not fmt.GRAPH_FILE_PATTERN.fullmatch(file_name):
             raise BundleError(
                 f"output {tensor['name']!r}: file {file_name!r} must be a plain *.onnx file name"
             )
@@ -340,7 +334,7 @@ def _extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
-    _check_input(session, card, ONNX_FILE)
+    _check_input(session, card, fmt.MODEL_FILE)
     n_out = len(card["outputs"])
     outputs = {o.name: o for o in session.get_outputs()}
     main = outputs.get(MAIN_OUTPUT)
@@ -348,11 +342,12 @@ def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
         found = None if main is None else main.shape
         raise BundleError(f"graph output {MAIN_OUTPUT!r} is {found}, the card's {n_out} outputs "
                           f"need [N, {n_out}]")
-    listed = [t["name"] for t in _listed_outputs(card) if t.get("file", ONNX_FILE) == ONNX_FILE]
+    listed = [t["name"] for t in _listed_outputs(card)
+              if t.get("file", fmt.MODEL_FILE) == fmt.MODEL_FILE]
     missing = [name for name in listed if name not in outputs]
     if missing:
         raise BundleError(f"card lists outputs {missing} that the graph does not have")
-    _check_types(session, ONNX_FILE)
+    _check_types(session, fmt.MODEL_FILE)
 
 
 def _check_extra_graph(
@@ -374,7 +369,7 @@ def _check_extra_graph(
 
 
 def _check_input(session: ort.InferenceSession, card: dict[str, Any], file_name: str) -> None:
-    input_name = (card.get("tensors") or {}).get("input", "inputs")
+    input_name = (card.get("tensors") or {}).get("input", fmt.INPUT_TENSOR)
     n_in = len(card["inputs"])
     inputs = session.get_inputs()
     if [i.name for i in inputs] != [input_name]:
@@ -395,30 +390,8 @@ def _check_types(session: ort.InferenceSession, file_name: str) -> None:
         raise BundleError(f"{file_name} outputs {unsupported} have unsupported element types")
 
 
-def _domain(specs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """float32 training-range bounds per input; a missing or non-numeric bound is unbounded."""
-    def bound(spec: dict[str, Any], key: str, default: float) -> float:
-        value = spec.get(key)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return float(value) if ok and math.isfinite(value) else default
-
-    low = np.array([bound(s, "min", -math.inf) for s in specs], dtype=np.float32)
-    high = np.array([bound(s, "max", math.inf) for s in specs], dtype=np.float32)
-    return low, high
-
-
 def _finite_or_none(value: np.float32) -> float | None:
     return float(value) if np.isfinite(value) else None
-
-
-def _names(card: dict[str, Any], key: str) -> tuple[str, ...]:
-    specs = card.get(key)
-    if not isinstance(specs, list) or not specs:
-        raise BundleError(f"model.json {key!r} must be a non-empty list")
-    names = tuple(s.get("name") if isinstance(s, dict) else None for s in specs)
-    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise BundleError(f"model.json {key!r} entries need unique non-empty names")
-    return names
 
 
 def _shape(dims: Sequence[Any]) -> list[int]:

@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -26,6 +25,22 @@ from typing import Any
 import numpy as np
 import onnx
 
+from service.bundle_format import (
+    CARD_FILE,
+    CARD_FORMAT,
+    CARD_KEY,
+    INPUT_TENSOR,
+    JACOBIAN_FILE,
+    JACOBIAN_TENSOR,
+    MODEL_FILE,
+    RESERVED_FILES,
+    TRITON_CONFIG_FILE,
+    check_name,
+    is_valid_name,
+    latest_version,
+    read_card,
+    version_dir,
+)
 from training.atomic import (
     fsync_dir,
     remove_abandoned,
@@ -36,7 +51,7 @@ from training.atomic import (
     write_synced,
 )
 from training.ensemble import SurrogateEnsemble
-from training.export import INPUT_NAME, JACOBIAN_NAME, describe, output_shapes, to_onnx
+from training.export import describe, output_shapes, to_onnx
 from training.graph import IR_VERSION, OPSET
 from training.parity import ParityError, check_parity
 
@@ -52,12 +67,6 @@ __all__ = [
     "write_bundle",
 ]
 
-CARD_FORMAT = "surrogate-bundle/1"
-CARD_KEY = "surrogate.model_card"  # metadata_props key holding the card (minus onnx.sha256)
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_VERSION = re.compile(r"[1-9][0-9]*")  # as the service reads them: "01" is not a version
-MODEL_FILE, JACOBIAN_FILE = "model.onnx", "jacobian.onnx"
-_RESERVED_FILES = frozenset({MODEL_FILE, JACOBIAN_FILE, "model.json"})
 _PUBLISH_ATTEMPTS = 16
 
 
@@ -89,51 +98,6 @@ class ModelCard:
         if card["ensemble"] is None:
             del card["ensemble"]
         return card
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a safe model name (``[A-Za-z0-9][A-Za-z0-9_.-]*``, <= 64 chars)."""
-    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-        raise ValueError(
-            f"invalid model name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ . -, "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def latest_version(repo: str | os.PathLike, name: str) -> int | None:
-    """Highest version of ``name`` in ``repo``, or None if it has none."""
-    model_dir = Path(repo) / check_name(name)
-    if not model_dir.is_dir():
-        return None
-    versions = [
-        int(entry.name)
-        for entry in os.scandir(model_dir)
-        if _VERSION.fullmatch(entry.name) and entry.is_dir()
-    ]
-    return max(versions, default=None)
-
-
-def version_dir(repo: str | os.PathLike, name: str, version: int | None = None) -> Path:
-    """The directory of ``version`` of model ``name`` (None: the latest); ValueError naming
-    what is missing otherwise."""
-    latest = latest_version(repo, name)
-    if latest is None:
-        raise ValueError(f"no model {name!r} in the repository {os.fspath(repo)}")
-    if version is None:
-        return Path(repo) / name / str(latest)
-    path = Path(repo) / name / str(version)
-    if version < 1 or not path.is_dir():
-        raise ValueError(f"model {name!r} has no version {version} (latest is {latest})")
-    return path
-
-
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The model card of a version directory (or of a ``model.json`` path), as a dict."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_bundle(
@@ -223,9 +187,9 @@ def write_bundle(
 def _tensors(model) -> dict[str, Any]:
     """The card's ``tensors``: every output of both graphs, ``file`` naming the second one."""
     outputs = [{"name": output, "shape": shape} for output, shape in output_shapes(model).items()]
-    jacobian = output_shapes(model, jacobian=True)[JACOBIAN_NAME]
-    outputs.append({"name": JACOBIAN_NAME, "shape": jacobian, "file": JACOBIAN_FILE})
-    return {"input": INPUT_NAME, "outputs": outputs}
+    jacobian = output_shapes(model, jacobian=True)[JACOBIAN_TENSOR]
+    outputs.append({"name": JACOBIAN_TENSOR, "shape": jacobian, "file": JACOBIAN_FILE})
+    return {"input": INPUT_TENSOR, "outputs": outputs}
 
 
 def _ensemble_section(model) -> dict[str, Any] | None:
@@ -253,7 +217,7 @@ def _publish(
                     write_synced(staging / file_name, data)
                 fsync_dir(staging)
                 if rename_new(staging, target):
-                    os.replace(staged_config, model_dir / "config.pbtxt")
+                    os.replace(staged_config, model_dir / TRITON_CONFIG_FILE)
                     fsync_dir(model_dir)
                     return target
     raise FileExistsError(f"{model_dir}: lost {_PUBLISH_ATTEMPTS} races for a new version number")
@@ -276,7 +240,7 @@ def _bundle_files(card: ModelCard, graphs: dict[str, onnx.ModelProto]) -> dict[s
     return {
         MODEL_FILE: onnx_bytes,
         JACOBIAN_FILE: jacobian_bytes,
-        "model.json": text.encode("utf-8"),
+        CARD_FILE: text.encode("utf-8"),
     }
 
 
@@ -295,7 +259,7 @@ def _triton_config(model, name: str) -> str:
         f'name: "{name}"\n'
         'backend: "onnxruntime"\n'
         "max_batch_size: 0\n"
-        f'input [\n  {{\n    name: "{INPUT_NAME}"\n    data_type: TYPE_FP32\n'
+        f'input [\n  {{\n    name: "{INPUT_TENSOR}"\n    data_type: TYPE_FP32\n'
         f"    dims: [ -1, {model.n_features_in_} ]\n  }}\n]\n"
         f"output [\n{outputs}\n]\n"
         "version_policy: { latest: { num_versions: 1 } }\n"
@@ -345,7 +309,7 @@ def _check_names(specs: list[dict], expected: int, what: str) -> None:
 
 def _check_extra_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
     for file_name, data in files.items():
-        if not _SAFE_NAME.fullmatch(file_name) or file_name in _RESERVED_FILES:
+        if not is_valid_name(file_name) or file_name in RESERVED_FILES:
             raise ValueError(f"invalid extra file name {file_name!r}")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"extra file {file_name!r} must be bytes, got {type(data).__name__}")

@@ -29,6 +29,7 @@ from skl2onnx.common.utils import check_input_and_output_numbers, check_input_an
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from service.bundle_format import INPUT_TENSOR, JACOBIAN_TENSOR, OUTPUT_TENSOR, STD_TENSOR
 from training.activations import get_activation
 from training.ensemble import SurrogateEnsemble, members
 from training.estimator import SurrogateMLP
@@ -36,10 +37,6 @@ from training.graph import OPSET, GraphBuilder, float_tensor
 from training.jacobian import emit_jacobian
 
 __all__ = [
-    "INPUT_NAME",
-    "JACOBIAN_NAME",
-    "OUTPUT_NAME",
-    "STD_NAME",
     "Forward",
     "describe",
     "emit_forward",
@@ -49,10 +46,6 @@ __all__ = [
     "to_onnx",
 ]
 
-INPUT_NAME = "inputs"
-OUTPUT_NAME = "outputs"
-STD_NAME = "std"
-JACOBIAN_NAME = "jacobian"
 _FITTED = ("coefs_", "intercepts_", "activations_", "activation_params_", "x_scaler_", "y_scaler_")
 
 
@@ -180,10 +173,10 @@ def emit_model(g: GraphBuilder, model, x: str, *, jacobian: bool = False) -> dic
     if isinstance(model, SurrogateEnsemble):
         result = _emit_mean_and_std(g, [f.outputs64 for f in forwards])
     else:
-        result = {OUTPUT_NAME: g.op("Cast", forwards[0].outputs64, to=TensorProto.FLOAT)}
+        result = {OUTPUT_TENSOR: g.op("Cast", forwards[0].outputs64, to=TensorProto.FLOAT)}
     if jacobian:
         jacobians = [emit_jacobian(g, net, x, f) for net, f in zip(nets, forwards, strict=True)]
-        result[JACOBIAN_NAME] = jacobians[0] if len(nets) == 1 else _mean(g, jacobians)
+        result[JACOBIAN_TENSOR] = jacobians[0] if len(nets) == 1 else _mean(g, jacobians)
     return result
 
 
@@ -202,19 +195,19 @@ def _emit_mean_and_std(g: GraphBuilder, outputs64: list[str]) -> dict[str, str]:
     squares = [g.op("Mul", d, d) for d in (g.op("Sub", y, mean) for y in outputs64)]
     std = g.op("Sqrt", _mean(g, squares, np.float64))
     return {
-        OUTPUT_NAME: g.op("Cast", mean, to=TensorProto.FLOAT),
-        STD_NAME: g.op("Cast", std, to=TensorProto.FLOAT),
+        OUTPUT_TENSOR: g.op("Cast", mean, to=TensorProto.FLOAT),
+        STD_TENSOR: g.op("Cast", std, to=TensorProto.FLOAT),
     }
 
 
 def output_shapes(model, *, jacobian: bool = False) -> dict[str, list[int]]:
     """Name and shape (``-1`` for the batch) of every output :func:`emit_model` adds."""
     n_in, n_out = model.n_features_in_, model.n_outputs_
-    shapes = {OUTPUT_NAME: [-1, n_out]}
+    shapes = {OUTPUT_TENSOR: [-1, n_out]}
     if isinstance(model, SurrogateEnsemble):
-        shapes[STD_NAME] = [-1, n_out]
+        shapes[STD_TENSOR] = [-1, n_out]
     if jacobian:
-        shapes[JACOBIAN_NAME] = [-1, n_out, n_in]
+        shapes[JACOBIAN_TENSOR] = [-1, n_out, n_in]
     return shapes
 
 
@@ -275,7 +268,7 @@ def to_onnx(
     """
     _check_fitted(model)
     g = GraphBuilder()
-    for output, tensor in emit_model(g, model, INPUT_NAME, jacobian=jacobian).items():
+    for output, tensor in emit_model(g, model, INPUT_TENSOR, jacobian=jacobian).items():
         g.rename(tensor, output)
     props = {f"surrogate.{key}": value for key, value in describe(model).items()}
     props.update(metadata or {})
@@ -287,7 +280,7 @@ def to_onnx(
         for output, shape in output_shapes(model, jacobian=jacobian).items()
     ]
     onnx_model = g.make_model(
-        [float_tensor(INPUT_NAME, model.n_features_in_)],
+        [float_tensor(INPUT_TENSOR, model.n_features_in_)],
         outputs,
         name or type(model).__name__,
         props,

@@ -11,7 +11,6 @@ short L-BFGS polish on every row. :func:`train_fixed` is the plain fit at a give
 from __future__ import annotations
 
 import inspect
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -133,7 +132,8 @@ def select(
         notifier.task(len(results), len(tasks))
     usable = [r for r in results if r.val_loss]
     if not usable:
-        raise DivergenceError(next(r.error for r in results if r.error))
+        raise DivergenceError(next((r.error for r in results if r.error),
+                                   "training failed on every fold"))
     # What the tasks recovered from, said once each in this process (a worker's warnings would
     # be lost, and every task meets the same learning rate).
     for notice in dict.fromkeys(n for r in results for n in r.notices):
@@ -246,7 +246,3 @@ def polish_iterations(plan: Plan) -> int:
     """L-BFGS iterations of the last pass over every row of a large table (validation rows
     included): a tenth of the final fit's."""
     return max(5, plan.final_iterations // 10)
-
-
-def finite_or_inf(value: float | None) -> float:
-    return value if value is not None and math.isfinite(value) else math.inf

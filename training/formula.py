@@ -23,7 +23,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from training.bundle import version_dir
+from service.bundle_format import CARD_FILE, MODEL_FILE, OUTPUT_TENSOR, version_dir
 
 __all__ = [
     "MAX_TERMS",
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 MAX_TERMS = 5000  # the largest expression (numbers and variables, all outputs) worth reading
-OUTPUT_NAME = "outputs"
 
 # Softplus written so that exp never overflows: log(1 + e^z) = max(z, 0) + log(1 + e^-|z|).
 _SOFTPLUS = "max({0}, 0.0) + log(1.0 + exp(-abs({0})))"
@@ -122,7 +121,7 @@ class Network:
         return self.n_inputs if var == "v0" else self.steps[var].size
 
 
-def read_network(model: onnx.ModelProto, output: str = OUTPUT_NAME) -> Network:
+def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> Network:
     """Translate the part of ``model``'s graph that computes ``output`` into a :class:`Network`.
 
     Parameters
@@ -300,8 +299,8 @@ def _version_dir(repo: str | os.PathLike, name: str, version: int | None) -> Pat
 
 def _load(path: Path) -> tuple[dict[str, Any], onnx.ModelProto]:
     try:
-        card = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        model = onnx.load(path / "model.onnx", load_external_data=False)
+        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+        model = onnx.load(path / MODEL_FILE, load_external_data=False)
     except (OSError, ValueError, DecodeError) as exc:
         raise FormulaError(f"cannot read the bundle {path}: {exc}") from None
     return card, model

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import signal
 import tempfile
 import threading
@@ -25,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from service.bundle_format import CARD_FILE, MODEL_FILE
 
 INSTALL_HINT = 'pip install "surrogate-serving[mlflow]"'
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -124,7 +127,7 @@ class SweepTracker:
                 self.log_files(run_id, {
                     "loss_curve.png": convergence_png(record["loss_curve"], record["val_curve"],
                                                       name),
-                    "model.onnx": record["onnx"],
+                    MODEL_FILE: record["onnx"],
                 })
         finally:
             self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
@@ -159,7 +162,7 @@ class SweepTracker:
                      metrics={**metrics, "fit_seconds": result.fit_seconds},
                      curves={"train_loss": list(result.model.loss_curve_),
                              "val_loss": list(result.model.validation_scores_ or [])})
-            for file_name in ("model.onnx", "model.json"):
+            for file_name in (MODEL_FILE, CARD_FILE):
                 self.client.log_artifact(run_id, str(Path(result.bundle) / file_name), "bundle")
             self.client.set_tag(self.parent_id, "bundle", str(result.bundle))
         finally:
@@ -183,8 +186,9 @@ class SweepTracker:
         entries = [Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()
                    if value is not None]
         for key, curve in (curves or {}).items():
+            # NaN marks epochs without held-out rows (a final fit on every row): no point.
             entries += [Metric(key, float(value), now, step)
-                        for step, value in enumerate(curve, start=1)]
+                        for step, value in enumerate(curve, start=1) if math.isfinite(value)]
         params = [Param(key, _text(value)) for key, value in (params or {}).items()]
         tags = [RunTag(key, _text(value)) for key, value in (tags or {}).items()]
         self.client.log_batch(run_id, metrics=entries[:_BATCH], params=params, tags=tags)

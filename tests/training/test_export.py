@@ -14,9 +14,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from service.bundle_format import INPUT_TENSOR, OUTPUT_TENSOR
 from training.activations import ACTIVATIONS
 from training.estimator import X_SCALINGS, SurrogateMLP
-from training.export import INPUT_NAME, OUTPUT_NAME, describe, to_onnx
+from training.export import describe, to_onnx
 from training.graph import IR_VERSION, OPSET
 from training.parity import parity, run_onnx
 from training.scaling import SCALINGS, Scaler
@@ -135,8 +136,8 @@ def test_graph_contract(n_outputs):
     assert onnx_model.ir_version == IR_VERSION
     assert [(o.domain, o.version) for o in onnx_model.opset_import] == [("", OPSET)]
     graph = onnx_model.graph
-    assert [i.name for i in graph.input] == [INPUT_NAME]
-    assert [o.name for o in graph.output] == [OUTPUT_NAME]
+    assert [i.name for i in graph.input] == [INPUT_TENSOR]
+    assert [o.name for o in graph.output] == [OUTPUT_TENSOR]
     for value, width in ((graph.input[0], 3), (graph.output[0], n_outputs)):
         tensor = value.type.tensor_type
         assert tensor.elem_type == onnx.TensorProto.FLOAT

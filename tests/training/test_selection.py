@@ -85,7 +85,8 @@ def test_curves_cover_the_fold_path_then_the_fit_on_every_row(fitted):
     curve = np.array(fitted.validation_scores_)
     # The chosen fold's validation loss along its path, then NaN: the final fit holds no rows out.
     first_nan = int(np.argmax(np.isnan(curve)))
-    assert first_nan > 0 and np.isfinite(curve[:first_nan]).all() and np.isnan(curve[first_nan:]).all()
+    assert first_nan > 0 and np.isfinite(curve[:first_nan]).all()
+    assert np.isnan(curve[first_nan:]).all()
 
 
 def test_a_large_table_is_watched_by_a_validation_split():

@@ -36,7 +36,7 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
     output, and how many rows lie outside the training domain."""
     import numpy as np
 
-    from training.bundle import read_card, version_dir
+    from service.bundle_format import MODEL_FILE, read_card, version_dir
     from training.data import DataError, load_table
     from training.report import holdout_metrics, parity_png
 
@@ -52,7 +52,7 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
                           for_training=False)
     except DataError as exc:
         raise CliError(str(exc).strip().splitlines()[0]) from exc
-    predicted = _run(directory / "model.onnx", data.X)
+    predicted = _run(directory / MODEL_FILE, data.X)
     per_output = holdout_metrics(data.Y, predicted, outputs)
     low = np.array([spec["min"] for spec in card["inputs"]])
     high = np.array([spec["max"] for spec in card["inputs"]])
@@ -88,10 +88,13 @@ def _run(model_path: Path, X):
     import numpy as np
     import onnxruntime as ort
 
+    from service.bundle_format import INPUT_TENSOR, OUTPUT_TENSOR
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    (out,) = session.run(["outputs"], {"inputs": np.ascontiguousarray(X, dtype=np.float32)})
+    feed = {INPUT_TENSOR: np.ascontiguousarray(X, dtype=np.float32)}
+    (out,) = session.run([OUTPUT_TENSOR], feed)
     return out.astype(np.float64)
 
 

@@ -75,10 +75,12 @@ def _infer_binary(url: str, X, n_outputs: int, timeout: float):
     import numpy as np
     import orjson
 
+    from service.bundle_format import INPUT_TENSOR, OUTPUT_TENSOR
+
     header = orjson.dumps({
-        "inputs": [{"name": "inputs", "shape": list(X.shape), "datatype": "FP32",
+        "inputs": [{"name": INPUT_TENSOR, "shape": list(X.shape), "datatype": "FP32",
                     "parameters": {"binary_data_size": X.nbytes}}],
-        "outputs": [{"name": "outputs", "parameters": {"binary_data": True}}],
+        "outputs": [{"name": OUTPUT_TENSOR, "parameters": {"binary_data": True}}],
     })
     request = urllib.request.Request(
         url, data=header + np.ascontiguousarray(X, dtype="<f4").tobytes(), method="POST",
