@@ -12,7 +12,6 @@ expression, Python or C syntax). An op outside :data:`SUPPORTED_OPS` is refused 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from service.bundle_format import CARD_FILE, MODEL_FILE, OUTPUT_TENSOR, version_dir
+from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_dir
 
 __all__ = [
     "MAX_TERMS",
@@ -299,9 +298,9 @@ def _version_dir(repo: str | os.PathLike, name: str, version: int | None) -> Pat
 
 def _load(path: Path) -> tuple[dict[str, Any], onnx.ModelProto]:
     try:
-        card = json.loads((path / CARD_FILE).read_text(encoding="utf-8"))
+        card = read_card(path)
         model = onnx.load(path / MODEL_FILE, load_external_data=False)
-    except (OSError, ValueError, DecodeError) as exc:
+    except (OSError, ValueError, DecodeError) as exc:  # BundleFormatError is a ValueError
         raise FormulaError(f"cannot read the bundle {path}: {exc}") from None
     return card, model
 
