@@ -138,9 +138,8 @@ def select(
     # be lost, and every task meets the same learning rate).
     for notice in dict.fromkeys(n for r in results for n in r.notices):
         warnings.warn(notice, DivergenceWarning, stacklevel=4)
-    selection = choose(usable, plan.folds)
-    selection.folds = folds
-    return selection
+    usable.sort(key=lambda r: (r.path, r.fold))  # results arrive in any order
+    return choose(usable, plan.folds, folds)
 
 
 def _run_safely(task: PathTask) -> PathResult:

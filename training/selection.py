@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -80,14 +81,13 @@ class PathTask:
 
 @dataclass
 class PathResult:
-    """What one path did on one fold: per step its alpha, validation and training loss,
-    iterations and parameters; the loss history; how it stopped."""
+    """What one path did on one fold: per step its alpha, validation loss, iterations and
+    parameters; the loss history; how it stopped."""
 
     path: str
     fold: int
     alphas: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
     thetas: list[np.ndarray] = field(default_factory=list)
     history_loss: list[float] = field(default_factory=list)
@@ -103,9 +103,6 @@ def run_path(task: PathTask) -> PathResult:
     """Train one network down one regularization path on one fold (runs in a worker). A step
     that diverges ends the path (the steps before it stay candidates); the recoveries of Adam
     (a lower learning rate) are recorded in ``notices``."""
-    import warnings
-
-
     started = time.perf_counter()
     result = PathResult(task.path, task.fold)
     with warnings.catch_warnings(record=True) as caught:
@@ -155,7 +152,6 @@ def _walk(task: PathTask, result: PathResult) -> None:
             val = problem.val_loss()
             result.alphas.append(alpha)
             result.val_loss.append(val)
-            result.train_loss.append(problem.full_loss_grad())
             result.iterations.append(len(history.loss) - start)
             result.thetas.append(problem.theta.copy())
             result.history_ends.append(len(history.loss))
@@ -178,8 +174,6 @@ def _monotonic(deadline: float | None) -> float | None:
 
 
 def _with_deadline(settings, deadline, **changes):
-    from dataclasses import replace
-
     return replace(settings, deadline=deadline, **changes)
 
 
@@ -192,6 +186,7 @@ class Selection:
     alpha: float
     cv_results: dict
     results: list[PathResult]
+    folds: list = field(default_factory=list)  # (train rows, validation rows) per fold
 
     def smaller_alpha_overfits(self) -> bool:
         """Whether the step after the winner, on its path, validated worse on average (or was
@@ -208,7 +203,7 @@ class Selection:
         return sorted((r for r in self.results if r.path == self.path), key=lambda r: r.fold)
 
 
-def choose(results: list[PathResult], folds: int) -> Selection:
+def choose(results: list[PathResult], folds: int, splits: list | None = None) -> Selection:
     """The candidate with the lowest mean validation loss over all folds, and the table of all
     candidates (like scikit-learn's ``cv_results_``). A candidate that some fold never reached
     (its path stopped before) is ranked last."""
@@ -242,4 +237,5 @@ def choose(results: list[PathResult], folds: int) -> Selection:
         "mean_iterations": [r["mean_iterations"] for r in rows],
         "rank_val_loss": [r["rank"] for r in rows],
     }
-    return Selection(best["path"], best["step"], best["alpha"], cv_results, results)
+    return Selection(best["path"], best["step"], best["alpha"], cv_results, results,
+                     list(splits or []))
