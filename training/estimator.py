@@ -278,11 +278,11 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             path_iterations=self._path_iterations(),
         )
         notifier = Notifier(self.callback, deadline, plan.seconds)
-        # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
-        # on a 2-core machine.
         recipe = Recipe(self._settings, self.alpha, self._validation(), self.early_stopping,
                         **self._large_overrides())
         procedure = fit_selected if auto and plan.folds else fit_fixed
+        # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
+        # on a 2-core machine.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
                 _once_each(DivergenceWarning):
             outcome = procedure(net, x, z, plan, recipe, rng, deadline, notifier)
