@@ -97,3 +97,19 @@ def test_surrogate_predict_fails_in_one_line(demo_repo, demo_server):
     done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode != 0 and "HTTP 404" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_surrogate_evaluate_on_the_fresh_runs(demo_repo, tmp_path):
+    import json
+
+    command = [str(SURROGATE), "evaluate", "borehole", "--repo", str(demo_repo / "models"),
+               "--data", str(demo_repo / "tables" / "borehole-new.csv"), "--json",
+               "--plot", str(tmp_path / "parity.png"), "--fail-above", "0.02"]
+    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["rows"] == 200 and report["failed"] == []
+    # The card's cross-validated estimate is honest: new runs land within a factor of it.
+    card = json.loads((demo_repo / "models" / "borehole" / "1" / "model.json").read_text())
+    estimate = card["metrics"]["per_output"]["Q"]["relative_rmse"]
+    assert report["per_output"]["Q"]["relative_rmse"] < 3 * estimate

@@ -45,7 +45,8 @@ DEMOS = (
 @click.option("--if-missing", is_flag=True, help="Only train demo models with no version yet.")
 @click.option("--only", default=None, help="Comma-separated subset of demo model names.")
 @click.option("--tables", type=click.Path(file_okay=False), default=None,
-              help="Also write each demo's training table as CSV into this directory.")
+              help="Also write each demo's training table as CSV into this directory, and a "
+                   "table of fresh runs beside it (NAME-new.csv) to evaluate the model on.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(repo: str, if_missing: bool, only: str | None, tables: str | None, seed: int) -> None:
     """Train the demo surrogates (borehole, thermal_actuator, surface) into the repository."""
@@ -63,6 +64,7 @@ def demo(repo: str, if_missing: bool, only: str | None, tables: str | None, seed
         data = _dataset(spec, seed)
         if tables:
             _write_table(data, Path(tables) / f"{spec.name}.csv")
+            _write_table(_fresh(spec, seed), Path(tables) / f"{spec.name}-new.csv")
         job = TrainJob(name=spec.name, repo=Path(repo), params=spec.params, seed=seed,
                        units=_units(spec.function), description=spec.description)
         with console.status(f"training {spec.name} on {spec.rows} rows"):
@@ -101,6 +103,17 @@ def _dataset(spec: DemoModel, seed: int):
     return Dataset(X=X, Y=Y, inputs=tuple(c[0] for c in fn.inputs),
                    outputs=tuple(c[0] for c in fn.outputs),
                    source=f"demo:{spec.function}:lhs:{spec.rows}:seed{seed}", sha256=digest)
+
+
+def _fresh(spec: DemoModel, seed: int, rows: int = 200):
+    """New simulations the model never saw: uniform draws inside the training ranges."""
+    from training.data import Dataset
+    from training.functions import FUNCTIONS
+
+    fn = FUNCTIONS[spec.function]
+    X = fn.sample(rows, method="uniform", seed=seed + 1)
+    return Dataset(X=X, Y=fn(X), inputs=tuple(c[0] for c in fn.inputs),
+                   outputs=tuple(c[0] for c in fn.outputs), source="", sha256="")
 
 
 def _write_table(data, path: Path) -> None:
