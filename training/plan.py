@@ -43,7 +43,7 @@ PATH_ITERATIONS = 3000
 # 50: measured as accurate per second on 100 rows as 50 pairs, and 1.8x the iterations).
 MAXCOR_RANGE, ROWS_PER_PAIR = (10, 50), 5
 # The last part of a path (its smallest alpha) gets the largest share: fine fits converge slowest.
-# The final fit on all rows continues the chosen fold model for half a path.
+# The final fit on all rows continues the chosen fold model for this share of a path.
 FINAL_SHARE = 1.0
 # Large tables: the validation split, and the work of the final fit on all training rows, in
 # passes over them (epochs of Adam, L-BFGS iterations), shrinking as the table grows.
