@@ -54,6 +54,10 @@ def test_noise_makes_it_choose_a_stronger_penalty(table):
     rough = SurrogateMLP(**QUICK).fit(X, noisy)
     assert rough.alpha_ > clean.alpha_
     assert rough.selection_["smaller_alpha_overfits"]
+    # Where smaller alphas overfit, the fold model is trained on for a third of the fine-tune a
+    # table gets whose smallest alpha validated best (training on to convergence refits noise).
+    assert not clean.selection_["smaller_alpha_overfits"]
+    assert rough.selection_["final_iterations"] == round(clean.selection_["final_iterations"] / 3)
 
 
 def test_held_out_predictions_come_from_models_that_did_not_see_the_row(fitted, table):
