@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from service.bundle_format import (
@@ -53,6 +52,7 @@ from training.atomic import (
 from training.ensemble import SurrogateEnsemble
 from training.export import describe, output_shapes, to_onnx
 from training.graph import IR_VERSION, OPSET
+from training.jsonable import jsonable
 from training.parity import ParityError, check_parity
 
 __all__ = [
@@ -168,8 +168,8 @@ def write_bundle(
         outputs=outputs,
         tensors=_tensors(model),
         **describe(model),
-        training=_jsonable({**_training_defaults(model), **training_info}),
-        metrics=_jsonable(metrics),
+        training=jsonable({**_training_defaults(model), **training_info}),
+        metrics=jsonable(metrics),
         ensemble=_ensemble_section(model),
     )
     model_dir = Path(repo) / name
@@ -322,21 +322,3 @@ def _training_defaults(model) -> dict[str, Any]:
         "params": model.get_params(deep=False),
         "epochs": int(getattr(model, "n_iter_", 0)),
     }
-
-
-def _jsonable(value):
-    """JSON-ready copy: numpy to Python, non-finite floats to null, anything else to repr."""
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    # A card documents the run; an unserialisable parameter (a callback) must not lose the model.
-    return repr(value)

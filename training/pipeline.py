@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Dataset
+from training.jsonable import jsonable
 
 _LIBRARIES = ("numpy", "scikit-learn", "scipy", "onnx", "onnxruntime")
 
@@ -275,7 +276,7 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
     first = members(model)[0]
     info = {
         "estimator": type(model).__name__,
-        "params": {k: _jsonable(v) for k, v in sorted(params.items())},
+        "params": {k: jsonable(v) for k, v in sorted(params.items())},
         "alpha": float(first.alpha_),
         "selection": _selection(first),
         "epochs": epochs,
@@ -294,7 +295,7 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
 def _selection(model) -> dict:
     """The card's record of how the regularization was chosen (the candidates and their mean
     validation loss, the winner first)."""
-    chosen = {k: _jsonable(v) for k, v in model.selection_.items()}
+    chosen = {k: jsonable(v) for k, v in model.selection_.items()}
     results = getattr(model, "cv_results_", None)
     if results:
         order = sorted(range(len(results["params"])), key=lambda i: results["rank_val_loss"][i])
@@ -318,14 +319,6 @@ def _fit_log(model) -> list[str]:
         for i, (seed, member) in enumerate(zip(model.seeds_, model.estimators_, strict=True))
         for line in member.fit_log_
     ]
-
-
-def _jsonable(value):
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _version(distribution: str) -> str | None:

@@ -25,7 +25,7 @@ def holdout_metrics(Y_true: np.ndarray, Y_pred: np.ndarray, names: list[str]) ->
     return per_output
 
 
-def _figure_png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return buffer.getvalue()
@@ -50,7 +50,7 @@ def convergence_png(loss_curve, validation_curve, title: str) -> bytes:
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    return _figure_png(fig)
+    return figure_png(fig)
 
 
 def parity_png(Y_true: np.ndarray, Y_pred: np.ndarray, names: list[str], title: str) -> bytes:
@@ -74,4 +74,4 @@ def parity_png(Y_true: np.ndarray, Y_pred: np.ndarray, names: list[str], title: 
         ax.set_ylabel(f"predicted {name}")
         ax.set_aspect("equal", adjustable="datalim")
     fig.suptitle(title)
-    return _figure_png(fig)
+    return figure_png(fig)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Dataset
+from training.jsonable import jsonable
 
 SWEEP_SPLIT_SEED = 0  # the held-out split (and CV shuffle) is the same for every configuration
 _COLUMNS = ("rank", "activations", "hidden", "n_params", "val_rmse_mean", "val_rmse_std",
@@ -119,7 +120,7 @@ class Leaderboard:
                     "finished": len(self.runs), "interrupted": self.interrupted,
                     "rows": self.rows, "runs": self.runs}
         (directory / "leaderboard.json").write_text(
-            json.dumps(_jsonable(document), indent=1), encoding="utf-8")
+            json.dumps(jsonable(document), indent=1), encoding="utf-8")
         (directory / "curves.png").write_bytes(curves_png(self.runs))
         (directory / "report.md").write_text(self.markdown(), encoding="utf-8")
         return directory / "leaderboard.json"
@@ -342,7 +343,7 @@ def curves_png(runs: list[dict]) -> bytes:
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from training.report import _figure_png
+    from training.report import figure_png
 
     fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
@@ -363,16 +364,4 @@ def curves_png(runs: list[dict]) -> bytes:
     ax.grid(True, which="both", alpha=0.3)
     if shown:
         ax.legend(fontsize="small")
-    return _figure_png(fig)
-
-
-def _jsonable(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    return value
+    return figure_png(fig)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from training.cli.common import CliError, metrics_table
+from training.jsonable import jsonable
 
 
 @click.command()
@@ -74,7 +75,7 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
     plot_path.write_bytes(parity_png(data.Y, predicted, outputs, title))
     result["plot"] = str(plot_path)
     if as_json:
-        click.echo(json.dumps(_jsonable(result), indent=1))
+        click.echo(json.dumps(jsonable(result), indent=1))
     else:
         _print(result, card)
     if failing:
@@ -116,15 +117,3 @@ def _print(result: dict, card: dict) -> None:
             f"{n} {m['relative_rmse']:.3e}" for n, m in reported.items()), markup=False,
             highlight=False)
     console.print(f"wrote {result['plot']}", markup=False, highlight=False)
-
-
-def _jsonable(value):
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
