@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import erf, expit
 
-from training.graph import GraphBuilder
+if TYPE_CHECKING:  # only exporting emits ONNX: fitting a model does not load onnx
+    from training.graph import GraphBuilder
 
 __all__ = ["ACTIVATIONS", "INIT_RULES", "Activation", "get_activation", "init_std"]
 

@@ -272,3 +272,16 @@ def test_constant_columns_and_constant_target():
     # The network has to learn the zero function in scaled space: to about 1e-6 relative.
     np.testing.assert_allclose(model.predict(x), 3.5, rtol=1e-5)
     assert model.x_scaler_.scale_[1] == 1.0 and model.y_scaler_.scale_[0] == 1.0
+
+
+def test_fitting_does_not_load_onnx():
+    """ONNX is for export: importing the estimator and fitting one leaves it unloaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from training.estimator import SurrogateMLP; "
+            "X = np.linspace(0, 1, 40)[:, None]; "
+            "SurrogateMLP(hidden_layer_sizes=(4,), alpha=1e-3, max_iter=5, lbfgs_maxiter=5)"
+            ".fit(X, X[:, 0]); print('onnx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
