@@ -139,7 +139,6 @@ class OnnxModel:
         tensors = card.get("tensors") or {}
         self.input_name = tensors.get("input", fmt.INPUT_TENSOR)
         self.input_width = len(self.feature_names)
-        self.main_output = MAIN_OUTPUT
         low, high = fmt.training_range(card)
         self.domain_low = np.array(low, dtype=np.float32)
         self.domain_high = np.array(high, dtype=np.float32)

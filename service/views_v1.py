@@ -6,25 +6,20 @@ in the card's input order) and answers ``{"predictions": [{"<output>": value, ..
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
 from service import codec, codec_v1, dataplane
 from service.metrics import RequestTimer
-from service.registry import ModelRegistry
 from service.runtime import OnnxModel
-from service.web import json_response, read_body
+from service.web import app_registry, app_settings, json_response, read_body
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
-
-
-def _registry() -> ModelRegistry:
-    return current_app.extensions["surrogate.registry"]
 
 
 @bp.get("/models")
 def list_models() -> Response:
     models = []
-    for entry in _registry().entries():
+    for entry in app_registry().entries():
         latest = entry.latest
         models.append({
             "name": entry.name,
@@ -41,7 +36,7 @@ def list_models() -> Response:
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
 def model_card(name: str, version: str | None = None) -> Response:
-    model = _registry().get(name, version)
+    model = app_registry().get(name, version)
     return Response(model.card_json, 200, mimetype="application/json")
 
 
@@ -50,9 +45,9 @@ def model_card(name: str, version: str | None = None) -> Response:
 def predict(name: str, version: str | None = None) -> Response:
     with RequestTimer("v1") as timer:
         body, _ = read_body()
-        model = _registry().get(name, version)
+        model = app_registry().get(name, version)
         timer.bind(model)
-        default_policy = current_app.extensions["surrogate.settings"].domain_policy
+        default_policy = app_settings().domain_policy
         payload, timer.rows = handle_predict(model, body, default_policy)
     return Response(payload, 200, mimetype="application/json")
 

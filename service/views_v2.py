@@ -11,23 +11,14 @@ from flask import Blueprint, Response, current_app
 from service import codec, dataplane
 from service.errors import BadRequest, Forbidden, ModelNotReady
 from service.metrics import RequestTimer
-from service.registry import ModelEntry, ModelRegistry
+from service.registry import ModelEntry
 from service.runtime import OnnxModel
-from service.settings import Settings
-from service.web import json_response, read_body
+from service.web import app_registry, app_settings, json_response, read_body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 
 SERVER_NAME = "surrogate-serving"
 EXTENSIONS = ("binary_tensor_data", "model_repository")
-
-
-def _registry() -> ModelRegistry:
-    return current_app.extensions["surrogate.registry"]
-
-
-def _settings() -> Settings:
-    return current_app.extensions["surrogate.settings"]
 
 
 @bp.get("")
@@ -44,7 +35,7 @@ def live() -> Response:
 @bp.get("/health/ready")
 def ready() -> Response:
     """200 once the startup scan has tried every bundle; see ``registry`` for the semantics."""
-    if _registry().ready:
+    if app_registry().ready:
         return json_response({"ready": True})
     return json_response({"ready": False, "error": "model repository not loaded yet"}, 503)
 
@@ -52,7 +43,7 @@ def ready() -> Response:
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
-    registry = _registry()
+    registry = app_registry()
     model = registry.get(name, version)
     versions = registry.entry(name).ready_versions
     return json_response({**model.metadata, "versions": versions})
@@ -62,7 +53,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 @bp.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> Response:
     try:
-        _registry().get(name, version)
+        app_registry().get(name, version)
     except ModelNotReady as exc:
         return json_response({"name": name, "ready": False, "error": str(exc)}, exc.status)
     return json_response({"name": name, "ready": True})
@@ -73,10 +64,10 @@ def model_ready(name: str, version: str | None = None) -> Response:
 def infer(name: str, version: str | None = None) -> Response:
     with RequestTimer("v2") as timer:
         body, header_length = read_body(binary_allowed=True)
-        model = _registry().get(name, version)
+        model = app_registry().get(name, version)
         timer.bind(model)
         payload, headers, content_type, timer.rows = handle_infer(
-            model, body, header_length, _settings().domain_policy
+            model, body, header_length, app_settings().domain_policy
         )
     return Response(payload, 200, headers, content_type=content_type)
 
@@ -104,7 +95,7 @@ def repository_index() -> Response:
     ready_only = _optional_object().get("ready", False)
     if not isinstance(ready_only, bool):
         raise BadRequest("'ready' must be true or false")
-    return json_response(_registry().index(ready_only=ready_only))
+    return json_response(app_registry().index(ready_only=ready_only))
 
 
 @bp.post("/repository/models/<name>/load")
@@ -117,18 +108,18 @@ def load(name: str) -> Response:
     overrides = [key for key in parameters if key == "config" or key.startswith("file:")]
     if overrides:
         raise BadRequest(f"load parameters {overrides} are not supported; models load from disk")
-    return _entry_response(_registry().load(name))
+    return _entry_response(app_registry().load(name))
 
 
 @bp.post("/repository/models/<name>/unload")
 def unload(name: str) -> Response:
     _check_repository_control()
     _optional_object()
-    return _entry_response(_registry().unload(name))
+    return _entry_response(app_registry().unload(name))
 
 
 def _check_repository_control() -> None:
-    if not _settings().repository_control:
+    if not app_settings().repository_control:
         raise Forbidden(
             "repository load and unload are disabled on this server "
             "(SURROGATE_REPOSITORY_CONTROL=false)"

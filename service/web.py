@@ -7,13 +7,17 @@ import os
 import re
 import zlib
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, Response, current_app, g, request
 
 from service.codec import HEADER_LENGTH
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from service.registry import ModelRegistry
+    from service.settings import Settings
 
 access_logger = logging.getLogger("service.access")
 
@@ -26,6 +30,16 @@ BINARY_TYPES = frozenset({"", "application/json", "application/octet-stream"})
 IDENTITY_ENCODINGS = ("", "identity")
 # wbits for zlib: 31 = gzip wrapper, 15 = zlib wrapper (what HTTP and tritonclient call deflate).
 _ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def app_registry() -> ModelRegistry:
+    """The model registry of the application handling this request."""
+    return current_app.extensions["surrogate.registry"]
+
+
+def app_settings() -> Settings:
+    """The settings of the application handling this request."""
+    return current_app.extensions["surrogate.settings"]
 
 
 def json_response(
