@@ -29,12 +29,11 @@ from service.security import KeyCheck
 from service.views_v1 import handle_predict
 from service.views_v2 import handle_infer
 from service.web import (
-    BINARY_TYPES,
     IDENTITY_ENCODINGS,
-    JSON_TYPES,
     REQUEST_ID,
     log_access,
     new_request_id,
+    readable,
 )
 
 # As Flask's default converter routes them: a segment is anything but "/".
@@ -76,7 +75,7 @@ class FastPath:
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         protocol, name, version = target
         binary = protocol == "v2" and "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ
-        if mimetype not in (BINARY_TYPES if binary else JSON_TYPES):
+        if not readable(mimetype, binary):
             return None
         return protocol, name, version, int(length)
 

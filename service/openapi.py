@@ -33,8 +33,10 @@ Serves trained surrogate models (ONNX Runtime) over the V2 Open Inference Protoc
 Triton's binary tensor data and model repository extensions, and a V1 convenience API with named
 inputs.
 
-A request without Content-Type is read as JSON (V2 clients such as tritonclient send none); an
-explicit Content-Type the endpoint cannot read gets 415. `Content-Encoding: gzip` or `deflate`
+A request body is read as JSON without a Content-Type (tritonclient sends none) and under
+`application/json`, `*/*+json`, `text/json`, `text/plain` and `application/x-www-form-urlencoded`
+(what `curl -d` sends); a Content-Type naming another format (multipart, XML, CSV, HTML, raw
+bytes without the binary header) gets 415. `Content-Encoding: gzip` or `deflate`
 request bodies are accepted. Bodies over `SURROGATE_MAX_REQUEST_BYTES` (after decompression) get
 413. Every error is `{"error": "<message>"}`.
 
@@ -50,7 +52,7 @@ answered 204 on any path.
 Binary tensor data (Triton's extension): the body is a JSON header of
 `Inference-Header-Content-Length` bytes followed by the raw little-endian tensor bytes; the input
 gives their size in `parameters.binary_data_size` instead of `data`. The Content-Type may be
-absent, `application/json` or `application/octet-stream`. Outputs come back binary when
+any of those read as JSON, or `application/octet-stream`. Outputs come back binary when
 `parameters.binary_data_output` (all outputs) or an output's `parameters.binary_data` is true:
 the response is then `application/octet-stream` with the same layout and header.
 """

@@ -24,9 +24,15 @@ access_logger = logging.getLogger("service.access")
 REQUEST_ID = "X-Request-ID"
 # A client's id is echoed only if it cannot forge log lines or headers.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
-# What the endpoints read (a missing Content-Type is JSON), also applied by service.fastpath.
-JSON_TYPES = frozenset({"", "application/json"})
-BINARY_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+# Content-Types an infer or predict body is read as JSON under, whatever they claim, as Triton
+# reads them: none (tritonclient sends none), JSON's own, text, and the form encoding that
+# `curl -d` sends by default (its body is the JSON string curl was given, not a form). Every
+# other type names a format the endpoints cannot read and stays 415: multipart (an envelope
+# around parts), XML, CSV, HTML, and raw bytes (application/octet-stream) unless the
+# Inference-Header-Content-Length header makes the body a binary tensor request.
+JSON_TYPES = frozenset({"", "application/json", "text/json", "text/plain",
+                        "application/x-www-form-urlencoded"})
+BINARY_TYPES = JSON_TYPES | {"application/octet-stream"}
 IDENTITY_ENCODINGS = ("", "identity")
 # wbits for zlib: 31 = gzip wrapper, 15 = zlib wrapper (what HTTP and tritonclient call deflate).
 _ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
@@ -49,6 +55,12 @@ def json_response(
     return Response(body, status, headers, mimetype="application/json")
 
 
+def readable(mimetype: str, binary: bool) -> bool:
+    """Whether an infer or predict body of this media type (lower case, without parameters) is
+    read: as JSON, or as a binary tensor request when ``binary`` (see JSON_TYPES)."""
+    return mimetype in (BINARY_TYPES if binary else JSON_TYPES) or mimetype.endswith("+json")
+
+
 def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
     """The request body (decompressed) and, for a binary V2 request, its JSON header length.
 
@@ -56,8 +68,7 @@ def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
     apart by their ``Inference-Header-Content-Length`` header, whatever their Content-Type.
     """
     header_length = request.headers.get(HEADER_LENGTH) if binary_allowed else None
-    accepted = JSON_TYPES if header_length is None else BINARY_TYPES
-    if request.mimetype not in accepted:
+    if not readable(request.mimetype, binary=header_length is not None):
         raise UnsupportedMediaType(
             f"Content-Type {request.mimetype!r} is not supported here; send application/json"
             + (" or a binary tensor request" if binary_allowed else "")

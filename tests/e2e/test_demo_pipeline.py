@@ -5,7 +5,10 @@ simulations the models stand in for."""
 from __future__ import annotations
 
 import csv
+import json
+import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +116,36 @@ def test_surrogate_evaluate_on_the_fresh_runs(demo_repo, tmp_path):
     card = json.loads((demo_repo / "models" / "borehole" / "1" / "model.json").read_text())
     estimate = card["metrics"]["per_output"]["Q"]["relative_rmse"]
     assert report["per_output"]["Q"]["relative_rmse"] < 3 * estimate
+
+
+def readme_curl_commands() -> list[str]:
+    """Every ``curl`` command in README.md's ``sh`` blocks, continuation lines joined, a quoted
+    body spanning lines kept whole."""
+    text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
+        current = ""
+        for line in block.splitlines():
+            if not current and not line.startswith("curl "):
+                continue
+            current += line + "\n"
+            if current.count("'") % 2 == 0 and not line.rstrip().endswith("\\"):
+                commands.append(current)
+                current = ""
+    return commands
+
+
+def test_the_readme_curl_examples_work_as_written(demo_server, tmp_path):
+    """Each README curl command, run by bash as pasted; only the README's ``localhost:8000``
+    becomes this server's address. A ``.curlrc`` makes curl fail on an HTTP error status."""
+    commands = readme_curl_commands()
+    assert len(commands) >= 6 and any("-d '" in c for c in commands)
+    (tmp_path / ".curlrc").write_text("--fail-with-body\n--silent\n--show-error\n")
+    env = clean_env(CURL_HOME=str(tmp_path))
+    for command in commands:
+        assert "localhost:8000" in command
+        pasted = command.replace("localhost:8000", demo_server.address)
+        done = subprocess.run(["bash", "-c", pasted], capture_output=True, text=True, env=env,
+                              timeout=30)
+        assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+        assert json.loads(done.stdout), command  # a JSON answer, not an empty one

@@ -103,7 +103,7 @@ APP_CASES = {
     "binary-header-length-past-body": (_binary(b"99999"), 400, "'99999' must be"),
     "binary-size-vs-body": (_binary(b"auto", size=8, data=b"\0" * 4), 400, "4 bytes were sent"),
     "binary-huge-size": (_binary(b"auto", size=8 * 10**12), 400, "8 bytes were sent"),
-    "text-plain": (_post(INFER, VALID_INFER, b"Content-Type: text/plain\r\n"), 415, "text/plain"),
+    "csv": (_post(INFER, VALID_INFER, b"Content-Type: text/csv\r\n"), 415, "text/csv"),
     "xml": (_post(PREDICT, b"<x/>", b"Content-Type: application/xml\r\n"), 415, "'application"),
     "too-large": (_post(INFER, b" " * (LIMIT + 1)), 413, f"exceeds {LIMIT} bytes"),
     "traversal-encoded": (

@@ -132,19 +132,25 @@ CASES = {
     "header-length-negative": ("POST", INFER, *binary(header_length="-5"), 400, "'-5' must"),
     "header-length-cuts-json": ("POST", INFER, *binary(header_length="10"), 400, "valid JSON"),
     "binary-size-negative": ("POST", INFER, *binary(size_delta=-100), 400, "binary_data_size -92"),
-    "binary-header-text-plain": (
-        "POST", INFER, {**binary()[0], "Content-Type": "text/plain"}, binary()[1], 415,
-        "'text/plain'",
+    "binary-header-csv": (
+        "POST", INFER, {**binary()[0], "Content-Type": "text/csv"}, binary()[1], 415,
+        "'text/csv'",
     ),
     "binary-size-without-header": (
         "POST", INFER, {}, tensor(data=None, parameters={"binary_data_size": 8}), 400,
         f"no {HEADER_LENGTH} header",
     ),
     # media types and sizes
-    "text-plain": ("POST", INFER, {"Content-Type": "text/plain"}, b"{}", 415, "'text/plain'"),
-    "form-encoded": (
-        "POST", INFER, {"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 415,
-        "'application/x-www-form-urlencoded' is not supported",
+    "csv": ("POST", INFER, {"Content-Type": "text/csv"}, b"1,2", 415,
+            "'text/csv' is not supported"),
+    "html": ("POST", INFER, {"Content-Type": "text/html"}, b"<p>", 415, "'text/html'"),
+    "form-encoded-not-json": (
+        "POST", INFER, {"Content-Type": "application/x-www-form-urlencoded"}, b"a=1", 400,
+        "not valid JSON",
+    ),
+    "json-without-binary-header": (
+        "POST", INFER, {"Content-Type": "application/octet-stream"}, b"{}", 415,
+        "'application/octet-stream'",
     ),
     "brotli": ("POST", INFER, {**JSON, "Content-Encoding": "br"}, b"{}", 415, "'br'"),
     "xml": ("POST", INFER, {"Content-Type": "application/xml"}, b"<a/>", 415, "application/xml"),
@@ -154,7 +160,7 @@ CASES = {
     ),
     "v1-octet-stream": ("POST", PREDICT, {"Content-Type": "application/octet-stream"}, b"{}", 415,
                         "'application/octet-stream'"),
-    "index-text-plain": ("POST", INDEX, {"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
+    "index-csv": ("POST", INDEX, {"Content-Type": "text/csv"}, b"{}", 415, "text/csv"),
     "load-too-large": ("POST", LOAD.format("linear"), {}, b" " * (LIMIT + 1), 413, "exceeds"),
     "bad-gzip": ("POST", INFER, GZIP, b"not gzip", 400, "not valid gzip"),
     "truncated-gzip": ("POST", INFER, GZIP, gzip.compress(b"{}" * 99)[:-9], 400, "truncated"),
@@ -211,7 +217,8 @@ CASES = {
     "v1-scalar-instance": ("POST", PREDICT, {}, {"instances": [1.0, 2.0]}, 400, "instance 0:"),
     "v1-no-instances": ("POST", PREDICT, {}, {"inputs": [[1, 2]]}, 400, '{"instances": [...]}'),
     "v1-not-json": ("POST", PREDICT, {}, b"instances", 400, "not valid JSON"),
-    "v1-text-plain": ("POST", PREDICT, {"Content-Type": "text/plain"}, b"{}", 415, "text/plain"),
+    "v1-csv": ("POST", PREDICT, {"Content-Type": "text/csv"}, b"{}", 415, "text/csv"),
+    "v1-xml": ("POST", PREDICT, {"Content-Type": "text/xml"}, b"<a/>", 415, "text/xml"),
     "v1-unknown-model": ("POST", "/v1/models/nope:predict", {}, {"instances": []}, 404, "'nope'"),
     "v1-nan-literal": ("POST", PREDICT, {}, b'{"instances": [[NaN, 1]]}', 400, "not valid JSON"),
     "v1-infinity-literal": ("POST", PREDICT, {}, b'{"instances": [[1, Infinity]]}', 400, "JSON"),
@@ -292,14 +299,30 @@ def test_unexpected_error_is_a_json_500_with_request_id(app, caplog):
     assert record.request_id == "req-500" and record.exc_info[0] is ZeroDivisionError
 
 
-@pytest.mark.parametrize("headers", [{}, {"Content-Type": "application/json; charset=utf-8"}],
-                         ids=["no-content-type", "json-with-charset"])
+READ_AS_JSON = {
+    "no-content-type": {},
+    "json-with-charset": {"Content-Type": "application/json; charset=utf-8"},
+    # what `curl -d` sends unless told otherwise
+    "curl-default": {"Content-Type": "application/x-www-form-urlencoded"},
+    "text-plain": {"Content-Type": "text/plain"},
+    "text-json": {"Content-Type": "text/json"},
+    "vendor-json": {"Content-Type": "application/vnd.example+json"},
+}
+
+
+@pytest.mark.parametrize("headers", READ_AS_JSON.values(), ids=READ_AS_JSON)
 @pytest.mark.parametrize(("path", "body"), [
     (INFER, ok()), (PREDICT, {"instances": [[1.0, 2.0]]}), (INDEX, {"ready": True}),
 ], ids=["v2-infer", "v1-predict", "index"])
-def test_missing_or_parameterised_json_content_type_is_accepted(client, headers, path, body):
+def test_a_json_body_is_read_whatever_its_content_type_claims(client, headers, path, body):
     response = client.post(path, data=json.dumps(body), headers=headers)
     assert "Content-Type" not in response.request.headers or headers
+    assert response.status_code == 200, response.get_data()
+
+
+def test_a_binary_request_is_read_whatever_text_type_it_claims(client):
+    headers, body = binary()
+    response = client.post(INFER, data=body, headers={**headers, "Content-Type": "text/plain"})
     assert response.status_code == 200, response.get_data()
 
 
