@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(views_v2.bp)
     app.register_blueprint(views_v1.bp)
+    app.register_blueprint(views_v1.root)
     app.register_blueprint(openapi.bp)
     # The two inference endpoints skip Flask's per-request machinery (see service.fastpath).
     app.wsgi_app = FastPath(app)  # type: ignore[method-assign]

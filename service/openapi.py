@@ -220,10 +220,12 @@ SCHEMAS: dict[str, Any] = {
         }}},
     },
     "ModelCard": {
-        "type": "object", "required": ["inputs", "outputs"],
-        "description": "The bundle's model.json: inputs with units and training range, outputs, "
-                       "training settings and metrics.",
-        "properties": {"inputs": {"type": "array"}, "outputs": {"type": "array"}},
+        "type": "object", "required": ["name", "ready", "inputs", "outputs"],
+        "description": "KServe V1 model readiness (``name``, ``ready``) and the bundle's "
+                       "model.json: inputs with units and training range, outputs, training "
+                       "settings and metrics.",
+        "properties": {"name": {"type": "string"}, "ready": {"const": True},
+                       "inputs": {"type": "array"}, "outputs": {"type": "array"}},
     },
     "PredictRequest": {
         "type": "object", "required": ["instances"],
@@ -322,6 +324,10 @@ def _health_paths() -> dict[str, Any]:
             "200": _json(state("ready", True), "Every bundle has been tried."),
             "503": _json(not_ready, "The startup scan has not finished."),
         }, security=OPEN)},
+        "/": {"get": _operation("Liveness (KServe V1)", {
+            "200": _json({"type": "object", "required": ["status"],
+                          "properties": {"status": {"const": "alive"}}}, "The process answers."),
+        }, security=OPEN, tag="v1")},
     }
 
 
@@ -359,7 +365,7 @@ def _model_paths() -> dict[str, Any]:
         "/v1/models": {"get": _operation("Models with their inputs and outputs", {
             "200": _json(_schema("V1Models"), "Every model")}, errors=("401",), tag="v1")},
         **_per_model("/v1/models", "", "get", _operation(
-            "Model card", {"200": _json(_schema("ModelCard"), "model.json")},
+            "Model readiness and card", {"200": _json(_schema("ModelCard"), "model.json")},
             errors=("401", "404", "503"), tag="v1")),
         **_per_model("/v1/models", ":predict", "post", predict),
     }

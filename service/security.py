@@ -21,7 +21,7 @@ from service.errors import Unauthorized
 from service.settings import Settings
 
 # Endpoints (Flask endpoint names) open to anyone whatever the keys.
-OPEN_ENDPOINTS = frozenset({"v2.live", "v2.ready", "openapi.spec"})
+OPEN_ENDPOINTS = frozenset({"v2.live", "v2.ready", "v1_root.live", "openapi.spec"})
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_REQUEST_HEADERS = (
     "Authorization, Content-Type, Content-Encoding, Inference-Header-Content-Length, X-Request-ID"

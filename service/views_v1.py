@@ -14,6 +14,14 @@ from service.runtime import OnnxModel
 from service.web import app_registry, app_settings, json_response, read_body
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
+# KServe's V1 liveness probe is the server root.
+root = Blueprint("v1_root", __name__)
+
+
+@root.get("/")
+def live() -> Response:
+    """KServe V1 liveness: ``{"status": "alive"}`` while the process answers."""
+    return json_response({"status": "alive"})
 
 
 @bp.get("/models")
@@ -36,8 +44,10 @@ def list_models() -> Response:
 @bp.get("/models/<name>")
 @bp.get("/models/<name>/versions/<version>")
 def model_card(name: str, version: str | None = None) -> Response:
+    """KServe V1 model readiness, and the model card: the card's keys (``name`` among them) and
+    ``"ready": true``; a model that is not ready answers 503 as KServe does."""
     model = app_registry().get(name, version)
-    return Response(model.card_json, 200, mimetype="application/json")
+    return Response(model.card_json[:-1] + b',"ready":true}', 200, mimetype="application/json")
 
 
 @bp.post("/models/<name>:predict")

@@ -23,10 +23,23 @@ def test_list_models(client):
 
 
 @pytest.mark.parametrize("path", ["/v1/models/wide", "/v1/models/wide/versions/1"])
-def test_model_card_is_the_bundles_model_json(client, bundles, path):
+def test_model_readiness_is_kserves_and_carries_the_bundles_model_json(client, bundles, path):
     response = client.get(path)
     assert response.status_code == 200
-    assert response.get_json() == json.loads((bundles["wide"].path / "model.json").read_text())
+    card = json.loads((bundles["wide"].path / "model.json").read_text())
+    assert response.get_json() == {**card, "ready": True}
+    assert response.get_json()["name"] == "wide"  # KServe V1: {"name": ..., "ready": ...}
+
+
+def test_the_root_is_kserves_v1_liveness(client):
+    response = client.get("/")
+    assert response.status_code == 200 and response.get_json() == {"status": "alive"}
+
+
+def test_a_model_that_is_not_ready_answers_503_as_kserve_does(app, bundles):
+    app.extensions["surrogate.registry"].unload("wide")
+    response = app.test_client().get("/v1/models/wide")
+    assert response.status_code == 503 and "error" in response.get_json()
 
 
 @pytest.mark.parametrize(
