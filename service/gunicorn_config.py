@@ -70,7 +70,8 @@ import tempfile
 
 __all__ = [
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
-    "max_requests", "max_requests_jitter", "preload_app", "accesslog", "errorlog", "loglevel",
+    "max_requests", "max_requests_jitter", "limit_request_line", "limit_request_field_size",
+    "preload_app", "accesslog", "errorlog", "loglevel",
     "access_log_format", "worker_tmp_dir", "control_socket_disable", "reuse_port",
     "on_starting", "child_exit",
 ]
@@ -122,7 +123,14 @@ def _default_workers() -> int:
 
 bind = [_default_bind()]
 workers = _default_workers()
-worker_class = "gthread"
+# gthread (see above), answering the requests gunicorn refuses itself in the service's JSON error
+# shape (service/gunicorn_worker.py).
+worker_class = "service.gunicorn_worker.JsonErrorWorker"
+# Request lines up to gunicorn's maximum, 8190 bytes (its default 4094 refused 5000-character
+# model names with a 414); each header up to 8190 bytes, gunicorn's default, kept: it could be
+# unlimited, but no client of these endpoints sends a larger one.
+limit_request_line = 8190
+limit_request_field_size = 8190
 threads = _env_int("SURROGATE_THREADS", 4, minimum=1)
 timeout = _env_int("SURROGATE_TIMEOUT", 30, minimum=1)
 # Below Kubernetes' default 30 s termination grace period, so draining ends before SIGKILL.

@@ -175,16 +175,18 @@ def test_import_stays_light(module, forbidden):
 
 
 DEPLOY_FILE = str(ROOT / "deploy" / "gunicorn.conf.py")
+WORKER = "service.gunicorn_worker.JsonErrorWorker"
 
 
 @pytest.mark.parametrize(("config", "env", "expected"), [
-    (MODULE, {}, {"bind": "['127.0.0.1:8000']", "worker_class": "gthread",
-                  "preload_app": "False", "max_requests": "0", "control_socket_disable": "True"}),
+    (MODULE, {}, {"bind": "['127.0.0.1:8000']", "worker_class": WORKER,
+                  "preload_app": "False", "max_requests": "0", "control_socket_disable": "True",
+                  "limit_request_line": "8190"}),
     (MODULE, {"PORT": "9123"}, {"bind": "['0.0.0.0:9123']"}),
     (MODULE, {"PORT": "9123", "SURROGATE_BIND": "127.0.0.1:9124"}, {"bind": "['127.0.0.1:9124']"}),
     (MODULE, {"SURROGATE_WORKERS": "3", "SURROGATE_THREADS": "2", "SURROGATE_MAX_REQUESTS": "500"},
      {"workers": "3", "threads": "2", "max_requests": "500", "max_requests_jitter": "50"}),
-    (DEPLOY_FILE, {"PORT": "9123"}, {"bind": "['0.0.0.0:9123']", "worker_class": "gthread"}),
+    (DEPLOY_FILE, {"PORT": "9123"}, {"bind": "['0.0.0.0:9123']", "worker_class": WORKER}),
 ], ids=["defaults", "port", "bind-beats-port", "sizes", "deploy-file"])
 def test_gunicorn_takes_its_settings_from_the_environment(model_repo, config, env, expected):
     # --print-config prints gunicorn's resolved settings (after loading the app once) and exits.

@@ -2,10 +2,10 @@
 
 What only a real server shows: a 413 sent before a huge declared body arrives, paths that no
 client library would send (raw ``..``, NUL, non-ASCII, 10k-character lines), chunked bodies, and
-the workers' memory when a request declares a huge shape. Every request the app sees gets a 4xx
-with ``{"error": ...}``; what gunicorn refuses itself (request line or headers too large, raw NUL
-or non-ASCII bytes in the request line, a bad Content-Length) gets gunicorn's own 4xx. Either way
-the server stays ready, keeps its workers and logs no traceback.
+the workers' memory when a request declares a huge shape. Every request gets a 4xx with
+``{"error": ...}``: those the app sees, and those gunicorn refuses itself (request line or headers
+too large, raw NUL or non-ASCII bytes in the request line, a bad Content-Length), with gunicorn's
+status codes. Either way the server stays ready, keeps its workers and logs no traceback.
 """
 
 from __future__ import annotations
@@ -121,17 +121,22 @@ APP_CASES = {
     "version-4000-digits": (_get(b"/v2/models/linear/versions/" + b"9" * 4000), 404, "no vers"),
     "name-unicode-encoded": (_get(b"/v2/models/mod%C3%A8le/ready"), 404, "'mod\u00e8le' not"),
     "name-4000-chars": (_get(b"/v2/models/" + b"a" * 4000 + b"/ready"), 404, "not found"),
+    # over gunicorn's default request-line limit (4094), within the service's (8190)
+    "name-5000-chars": (_get(b"/v2/models/" + b"a" * 5000 + b"/ready"), 404, "not found"),
 }
 
-# Refused by gunicorn before the app: (raw request, status)
+# Refused by gunicorn before the app, answered in the service's shape by its worker class:
+# (raw request, status, a fragment of the error message)
 SERVER_CASES = {
-    "name-10k-chars": (_get(b"/v2/models/" + b"a" * 10_000 + b"/ready"), 414),
-    "version-10k-digits": (_get(b"/v2/models/linear/versions/" + b"9" * 10_000), 414),
-    "name-raw-nul": (_get(b"/v2/models/a\0b/ready"), 400),
-    "name-raw-unicode": (_get("/v2/models/modèle/ready".encode()), 400),
-    "header-10k": (_get(b"/v2/health/ready", b"X-Big: " + b"a" * 10_000 + b"\r\n"), 431),
+    "name-10k-chars": (_get(b"/v2/models/" + b"a" * 10_000 + b"/ready"), 414, "URI Too Long"),
+    "version-10k-digits": (_get(b"/v2/models/linear/versions/" + b"9" * 10_000), 414, "8190"),
+    "name-raw-nul": (_get(b"/v2/models/a\0b/ready"), 400, "Bad Request"),
+    "name-raw-unicode": (_get("/v2/models/mod\u00e8le/ready".encode()), 400, "Bad Request"),
+    "header-10k": (_get(b"/v2/health/ready", b"X-Big: " + b"a" * 10_000 + b"\r\n"), 431,
+                   "Header Fields Too Large"),
     "negative-content-length": (
-        b"POST /v2/models/linear/infer HTTP/1.1\r\n" + HOST + b"Content-Length: -5\r\n\r\n", 400
+        b"POST /v2/models/linear/infer HTTP/1.1\r\n" + HOST + b"Content-Length: -5\r\n\r\n", 400,
+        "Invalid HTTP Header: 'CONTENT-LENGTH'",
     ),
 }
 
@@ -147,10 +152,14 @@ def test_hostile_request_gets_a_json_4xx(hostile_server, request_bytes, status, 
     _assert_ready(hostile_server)
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), SERVER_CASES.values(), ids=SERVER_CASES)
-def test_request_gunicorn_refuses_gets_a_4xx(hostile_server, request_bytes, status):
+@pytest.mark.parametrize(("request_bytes", "status", "message"), SERVER_CASES.values(),
+                         ids=SERVER_CASES)
+def test_request_gunicorn_refuses_gets_a_json_4xx(hostile_server, request_bytes, status, message):
     response = _exchange(hostile_server, request_bytes)
     assert response.status == status, response.body
+    assert response.getheader("Content-Type") == "application/json"
+    payload = json.loads(response.body)
+    assert list(payload) == ["error"] and message in payload["error"], payload
     _assert_ready(hostile_server)
 
 

@@ -1,0 +1,36 @@
+"""The gunicorn worker the service runs: gunicorn's ``gthread`` worker, whose own refusals
+(a request line over the limit, oversized headers, raw NUL or non-ASCII bytes, a bad
+Content-Length) are answered in the service's error shape, ``{"error": "..."}`` as JSON, with
+gunicorn's status codes, instead of gunicorn's HTML page.
+
+Gunicorn answers those requests before any application code runs, from
+``Worker.handle_error`` through ``gunicorn.util.write_error``; this worker installs its own
+writer there when its process starts (only worker processes run it, so the master and any
+other server in the process are untouched). Standard library only, like the config module.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gunicorn import util
+from gunicorn.workers.gthread import ThreadWorker
+
+__all__ = ["JsonErrorWorker", "write_json_error"]
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """Gunicorn's error writer, with a JSON body: ``{"error": "<reason>: <message>"}``."""
+    text = f"{reason}: {mesg}" if mesg else reason
+    body = json.dumps({"error": text}).encode()  # ASCII: a raw request line is escaped
+    head = (f"HTTP/1.1 {int(status_int)} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class JsonErrorWorker(ThreadWorker):
+    """``gthread``, answering gunicorn's own refusals as JSON (see the module docstring)."""
+
+    def init_process(self) -> None:
+        util.write_error = write_json_error
+        super().init_process()
