@@ -301,3 +301,37 @@ def test_evaluate_names_a_missing_column(trained, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "m", "--data", str(path), "--repo",
                                        str(trained)])
     assert result.exit_code == 2 and "no column 'z'" in result.stderr
+
+
+def test_models_lists_the_repository(trained, tmp_path):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(trained, repo)
+    shutil.copytree(repo / "m", repo / "broken")
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not the model")
+    result = CliRunner().invoke(main, ["models", "--repo", str(repo), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    card = json.loads((repo / "m" / "1" / "model.json").read_text())
+    assert rows["m"]["versions"] == [1] and rows["m"]["state"] == "ok"
+    assert rows["m"]["inputs"] == "a, b" and rows["m"]["outputs"] == "y, z"
+    figure = card["metrics"]["per_output"]["y"]["relative_rmse"]
+    assert f"y {figure:.2e}" in rows["m"]["held_out_relative_rmse"]
+    assert rows["broken"]["state"] == "model.onnx does not match the card's sha256"
+    text = CliRunner().invoke(main, ["models", "--repo", str(repo)]).output
+    assert "broken" in text and "sha256" in text
+
+
+def test_show_prints_the_card_readably(trained):
+    result = CliRunner().invoke(main, ["show", "m", "--repo", str(trained)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((trained / "m" / "1" / "model.json").read_text())
+    low, high = card["inputs"][0]["min"], card["inputs"][0]["max"]
+    assert f"{low:.6g} .. {high:.6g}" in result.output
+    assert "8 tanh -> 2 identity" in result.output
+    assert "held-out metrics" in result.output and "bundle: ok" in result.output
+    raw = CliRunner().invoke(main, ["show", "m", "--repo", str(trained), "--json"])
+    assert json.loads(raw.output) == card
+    missing = CliRunner().invoke(main, ["show", "nope", "--repo", str(trained)])
+    assert missing.exit_code == 2 and "no model 'nope'" in missing.stderr

@@ -19,6 +19,8 @@ COMMANDS = {
     "sweep": "training.cli.sweep:sweep",
     "export": "training.cli.export:export",
     "evaluate": "training.cli.evaluate:evaluate",
+    "models": "training.cli.models:models",
+    "show": "training.cli.models:show",
 }
 
 

@@ -187,11 +187,12 @@ def fit_notices():
 
 def metrics_table(title: str, per_output: dict):
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     for column in ("output", "R2", "RMSE", "RMSE/std", "max |error|"):
         table.add_column(column, justify="left" if column == "output" else "right")
-    for name, m in per_output.items():
-        table.add_row(name, f"{m['r2']:.6f}", f"{m['rmse']:.4g}", f"{m['relative_rmse']:.3e}",
+    for name, m in per_output.items():  # Text: an output name is data, never rich markup
+        table.add_row(Text(name), f"{m['r2']:.6f}", f"{m['rmse']:.4g}", f"{m['relative_rmse']:.3e}",
                       f"{m['max_abs_error']:.4g}")
     return table
