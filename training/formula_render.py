@@ -44,7 +44,7 @@ _RESERVED = frozenset(
        "inline int long register restrict return short signed sizeof static struct switch typedef "
        "union unsigned void volatile while").split()
 )  # fmt: skip
-_GENERATED = re.compile(r"_.*|[av][0-9]+")
+_GENERATED = re.compile(r"_.*|[av][0-9]+|h[0-9]+_[0-9]+")
 
 
 def _identifier(name: str, taken: set[str]) -> str:
@@ -179,11 +179,22 @@ def _expression_row(step: Affine | Elementwise, rows: dict) -> list[tuple[str, b
         return row
     atomic = _is_atomic(step.template)
     operands = [
-        [wrap(item) for item in rows[op]] if isinstance(op, str)
+        [item[0] if _is_argument(step.template, index) else wrap(item) for item in rows[op]]
+        if isinstance(op, str)
         else [_wrapped_literal(op[i % op.size]) for i in range(step.size)]
-        for op in step.operands
+        for index, op in enumerate(step.operands)
     ]  # fmt: skip
     return [(step.template.format(*args), atomic) for args in zip(*operands, strict=True)]
+
+
+def _is_argument(template: str, index: int) -> bool:
+    """True if operand ``index`` only ever stands alone as a call's argument in ``template``
+    (``tanh({0})``, ``max({0}, 0.0)``), where it needs no parentheses of its own."""
+    placeholder = f"{{{index}}}"
+    pieces = template.split(placeholder)
+    return len(pieces) > 1 and all(
+        before.endswith(("(", ", ")) and after.startswith((")", ","))
+        for before, after in zip(pieces[:-1], pieces[1:], strict=True))
 
 
 def render_expression(network: Network, signature: Signature, *, max_terms: int) -> str:
@@ -192,7 +203,8 @@ def render_expression(network: Network, signature: Signature, *, max_terms: int)
     if terms > max_terms:
         raise FormulaError(
             f"the expression form of {signature.model!r} would hold {terms} terms (limit "
-            f"{max_terms}); export it with --format python or --format c instead"
+            f"{max_terms}); export it with --format layered (one line per unit), python or c "
+            "instead"
         )
     rows: dict[str, list[tuple[str, bool]]] = {"v0": [(p.identifier, True) for p in
                                                       signature.inputs]}  # fmt: skip
@@ -205,6 +217,36 @@ def render_expression(network: Network, signature: Signature, *, max_terms: int)
         f"{port.identifier}({args}) = {text}"
         for port, (text, _) in zip(signature.outputs, rows[network.output], strict=True)
     ]
+    return "\n".join(lines) + "\n"
+
+
+def render_layered(network: Network, signature: Signature) -> str:
+    """One definition per unit, layer by layer, then one per output, after a comment header:
+    ``h1_3 = tanh(0.52*V + ...)``, as engineers write a network by hand (and as COMSOL, Excel
+    or Modelica take it, one variable at a time). Every value a matrix product reads (the
+    scaled inputs, each hidden layer's outputs) becomes a named line; the rest is written
+    inline, so each line holds one unit's sum and activation and the text grows with the
+    number of weights, never nested like the single expression."""
+    feeds_product = {step.source for step in network.steps.values() if isinstance(step, Affine)}
+    rows: dict[str, list[tuple[str, bool]]] = {"v0": [(p.identifier, True) for p in
+                                                      signature.inputs]}  # fmt: skip
+    header = signature.header(lambda i, p: p.identifier, lambda i, p: p.identifier)
+    lines = [f"# {line}" for line in header]
+    lines.append("# Then h0_<i>, the scaled inputs, h<k>_<j>, unit j of hidden layer k, and the "
+                 "outputs.")
+    depth = {"v0": 0}  # matrix products on the way from the inputs
+    for var, step in network.steps.items():
+        rows[var] = _expression_row(step, rows)
+        sources = [step.source] if isinstance(step, Affine) else [
+            op for op in step.operands if isinstance(op, str)]
+        depth[var] = max(depth[source] for source in sources) + isinstance(step, Affine)
+        if var in feeds_product and var != network.output:
+            names = [f"h{depth[var]}_{unit}" for unit in range(1, step.size + 1)]
+            lines += [f"{name} = {text}" for name, (text, _) in zip(names, rows[var],
+                                                                     strict=True)]
+            rows[var] = [(name, True) for name in names]
+    lines += [f"{port.identifier} = {text}"
+              for port, (text, _) in zip(signature.outputs, rows[network.output], strict=True)]
     return "\n".join(lines) + "\n"
 
 
@@ -326,6 +368,7 @@ def render_c(network: Network, signature: Signature) -> str:
 
 RENDERERS: dict[str, Callable[..., str]] = {
     "expression": render_expression,
+    "layered": render_layered,
     "python": render_python,
     "c": render_c,
 }

@@ -111,6 +111,28 @@ def _run_expression(text: str, X: np.ndarray) -> np.ndarray:
     return np.array(columns).T
 
 
+def _run_layered(text: str, X: np.ndarray) -> np.ndarray:
+    """Evaluate the ``name = expression`` lines in order, each row in a namespace of its own; the
+    outputs are the last lines, one per output."""
+    functions = {"exp": _safe_exp, "log": math.log, "tanh": math.tanh, "erf": math.erf,
+                 "max": max, "min": min, "abs": abs}  # fmt: skip
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    steps = []
+    for line in lines:
+        match = re.fullmatch(r"(\w+) = (.+)", line)
+        assert match, line
+        steps.append((match.group(1), compile(match.group(2), "<layered>", "eval")))
+    inputs = [name.replace("-", "_") if name != "exp" else "exp_" for name in INPUTS]
+    rows = []
+    for row in X.tolist():
+        namespace = {**functions, **dict(zip(inputs, row, strict=True))}
+        for name, code in steps:
+            assert name not in namespace, f"{name} defined twice or shadows a function"
+            namespace[name] = eval(code, namespace)
+        rows.append([namespace[name] for name, _ in steps[-len(OUTPUTS):]])
+    return np.array(rows)
+
+
 def _run_python(text: str, function: str, X: np.ndarray) -> np.ndarray:
     namespace: dict = {}
     exec(compile(text, "<export>", "exec"), namespace)
@@ -140,6 +162,8 @@ def _run(fmt: str, repo: Path, name: str, X: np.ndarray, workdir: Path) -> np.nd
     text = export_formula(repo, name, fmt, max_terms=BIG)
     if fmt == "expression":
         return _run_expression(text, X)
+    if fmt == "layered":
+        return _run_layered(text, X)
     if fmt == "python":
         return _run_python(text, name, X)
     return _run_c(text, name, X, workdir)
@@ -218,8 +242,25 @@ def test_expression_reads_like_comsol(repo):
 
 def test_expression_too_large_is_refused_and_suggests_code(repo):
     _bundle(repo, "small", activation="tanh")
-    with pytest.raises(FormulaError, match=r"would hold \d+ terms \(limit 50\).*--format python"):
+    with pytest.raises(FormulaError, match=r"would hold \d+ terms \(limit 50\).*--format layered"):
         export_formula(repo, "small", "expression", max_terms=50)
+
+
+def test_layered_names_every_unit_and_grows_with_the_weights(repo):
+    """A 2-16-16-2 tanh network (the thermal actuator's shape) exports in both forms; the layered
+    one is a line per scaled input, per unit and per output, each under one line's length."""
+    model = SurrogateMLP(hidden_layer_sizes=(16, 16), activation="tanh", solver="adam",
+                         max_iter=5, random_state=0).fit(*_table())  # fmt: skip
+    write_bundle(model, repo, "actuator", inputs=INPUT_SPECS, outputs=OUTPUT_SPECS, metrics={},
+                 training_info={})  # fmt: skip
+    export_formula(repo, "actuator", "expression")  # within the default limit
+    text = export_formula(repo, "actuator", "layered")
+    names = [line.split(" = ")[0] for line in text.splitlines() if not line.startswith("#")]
+    units = [f"h0_{i}" for i in (1, 2)] + [f"h{k}_{j}" for k in (1, 2) for j in range(1, 17)]
+    assert names == [*units, "Q", "class_"]
+    assert max(len(line) for line in text.splitlines()) < 16 * 40
+    X = _probe()
+    _assert_agrees(_run_layered(text, X), _onnxruntime(repo / "actuator" / "1", X))
 
 
 def _with_extra_output(model: onnx.ModelProto, op_type: str) -> onnx.ModelProto:

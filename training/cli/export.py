@@ -1,4 +1,5 @@
-"""``surrogate export``: a bundle's network as an expression, a Python function or a C function."""
+"""``surrogate export``: a bundle's network as an expression, layered formulas, a Python function
+or a C function."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import click
 
 from training.cli.common import CliError
 
-FORMATS = ("expression", "python", "c")
+FORMATS = ("expression", "layered", "python", "c")
 
 
 @click.command()
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True,
-              help="expression: one closed-form line per output (small networks); python: a "
+              help="expression: one closed-form line per output (small networks); layered: one "
+                   "line per unit, layer by layer, then the outputs (any size); python: a "
                    "function needing only math; c: a C99 function needing only <math.h>.")
 @click.option("--version", "model_version", type=int, default=None,
               help="Model version (default: latest).")
@@ -23,7 +25,7 @@ FORMATS = ("expression", "python", "c")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="File to write (default: standard output).")
 @click.option("--max-terms", type=click.IntRange(min=1), default=None,
-              help="Largest expression accepted, in numbers and variables (default: 5000).")
+              help="Largest expression accepted, in numbers and variables (default: 10000).")
 def export(name, fmt, model_version, repo, output, max_terms) -> None:
     """Write model NAME, scaling included, as a formula or dependency-free code."""
     from training.formula import MAX_TERMS, FormulaError, export_formula
