@@ -89,6 +89,10 @@ ERROR_RESPONSES = {
 }
 
 NUMBERS = {"type": "array", "items": {"type": "number"}}
+NAMED_VALUES = {"type": "object", "additionalProperties": {"type": "number"}}
+# The values of one V1 answer: rows (lists), columns by name, or rows by name.
+VALUES = {"anyOf": [{"type": "array", "items": {"anyOf": [NAMED_VALUES, NUMBERS]}},
+                    {"type": "object", "additionalProperties": NUMBERS}]}
 STRINGS = {"type": "array", "items": {"type": "string"}}
 DOMAIN_REPORT = {
     "out_of_domain_rows": {"type": "integer", "minimum": 1,
@@ -228,13 +232,23 @@ SCHEMAS: dict[str, Any] = {
                        "inputs": {"type": "array"}, "outputs": {"type": "array"}},
     },
     "PredictRequest": {
-        "type": "object", "required": ["instances"],
+        "type": "object",
+        "description": "Rows under ``instances`` (answered under ``predictions``) or columns or "
+                       "tensor rows under ``inputs`` (answered under ``outputs``), one of the "
+                       "two; each answer keeps the request's layout.",
+        "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
         "properties": {
             "instances": {"type": "array", "items": {"anyOf": [
                 {"type": "object", "additionalProperties": {"type": "number"},
                  "description": "Every input of the model by name."},
                 {**NUMBERS, "description": "The inputs in the model card's order."},
             ]}},
+            "inputs": {"anyOf": [
+                {"type": "object", "additionalProperties": NUMBERS,
+                 "description": "One list per input, all of one length."},
+                {"type": "array", "items": NUMBERS,
+                 "description": "Rows of the inputs in the model card's order."},
+            ]},
             "parameters": _nullable({
                 "type": "object", "additionalProperties": False, "properties": {
                     "return_std": {"type": "boolean"}, "return_jacobian": {"type": "boolean"},
@@ -243,14 +257,22 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "PredictResponse": {
-        "type": "object", "required": ["predictions"],
+        "type": "object",
+        "description": "``predictions`` for ``instances``, ``outputs`` for ``inputs``; "
+                       "``std`` laid out as they are; ``jacobian`` per row "
+                       "{output: {input: d}} or [[d output / d input]], by columns "
+                       "{output: {input: [d, ...]}}.",
         "properties": {
-            "predictions": {"type": "array", "items": {
-                "type": "object", "additionalProperties": {"type": "number"}}},
-            "std": {"type": "array", "items": {
-                "type": "object", "additionalProperties": {"type": "number"}}},
-            "jacobian": {"type": "array", "items": {"type": "object", "additionalProperties": {
-                "type": "object", "additionalProperties": {"type": "number"}}}},
+            "predictions": {"type": "array", "items": {"anyOf": [NAMED_VALUES, NUMBERS]}},
+            "outputs": VALUES,
+            "std": {"anyOf": [VALUES, {"type": "array", "items": NAMED_VALUES}]},
+            "jacobian": {"anyOf": [
+                {"type": "array", "items": {"anyOf": [
+                    {"type": "object", "additionalProperties": NAMED_VALUES},
+                    {"type": "array", "items": NUMBERS}]}},
+                {"type": "object", "additionalProperties": {
+                    "type": "object", "additionalProperties": NUMBERS}},
+            ]},
             **DOMAIN_REPORT,
         },
     },

@@ -1,7 +1,8 @@
 """The V1 convenience API for people and scripts: model cards and named-input predictions.
 
-``POST /v1/models/<m>:predict`` takes ``{"instances": [{"<input>": value, ...}, ...]}`` (or lists
-in the card's input order) and answers ``{"predictions": [{"<output>": value, ...}, ...]}``.
+``POST /v1/models/<m>:predict`` takes ``{"instances": [{"<input>": value, ...}, ...]}`` and answers
+``{"predictions": [{"<output>": value, ...}, ...]}``; lists of instances, and the columnar
+``{"inputs": ...}``, are answered in their own layout (see ``service.codec_v1``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def counts():
 def _target_serves(url: str) -> bool:
     response = requests.post(f"{url}/v1/models/linear:predict", headers=AUTH, timeout=30,
                              json={"instances": [[0.5, 1.5]]})
-    return response.status_code == 200 and response.json() == {"predictions": [{"y0": 3.5}]}
+    return response.status_code == 200 and response.json() == {"predictions": [[3.5]]}
 
 
 @pytest.mark.parametrize("label", operation_labels())

@@ -192,7 +192,7 @@ def test_chunked_body_within_the_limit_is_read(hostile_server):
                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
     response = _exchange(hostile_server, request)
     assert response.status == 200, response.body
-    assert json.loads(response.body) == {"predictions": [{"y0": 3.5}]}
+    assert json.loads(response.body) == {"predictions": [[3.5]]}
 
 
 @pytest.mark.parametrize("content_type", [b"", b"Content-Type: application/json\r\n",

@@ -215,7 +215,33 @@ CASES = {
     ),
     "v1-nested-value": ("POST", PREDICT, {}, {"instances": [[1, [2]]]}, 400, "'x1' is not a"),
     "v1-scalar-instance": ("POST", PREDICT, {}, {"instances": [1.0, 2.0]}, 400, "instance 0:"),
-    "v1-no-instances": ("POST", PREDICT, {}, {"inputs": [[1, 2]]}, 400, '{"instances": [...]}'),
+    "v1-no-instances": ("POST", PREDICT, {}, {"rows": [[1, 2]]}, 400, '{"instances": [...]}'),
+    "v1-instances-and-inputs": (
+        "POST", PREDICT, {}, {"instances": [[1, 2]], "inputs": [[1, 2]]}, 400, "or {\"inputs\""
+    ),
+    "v1-instances-not-list": ("POST", PREDICT, {}, {"instances": {"x0": 1}}, 400, "a list of"),
+    "v1-inputs-scalar": ("POST", PREDICT, {}, {"inputs": 1.0}, 400, "'inputs' must be an object"),
+    "v1-columns-missing": ("POST", PREDICT, {}, {"inputs": {"x0": [1]}}, 400, "missing input 'x1'"),
+    "v1-columns-unknown": (
+        "POST", PREDICT, {}, {"inputs": {"x0": [1], "x1": [2], "q": [3]}}, 400, "unknown input 'q'"
+    ),
+    "v1-columns-ragged": (
+        "POST", PREDICT, {}, {"inputs": {"x0": [1, 2], "x1": [2]}}, 400, "'x1' has 1 values"
+    ),
+    "v1-column-scalar": (
+        "POST", PREDICT, {}, {"inputs": {"x0": 1, "x1": 2}}, 400, "'x0' must be a list of numbers"
+    ),
+    "v1-column-text": (
+        "POST", PREDICT, {}, {"inputs": {"x0": [1, 2], "x1": [2, "3"]}}, 400,
+        "'x1' value 1 is not a number: '3'",
+    ),
+    "v1-column-bool": (
+        "POST", PREDICT, {}, {"inputs": {"x0": [True], "x1": [2]}}, 400, "'x0' value 0 is not"
+    ),
+    "v1-tensor-short-row": ("POST", PREDICT, {}, {"inputs": [[1.0]]}, 400, "expected 2 values"),
+    "v1-columns-overflow": (
+        "POST", PREDICT, {}, {"inputs": {"x0": [3e38], "x1": [3e38]}}, 400, "not finite"
+    ),
     "v1-not-json": ("POST", PREDICT, {}, b"instances", 400, "not valid JSON"),
     "v1-csv": ("POST", PREDICT, {"Content-Type": "text/csv"}, b"{}", 415, "text/csv"),
     "v1-xml": ("POST", PREDICT, {"Content-Type": "text/xml"}, b"<a/>", 415, "text/xml"),

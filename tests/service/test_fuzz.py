@@ -66,7 +66,7 @@ def test_operation_survives_fuzzing(api_schema, fuzz_app, counts, label):
     assert client.post("/v2/repository/models/linear/load", headers=AUTH).status_code == 200
     response = client.post("/v1/models/linear:predict", headers=AUTH,
                            json={"instances": [[0.5, 1.5]]})
-    assert response.get_json() == {"predictions": [{"y0": 3.5}]}
+    assert response.get_json() == {"predictions": [[3.5]]}
 
 
 JSON_VALUES = st.recursive(

@@ -95,17 +95,65 @@ def test_v2_binary_jacobian(client, trusted):
     np.testing.assert_array_equal(arrays["jacobian"][1], trusted.weights.T)
 
 
-def test_v1_return_std_and_jacobian(client, trusted):
-    response = _predict(client, INSIDE[:1], return_std=True, return_jacobian=True)
+FEATURES, TARGETS = ("x0", "x1", "x2"), ("y0", "y1")
+LAYOUTS = ("named_rows", "rows", "named_columns", "tensor")
+
+
+def _v1_body(rows, layout):
+    """``rows`` in one of V1's four body layouts."""
+    return {
+        "named_rows": {"instances": [dict(zip(FEATURES, row, strict=True)) for row in rows]},
+        "rows": {"instances": rows},
+        "named_columns": {"inputs": {name: [row[j] for row in rows]
+                                     for j, name in enumerate(FEATURES)}},
+        "tensor": {"inputs": rows},
+    }[layout]  # fmt: skip
+
+
+def _from_v1(value, layout, jacobian=False):
+    """An answer's predictions, std or Jacobian back as a (rows, outputs[, inputs]) array."""
+    if layout in ("rows", "tensor"):
+        return np.array(value)
+    if layout == "named_rows":
+        return np.array([[[row[t][f] for f in FEATURES] if jacobian else row[t] for t in TARGETS]
+                         for row in value])  # fmt: skip
+    columns = np.array([[[value[t][f] for f in FEATURES] if jacobian else value[t]
+                         for t in TARGETS]])[0]  # fmt: skip
+    return np.moveaxis(columns, -1, 0)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_v1_return_std_and_jacobian_in_every_layout(client, trusted, layout):
+    body = {**_v1_body(INSIDE, layout), "parameters": {"return_std": True,
+                                                       "return_jacobian": True}}  # fmt: skip
+    response = client.post("/v1/models/trusted:predict", json=body)
     assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    y = trusted.predict(INSIDE[:1])[0]
-    assert set(body) == {"predictions", "std", "jacobian"}
-    assert body["predictions"][0] == pytest.approx({"y0": y[0], "y1": y[1]})
-    assert body["std"][0] == pytest.approx({"y0": 2 * y[0], "y1": 2 * y[1]})
+    answer = response.get_json()
+    key = "predictions" if "instances" in body else "outputs"
+    assert set(answer) == {key, "std", "jacobian"}
+    y = trusted.predict(INSIDE)
+    np.testing.assert_allclose(_from_v1(answer[key], layout), y, rtol=1e-6)
+    np.testing.assert_allclose(_from_v1(answer["std"], layout), 2 * y, rtol=1e-6)
     W = trusted.weights  # d y_i / d x_j = W[j, i]
-    assert body["jacobian"][0] == {
-        f"y{i}": {f"x{j}": pytest.approx(float(W[j, i])) for j in range(3)} for i in range(2)
+    np.testing.assert_allclose(_from_v1(answer["jacobian"], layout, jacobian=True),
+                               np.broadcast_to(W.T, (len(INSIDE), 2, 3)), rtol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_v1_warns_of_rows_outside_in_every_layout(client, trusted, layout):
+    response = client.post("/v1/models/trusted:predict", json=_v1_body(MIXED, layout))
+    answer = response.get_json()
+    assert {k: answer[k] for k in WARNING} == WARNING
+    key = "predictions" if layout in ("named_rows", "rows") else "outputs"
+    np.testing.assert_allclose(_from_v1(answer[key], layout), trusted.predict(MIXED), rtol=1e-6)
+
+
+def test_v1_named_rows_answer_named_values(client, trusted):
+    response = _predict(client, [dict(zip(FEATURES, INSIDE[0], strict=True))],
+                        return_jacobian=True)  # fmt: skip
+    assert response.get_json()["jacobian"][0] == {
+        t: {f: pytest.approx(float(trusted.weights[j, i])) for j, f in enumerate(FEATURES)}
+        for i, t in enumerate(TARGETS)
     }
 
 

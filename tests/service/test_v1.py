@@ -57,14 +57,42 @@ def test_predict(client, bundles, instances, path):
     assert response.status_code == 200, response.get_json()
     expected = bundles["wide"].predict([[1, 2, 3], [-1.0, 2.25, 0.5]])
     predictions = response.get_json()["predictions"]
-    assert [sorted(p) for p in predictions] == [["y0", "y1"]] * 2
-    actual = [[p["y0"], p["y1"]] for p in predictions]
+    if all(type(row) is list for row in instances):  # TF Serving's row form: lists back
+        actual = predictions
+    else:
+        assert [sorted(p) for p in predictions] == [["y0", "y1"]] * 2
+        actual = [[p["y0"], p["y1"]] for p in predictions]
     np.testing.assert_allclose(actual, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"inputs": {"x0": [1, -1.0], "x1": [2, 2.25], "x2": [3, 0.5]}}, "named"),
+        ({"inputs": [[1, 2, 3], [-1.0, 2.25, 0.5]]}, "tensor"),
+    ],
+    ids=["named-columns", "tensor"],
+)
+def test_predict_columns_answers_outputs(client, bundles, body, expected):
+    """TF Serving's columnar form: {"inputs": ...} answered {"outputs": ...} in the same shape."""
+    response = client.post("/v1/models/wide:predict", json=body)
+    assert response.status_code == 200, response.get_json()
+    outputs = response.get_json()["outputs"]
+    y = bundles["wide"].predict([[1, 2, 3], [-1.0, 2.25, 0.5]])
+    if expected == "named":
+        assert list(outputs) == ["y0", "y1"]
+        outputs = np.column_stack([outputs["y0"], outputs["y1"]])
+    np.testing.assert_allclose(outputs, y, rtol=1e-6)
+
+
+def test_predict_empty_columns(client):
+    response = client.post("/v1/models/linear:predict", json={"inputs": {"x0": [], "x1": []}})
+    assert (response.status_code, response.get_json()) == (200, {"outputs": {"y0": []}})
 
 
 def test_predict_values_keep_float32_short_repr(client):
     response = client.post("/v1/models/linear:predict", json={"instances": [[0.1, 0.0]]})
-    assert response.get_data() == b'{"predictions":[{"y0":0.1}]}'
+    assert response.get_data() == b'{"predictions":[[0.1]]}'
 
 
 def test_predict_empty_instances(client):
