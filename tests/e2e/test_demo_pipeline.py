@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,12 +20,19 @@ from tests.e2e.server import SURROGATE, clean_env, running_server
 from training.functions import FUNCTIONS
 
 
+def readme_env(**overrides: str) -> dict[str, str]:
+    """The environment a README reader has after ``make setup``: ``surrogate`` on the PATH."""
+    return clean_env(PATH=f"{SURROGATE.parent}{os.pathsep}{os.environ['PATH']}", **overrides)
+
+
 @pytest.fixture(scope="module")
 def demo_repo(tmp_path_factory):
+    """The README's ``surrogate demo`` command, run as written in a fresh directory: the demo
+    models in ``models/``, their tables in ``data/``."""
     root = tmp_path_factory.mktemp("demo")
-    command = [str(SURROGATE), "demo", "--repo", str(root / "models"), "--tables",
-               str(root / "tables")]
-    done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300)
+    (command,) = readme_commands("surrogate demo ")
+    done = subprocess.run(["bash", "-c", command], cwd=root, capture_output=True, text=True,
+                          env=readme_env(), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return root
 
@@ -83,7 +92,7 @@ def test_v2_json_matches_the_simulation(demo_server):
 def test_surrogate_predict_writes_the_table_with_predictions(demo_repo, demo_server, tmp_path):
     out = tmp_path / "pred.csv"
     command = [str(SURROGATE), "predict", "--url", demo_server.url, "--model", "borehole",
-               "--batch-size", "300", "--out", str(out), str(demo_repo / "tables" / "borehole.csv")]
+               "--batch-size", "300", "--out", str(out), str(demo_repo / "data" / "borehole.csv")]
     done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 0, done.stderr
     with out.open(newline="") as handle:
@@ -95,7 +104,7 @@ def test_surrogate_predict_writes_the_table_with_predictions(demo_repo, demo_ser
 
 
 def test_surrogate_predict_fails_in_one_line(demo_repo, demo_server):
-    table = str(demo_repo / "tables" / "surface.csv")
+    table = str(demo_repo / "data" / "surface.csv")
     command = [str(SURROGATE), "predict", "--url", demo_server.url, "--model", "nope", table]
     done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode != 0 and "HTTP 404" in done.stderr
@@ -106,7 +115,7 @@ def test_surrogate_evaluate_on_the_fresh_runs(demo_repo, tmp_path):
     import json
 
     command = [str(SURROGATE), "evaluate", "borehole", "--repo", str(demo_repo / "models"),
-               "--data", str(demo_repo / "tables" / "borehole-new.csv"), "--json",
+               "--data", str(demo_repo / "data" / "borehole-new.csv"), "--json",
                "--plot", str(tmp_path / "parity.png"), "--fail-above", "0.02"]
     done = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -118,15 +127,15 @@ def test_surrogate_evaluate_on_the_fresh_runs(demo_repo, tmp_path):
     assert report["per_output"]["Q"]["relative_rmse"] < 3 * estimate
 
 
-def readme_curl_commands() -> list[str]:
-    """Every ``curl`` command in README.md's ``sh`` blocks, continuation lines joined, a quoted
-    body spanning lines kept whole."""
+def readme_commands(prefix: str) -> list[str]:
+    """Every command starting with ``prefix`` in README.md's ``sh`` blocks, continuation lines
+    joined, a quoted body spanning lines kept whole."""
     text = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
         current = ""
         for line in block.splitlines():
-            if not current and not line.startswith("curl "):
+            if not current and not line.startswith(prefix):
                 continue
             current += line + "\n"
             if current.count("'") % 2 == 0 and not line.rstrip().endswith("\\"):
@@ -138,7 +147,7 @@ def readme_curl_commands() -> list[str]:
 def test_the_readme_curl_examples_work_as_written(demo_server, tmp_path):
     """Each README curl command, run by bash as pasted; only the README's ``localhost:8000``
     becomes this server's address. A ``.curlrc`` makes curl fail on an HTTP error status."""
-    commands = readme_curl_commands()
+    commands = readme_commands("curl ")
     assert len(commands) >= 6 and any("-d '" in c for c in commands)
     (tmp_path / ".curlrc").write_text("--fail-with-body\n--silent\n--show-error\n")
     env = clean_env(CURL_HOME=str(tmp_path))
@@ -149,3 +158,34 @@ def test_the_readme_curl_examples_work_as_written(demo_server, tmp_path):
                               timeout=30)
         assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
         assert json.loads(done.stdout), command  # a JSON answer, not an empty one
+
+
+# The README's surrogate commands that this file runs otherwise: ``demo`` is the demo_repo
+# fixture itself, ``serve`` (fixed port 8000) is what running_server starts on a free port.
+RUN_ELSEWHERE = {"demo", "serve"}
+
+
+def test_the_readme_surrogate_commands_work_as_written(demo_repo, demo_server, tmp_path):
+    """Each ``surrogate`` command of the README (models, show, train, evaluate, sweep, export,
+    predict), run by bash as pasted, in README order, in a copy of the directory the README's
+    ``surrogate demo`` filled; ``surrogate predict`` finds the server through SURROGATE_URL."""
+    commands = readme_commands("surrogate ")
+    verbs = [command.split()[1] for command in commands]
+    assert {"models", "show", "train", "evaluate", "sweep", "export", "predict"} <= set(verbs)
+    work = tmp_path / "work"
+    shutil.copytree(demo_repo, work, ignore=shutil.ignore_patterns("*.log"))
+    env = readme_env(SURROGATE_URL=f"http://{demo_server.address}")
+    for verb, command in zip(verbs, commands, strict=True):
+        if verb in RUN_ELSEWHERE:
+            continue
+        done = subprocess.run(["bash", "-c", command], cwd=work, capture_output=True,
+                              text=True, env=env, timeout=600)
+        assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+    # What the commands say they make is there.
+    for name in ("my_borehole", "mixed", "borehole_best"):
+        assert (work / "models" / name / "1" / "model.onnx").is_file(), name
+    assert (work / "sweep-borehole_best" / "leaderboard.csv").is_file()
+    with (work / "pred.csv").open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 1000
+    assert "def borehole(" in (work / "borehole.py").read_text()
+    assert "void borehole(" in (work / "borehole.c").read_text()
