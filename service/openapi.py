@@ -90,9 +90,9 @@ ERROR_RESPONSES = {
 
 NUMBERS = {"type": "array", "items": {"type": "number"}}
 NAMED_VALUES = {"type": "object", "additionalProperties": {"type": "number"}}
-# The values of one V1 answer: rows (lists), columns by name, or rows by name.
-VALUES = {"anyOf": [{"type": "array", "items": {"anyOf": [NAMED_VALUES, NUMBERS]}},
-                    {"type": "object", "additionalProperties": NUMBERS}]}
+# The values of one V1 answer: rows (by name or as lists), or columns by name.
+ROW_VALUES = {"type": "array", "items": {"anyOf": [NAMED_VALUES, NUMBERS]}}
+VALUES = {"anyOf": [ROW_VALUES, {"type": "object", "additionalProperties": NUMBERS}]}
 STRINGS = {"type": "array", "items": {"type": "string"}}
 DOMAIN_REPORT = {
     "out_of_domain_rows": {"type": "integer", "minimum": 1,
@@ -239,8 +239,7 @@ SCHEMAS: dict[str, Any] = {
         "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
         "properties": {
             "instances": {"type": "array", "items": {"anyOf": [
-                {"type": "object", "additionalProperties": {"type": "number"},
-                 "description": "Every input of the model by name."},
+                {**NAMED_VALUES, "description": "Every input of the model by name."},
                 {**NUMBERS, "description": "The inputs in the model card's order."},
             ]}},
             "inputs": {"anyOf": [
@@ -263,9 +262,9 @@ SCHEMAS: dict[str, Any] = {
                        "{output: {input: d}} or [[d output / d input]], by columns "
                        "{output: {input: [d, ...]}}.",
         "properties": {
-            "predictions": {"type": "array", "items": {"anyOf": [NAMED_VALUES, NUMBERS]}},
+            "predictions": ROW_VALUES,
             "outputs": VALUES,
-            "std": {"anyOf": [VALUES, {"type": "array", "items": NAMED_VALUES}]},
+            "std": VALUES,
             "jacobian": {"anyOf": [
                 {"type": "array", "items": {"anyOf": [
                     {"type": "object", "additionalProperties": NAMED_VALUES},

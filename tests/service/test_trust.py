@@ -117,8 +117,8 @@ def _from_v1(value, layout, jacobian=False):
     if layout == "named_rows":
         return np.array([[[row[t][f] for f in FEATURES] if jacobian else row[t] for t in TARGETS]
                          for row in value])  # fmt: skip
-    columns = np.array([[[value[t][f] for f in FEATURES] if jacobian else value[t]
-                         for t in TARGETS]])[0]  # fmt: skip
+    columns = np.array([[value[t][f] for f in FEATURES] if jacobian else value[t]
+                        for t in TARGETS])  # fmt: skip
     return np.moveaxis(columns, -1, 0)
 
 
