@@ -272,7 +272,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         deadline = started + budget
         auto = self.alpha == "auto"
         plan = make_plan(
-            len(X), net.n_params, cv=self.cv, n_paths=len(PATHS) if auto else 0,
+            # The input screening may run the chosen path once more on every fold.
+            len(X), net.n_params, cv=self.cv, n_paths=len(PATHS) + 1 if auto else 0,
             maxcor=self._maxcor(len(X)), time_budget=budget,
             workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
             path_iterations=self._path_iterations(),

@@ -110,8 +110,10 @@ def select(
     fold_seed: int,
     deadline: float,
     notifier: Notifier,
+    paths: tuple[str, ...] = tuple(PATHS),
 ) -> Selection:
-    """Cross-validate every path on ``plan.folds`` folds of ``(x, y)`` (scaled); the winner."""
+    """Cross-validate ``paths`` (every path) on ``plan.folds`` folds of ``(x, y)`` (scaled); the
+    winner. The folds follow from ``fold_seed`` and the number of rows alone."""
     import joblib
     from sklearn.model_selection import KFold
 
@@ -122,7 +124,7 @@ def select(
                  plan.path_iterations, settings.warmup, settings.lbfgs, settings.solver,
                  seeds[i], deadline)
         for i, (path, (k, (train, val))) in enumerate(
-            (p, f) for p in PATHS for f in enumerate(folds))
+            (p, f) for p in paths for f in enumerate(folds))
     ]
     results: list[PathResult] = []
     n_jobs = 1 if plan.workers <= 1 or _nested() else plan.workers

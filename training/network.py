@@ -157,6 +157,25 @@ class Network:
             out[rows], jac[rows] = outs[-1], d.transpose(0, 2, 1)
         return out, jac
 
+    def on_inputs(self, active: np.ndarray) -> Network:
+        """The same network on the ``active`` inputs only (their indices)."""
+        return Network((len(active), *self.sizes[1:]), self.activations)
+
+    def widened(self, narrow: Network, theta: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Parameters of this network equal to ``theta`` of ``narrow`` (from :meth:`on_inputs`):
+        the first-layer weights of the other inputs are zero, so they have no effect."""
+        flat = np.zeros(self.n_params)
+        wide, small = self.views(flat), narrow.views(theta)
+        wide.coefs[0][active] = small.coefs[0]
+        for big, little in zip(wide.coefs[1:], small.coefs[1:], strict=True):
+            big[...] = little
+        for big, little in zip(wide.intercepts, small.intercepts, strict=True):
+            big[...] = little
+        for big, little in zip(wide.act_params, small.act_params, strict=True):
+            for name, value in little.items():
+                big[name][...] = value
+        return flat
+
     def kink_distance(self, layers: Layers, x: np.ndarray, flat: float = 0.0) -> np.ndarray:
         """Per row, the smallest distance of any pre-activation to a kink of its activation
         (``inf`` when no activation has kinks): where float rounding may pick either side.

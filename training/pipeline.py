@@ -58,6 +58,7 @@ class TrainResult:
     model: object
     fit_seconds: float
     notices: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # the table's input columns, in the model's order
 
 
 # Notices about the reported error, checked on every output.
@@ -141,7 +142,7 @@ def train_and_export(
         extra_files=extra_files,
     )
     return TrainResult(bundle=bundle, metrics=metrics, model=model, fit_seconds=fit_seconds,
-                       notices=tuple(error_notices(metrics)))
+                       notices=tuple(error_notices(metrics)), inputs=tuple(data.inputs))
 
 
 def _estimate(model, job: TrainJob, params: Mapping, data: Dataset, rows: np.ndarray) -> dict:
@@ -278,7 +279,7 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
         "estimator": type(model).__name__,
         "params": {k: jsonable(v) for k, v in sorted(params.items())},
         "alpha": float(first.alpha_),
-        "selection": _selection(first),
+        "selection": _selection(first, data.inputs),
         "epochs": epochs,
         "fit_log": _fit_log(model),
         "rows": {"total": data.n_rows, "fit": int(fit_rows.size),
@@ -292,10 +293,13 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
     return info
 
 
-def _selection(model) -> dict:
-    """The card's record of how the regularization was chosen (the candidates and their mean
-    validation loss, the winner first)."""
+def _selection(model, inputs: list[str]) -> dict:
+    """The card's record of how the regularization and the inputs were chosen (the candidates
+    and their mean validation loss, the winner first); inputs by name."""
     chosen = {k: jsonable(v) for k, v in model.selection_.items()}
+    for key in ("screened_inputs", "dropped_inputs"):
+        if key in chosen:
+            chosen[key] = [inputs[i] for i in chosen[key]]
     results = getattr(model, "cv_results_", None)
     if results:
         order = sorted(range(len(results["params"])), key=lambda i: results["rank_val_loss"][i])

@@ -26,7 +26,7 @@ from training.fitting import (
 from training.network import Layers, Network, Problem
 from training.optim import History
 from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan
-from training.selection import PATHS, Selection
+from training.selection import PATHS, Selection, merged
 
 __all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
 
@@ -72,18 +72,37 @@ class Outcome:
 
 def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
                  deadline: float, notifier: Notifier) -> Outcome:
-    """Choose by cross-validation, then train the winner on the training rows."""
+    """Choose by cross-validation (the L2 path and step, then which inputs), then train the
+    winner on the training rows."""
     train, val = split(len(x), plan.validation_rows, rng)
     sel = train if len(train) <= plan.selection_rows else np.sort(
         rng.choice(train, plan.selection_rows, replace=False))
     settings = recipe.settings(len(sel))
     seeds = [int(s) for s in rng.randint(0, 2**31 - 1, size=plan.folds * len(PATHS))]
+    fold_seed = int(rng.randint(2**31 - 1))
     notifier.phase = "selection"
     started = time.time()
-    chosen = select(net, x[sel], z[sel], plan, settings, seeds, int(rng.randint(2**31 - 1)),
-                    deadline, notifier)
-    selection_seconds = time.time() - started
+    chosen = select(net, x[sel], z[sel], plan, settings, seeds, fold_seed, deadline, notifier)
     log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
+    n_inputs = x.shape[1]
+    tables = [(chosen.cv_results, {"inputs": n_inputs})]
+    screened = screen_inputs(net, x[sel], z[sel], chosen)
+    dropped: list[int] = []
+    if len(screened):  # the same folds and seeds, the chosen path, without those inputs
+        active = np.setdiff1d(np.arange(n_inputs), screened)
+        narrow = net.on_inputs(active)
+        notifier.phase = "screening"
+        trial = select(narrow, x[sel][:, active], z[sel], plan, settings, seeds, fold_seed,
+                       deadline, notifier, paths=(chosen.path,))
+        log += [f"screening fold {r.fold}: {line}" for r in trial.results for line in r.log]
+        tables.append((trial.cv_results, {"inputs": len(active)}))
+        if _best_loss(trial) < _best_loss(chosen):
+            chosen, dropped = trial, [int(i) for i in screened]
+            log.append(f"inputs {dropped} dropped: their effect is below the error")
+    selection_seconds = time.time() - started
+    active = np.setdiff1d(np.arange(n_inputs), dropped)
+    work = net.on_inputs(active) if dropped else net
+    xw = x[:, active] if dropped else x
     best = min(chosen.fold_results(), key=lambda r: r.val_loss[chosen.step])
     small = len(train) <= plan.selection_rows
     overfits = chosen.smaller_alpha_overfits()
@@ -97,38 +116,67 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
     else:
         # A large table starts afresh, along the chosen path: continuing a fold model fitted
         # to its subsample was measured worse (borehole, 10,000 rows: 6.5e-4 against 5.1e-4).
-        end, fold_loss, fold_val, theta = 0, [], [], net.initial(rng)
+        end, fold_loss, fold_val, theta = 0, [], [], work.initial(rng)
     history = notifier.history(bool(len(val)), start=end, fraction=(0.7, 1.0),
                                total=plan.final_iterations)
     history.loss = fold_loss
-    problem = Problem(net, theta, x[train], z[train], x[val] if len(val) else None,
+    problem = Problem(work, theta, xw[train], z[train], xw[val] if len(val) else None,
                       z[val] if len(val) else None, chosen.alpha)
     notifier.phase = "fit"
     if small:
         fine_tune(problem, plan, settings, rng, history, log, deadline)
-        heldout, kind = out_of_fold(net, x, z, sel, chosen), "cv"
+        heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
     else:
         settings = recipe.settings(len(train))
         train_large(problem, plan, settings, rng, history, log, deadline,
                     alphas=PATHS[chosen.path][: chosen.step + 1], adam_epochs=recipe.adam_epochs,
                     batch_size=recipe.batch_size)
-        heldout, kind = _validation_predictions(net, problem, x, z, val), "validation"
+        heldout, kind = _validation_predictions(work, problem, xw, z, val), "validation"
         notifier.phase = "polish"
-        _polish(net, problem, chosen.alpha, x, z, plan, settings, rng, history, log, deadline)
+        _polish(work, problem, chosen.alpha, xw, z, plan, settings, rng, history, log, deadline)
     vals = list(history.validation) if len(val) else []
     curve = fold_val + vals + [math.nan] * (len(history.loss) - end - len(vals))
+    cv_results = merged(tables)
     selection = {
         "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
-        "candidates": len(chosen.cv_results["params"]), "path": chosen.path,
-        "alpha": chosen.alpha, "mean_val_loss": float(min(chosen.cv_results["mean_val_loss"])),
+        "candidates": len(cv_results["params"]), "path": chosen.path,
+        "alpha": chosen.alpha, "mean_val_loss": _best_loss(chosen),
         # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
         "smaller_alpha_overfits": overfits,
+        # Inputs whose effect the first selection's models put below their error, tried
+        # without (screened), and those left out of the model because that validated better.
+        "screened_inputs": [int(i) for i in screened], "dropped_inputs": dropped,
         "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
         "final_iterations": int(plan.final_iterations),
         "selection_seconds": round(selection_seconds, 3),
     }
-    return Outcome(problem.layers, history, curve, chosen.alpha, heldout, kind, selection, log,
-                   chosen.cv_results, {"alpha": chosen.alpha, "path": chosen.path})
+    layers = net.views(net.widened(work, problem.theta, active)) if dropped else problem.layers
+    return Outcome(layers, history, curve, chosen.alpha, heldout, kind, selection, log,
+                   cv_results, {"alpha": chosen.alpha, "path": chosen.path,
+                                "inputs": int(len(active))})
+
+
+def screen_inputs(net: Network, x, z, chosen: Selection) -> np.ndarray:
+    """Indices of the inputs whose effect on every output, as each of the winner's fold models
+    sees it on its held-out rows, is below the winner's cross-validated error (both relative to
+    the output's spread): effects the models cannot resolve from the noise or their own error.
+    The effect of input ``i`` on output ``o`` is the root mean square of ``d z_o / d x_i`` times
+    the spread of ``x_i``, over the spread of ``z_o``. Empty when every input matters, and
+    when none does (nothing to compare with)."""
+    spread_x = x.std(axis=0)
+    spread_z = np.where(z.std(axis=0) > 0, z.std(axis=0), 1.0)
+    effects = np.zeros(x.shape[1])
+    for result, (_, rows) in zip(chosen.fold_results(), chosen.folds, strict=True):
+        _, jac = net.jacobian(net.views(result.thetas[chosen.step]), x[rows])
+        rms = np.sqrt(np.mean(jac**2, axis=0)) * spread_x / spread_z[:, None]
+        effects = np.maximum(effects, rms.max(axis=0))
+    error = math.sqrt(2 * _best_loss(chosen) / float(np.mean(spread_z**2)))
+    weak = np.flatnonzero(effects < error)
+    return weak if 0 < len(weak) < x.shape[1] else weak[:0]
+
+
+def _best_loss(chosen: Selection) -> float:
+    return float(min(chosen.cv_results["mean_val_loss"]))
 
 
 def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,

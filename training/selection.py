@@ -35,7 +35,7 @@ from training.optim import (
     run_lbfgs,
 )
 
-__all__ = ["PATHS", "PathResult", "PathTask", "Selection", "choose", "run_path"]
+__all__ = ["PATHS", "PathResult", "PathTask", "Selection", "choose", "merged", "ranks", "run_path"]
 
 # name -> alphas, largest first; every step is a candidate.
 PATHS: dict[str, tuple[float, ...]] = {
@@ -225,10 +225,9 @@ def choose(results: list[PathResult], folds: int, splits: list | None = None) ->
                 "split_val_loss": losses,
                 "mean_iterations": float(np.mean(its)) if its else 0.0,
             })
-    order = sorted(range(len(rows)), key=lambda i: rows[i]["mean_val_loss"])
-    for rank, i in enumerate(order, start=1):
-        rows[i]["rank"] = rank
-    best = rows[order[0]]
+    for row, rank in zip(rows, ranks([r["mean_val_loss"] for r in rows]), strict=True):
+        row["rank"] = rank
+    best = min(rows, key=lambda r: r["rank"])
     cv_results = {
         "params": [{"alpha": r["alpha"], "path": r["path"]} for r in rows],
         "mean_val_loss": [r["mean_val_loss"] for r in rows],
@@ -239,3 +238,25 @@ def choose(results: list[PathResult], folds: int, splits: list | None = None) ->
     }
     return Selection(best["path"], best["step"], best["alpha"], cv_results, results,
                      list(splits or []))
+
+
+def ranks(losses: list[float]) -> list[int]:
+    """1 for the lowest loss, 2 for the next, ... (ties in order)."""
+    order = sorted(range(len(losses)), key=lambda i: losses[i])
+    out = [0] * len(losses)
+    for rank, i in enumerate(order, start=1):
+        out[i] = rank
+    return out
+
+
+def merged(tables: list[tuple[dict, dict]]) -> dict:
+    """Candidate tables of :func:`choose` over the same folds as one table, ranked anew; each
+    comes with parameters added to every one of its candidates (``{"inputs": 8}``)."""
+    out: dict[str, list] = {}
+    for table, extra in tables:
+        for key, values in table.items():
+            if key == "params":
+                values = [{**params, **extra} for params in values]
+            out.setdefault(key, []).extend(values)
+    out["rank_val_loss"] = ranks(out["mean_val_loss"])
+    return out

@@ -12,6 +12,7 @@ from scipy.optimize import rosen, rosen_der
 
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
+from training.network import Network, layer_activations
 from training.plan import SELECTION_ROWS, make_plan
 from training.selection import PATHS, step_iterations
 
@@ -45,6 +46,49 @@ def test_the_default_chooses_by_cross_validation(fitted):
     assert all(len(results[f"split{k}_val_loss"]) == n for k in range(4))
     assert fitted.selection_["method"] == "cv" and fitted.selection_["folds"] == 4
     assert fitted.selection_["final_rows"] == 150
+    # Every input matters here, so none was screened out.
+    assert fitted.selection_["screened_inputs"] == fitted.selection_["dropped_inputs"] == []
+    assert fitted.best_params_["inputs"] == 3
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_inputs_without_effect_are_left_out_when_that_validates_better(seed):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1.0, 1.0, (200, 6))  # the last three inputs do nothing
+    y = smooth(X) * (1.0 + 0.02 * rng.standard_normal(200))
+    model = SurrogateMLP(**{**QUICK, "random_state": seed}).fit(X, y)
+    chosen = model.selection_
+    assert chosen["screened_inputs"] == chosen["dropped_inputs"] == [3, 4, 5]
+    # The exported network keeps all six inputs; the left-out ones have no weight.
+    assert model.coefs_[0].shape == (6, 12) and not model.coefs_[0][3:].any()
+    assert model.coefs_[0][:3].any()
+    moved = X.copy()
+    moved[:, 3:] = rng.uniform(-1.0, 1.0, (200, 3))
+    np.testing.assert_array_equal(model.predict(moved), model.predict(X))
+    # The candidates without them are in the table, ranked with the others, the winner among.
+    results = model.cv_results_
+    inputs = [params["inputs"] for params in results["params"]]
+    n = sum(len(alphas) for alphas in PATHS.values())
+    assert inputs == [6] * n + [3] * len(PATHS[chosen["path"]])
+    assert sorted(results["rank_val_loss"]) == list(range(1, len(inputs) + 1))
+    best = results["rank_val_loss"].index(1)
+    assert results["params"][best] == model.best_params_ and model.best_params_["inputs"] == 3
+    assert chosen["candidates"] == len(inputs)
+    # Their fold models held out every row, so the out-of-fold predictions are all there.
+    assert model.heldout_kind_ == "cv" and np.isfinite(model.heldout_prediction_).all()
+
+
+def test_a_network_on_some_inputs_widens_to_the_same_function():
+    net = Network((5, 7, 4, 2), layer_activations(("tanh", "prelu"), "identity", 2))
+    active = np.array([0, 3])
+    narrow = net.on_inputs(active)
+    rng = np.random.RandomState(0)
+    theta = narrow.initial(rng) + rng.normal(scale=0.1, size=narrow.n_params)
+    wide = net.widened(narrow, theta, active)
+    x = rng.normal(size=(20, 5))
+    np.testing.assert_array_equal(net.predict(net.views(wide), x),
+                                  narrow.predict(narrow.views(theta), x[:, active]))
+    assert not net.views(wide).coefs[0][[1, 2, 4]].any()
 
 
 def test_noise_makes_it_choose_a_stronger_penalty(table):

@@ -140,7 +140,7 @@ def report_result(result, console=None) -> None:
 
     console = console or Console()
     metrics = result.metrics
-    line = selection_line(members(result.model)[0])
+    line = selection_line(members(result.model)[0], result.inputs)
     if line:
         console.print(line, markup=False, highlight=False)
     titles = {"cv": "cross-validated metrics", "validation": "validation-split metrics",
@@ -153,16 +153,23 @@ def report_result(result, console=None) -> None:
     console.print(f"wrote {result.bundle} in {result.fit_seconds:.1f} s")
 
 
-def selection_line(model) -> str:
-    """One line: the chosen L2 penalty, how it was chosen, from what."""
+def selection_line(model, inputs=()) -> str:
+    """One line: the chosen L2 penalty, how it was chosen, from what, and the inputs left out."""
     chosen = getattr(model, "selection_", None)
     if not chosen:
         return ""
     if chosen["method"] != "cv":
         return f"alpha {chosen['alpha']:g} (given)"
-    return (f"chose alpha {chosen['alpha']:g} ({chosen['path']} path) by {chosen['folds']}-fold "
+    line = (f"chose alpha {chosen['alpha']:g} ({chosen['path']} path) by {chosen['folds']}-fold "
             f"cross-validation of {chosen['candidates']} candidates on {chosen['rows']} rows "
             f"in {chosen['selection_seconds']:.0f} s")
+    dropped = chosen.get("dropped_inputs")
+    if dropped:
+        names = list(inputs) or list(getattr(model, "feature_names_in_", ()))
+        named = [str(names[i]) if names else f"x{i}" for i in dropped]
+        line += (f"; left out {len(named)} input(s) whose effect is below the error: "
+                 f"{', '.join(named)}")
+    return line
 
 
 @contextmanager
