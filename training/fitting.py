@@ -76,7 +76,7 @@ class Notifier:
 
     def task(self, done: int, total: int) -> None:
         if self.rich:
-            self.callback(0, None, None, phase="selection", done=done, total=total,
+            self.callback(0, None, None, phase=self.phase, done=done, total=total,
                           seconds_left=self.seconds_left(done / total * 0.7))
 
     def history(self, has_validation: bool, start: int = 0, fraction: tuple = (0.0, 1.0),
@@ -122,7 +122,7 @@ def select(
     tasks = [
         PathTask(path, k, net.sizes, activations, x[train], y[train], x[val], y[val],
                  plan.path_iterations, settings.warmup, settings.lbfgs, settings.solver,
-                 seeds[i], deadline)
+                 seeds[i], deadline, plan.task_slot or None)
         for i, (path, (k, (train, val))) in enumerate(
             (p, f) for p in paths for f in enumerate(folds))
     ]

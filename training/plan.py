@@ -99,6 +99,11 @@ class Plan:
         Parallel tasks of the selection.
     seconds : float
         The modelled time of the whole fit.
+    task_slot : float
+        Seconds one selection task (a path on a fold) may take: its modelled time, stretched
+        by the budget's slack. A slower machine (or a loaded one) cuts every step of the path
+        short in proportion, so the selection still sees every alpha and ends in its share of
+        the budget, leaving the final fit its share (0 when nothing is selected).
     """
 
     folds: int
@@ -110,6 +115,7 @@ class Plan:
     large_batch: int
     workers: int
     seconds: float
+    task_slot: float = 0.0
 
 
 def make_plan(
@@ -167,6 +173,7 @@ def make_plan(
 
     # Shrink every part alike when the modelled time would not fit the budget.
     scale = min(1.0, time_budget / max(modelled(1.0), 1e-9))
+    slack = max(1.0, time_budget / max(modelled(scale), 1e-9))
     return Plan(
         folds=folds,
         selection_rows=sel,
@@ -177,6 +184,7 @@ def make_plan(
         large_batch=batch,
         workers=workers,
         seconds=modelled(scale),
+        task_slot=per_task * scale * slack if tasks else 0.0,
     )
 
 

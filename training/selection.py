@@ -77,6 +77,7 @@ class PathTask:
     solver: str  # "auto" (Adam warm start, L-BFGS steps), "lbfgs", or "adam" (Adam steps)
     seed: int
     deadline: float | None  # time.time() seconds
+    slot: float | None = None  # seconds this task may take (Plan.task_slot); None: no limit
 
 
 @dataclass
@@ -126,14 +127,15 @@ def _walk(task: PathTask, result: PathResult) -> None:
     rng = np.random.RandomState(task.seed)
     problem = Problem(net, net.initial(rng), task.x, task.y, task.x_val, task.y_val, alphas[0])
     history = History(True)
-    monotonic_deadline = _monotonic(task.deadline)
+    warm = task.solver == "auto" and task.warmup.epochs
+    steps = step_iterations(len(alphas), task.iterations)
+    ends = _step_deadlines([task.warmup.epochs if warm else 0, *steps], task.slot,
+                           _monotonic(task.deadline))
     best, rises = math.inf, 0
     with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
-        if task.solver == "auto" and task.warmup.epochs:
-            warmup = _with_deadline(task.warmup, monotonic_deadline)
-            run_adam(problem, warmup, rng, history, result.log)
-        for alpha, iterations in zip(alphas, step_iterations(len(alphas), task.iterations),
-                                     strict=True):
+        if warm:
+            run_adam(problem, _with_deadline(task.warmup, ends[0]), rng, history, result.log)
+        for alpha, iterations, monotonic_deadline in zip(alphas, steps, ends[1:], strict=True):
             problem.alpha_n = alpha / len(task.x)
             start = len(history.loss)
             try:
@@ -167,6 +169,20 @@ def _walk(task: PathTask, result: PathResult) -> None:
             if task.deadline is not None and time.time() >= task.deadline:
                 result.log.append("stopped: time budget reached")
                 break
+
+
+def _step_deadlines(work: list[int], slot: float | None, deadline: float | None) -> list:
+    """A ``time.monotonic()`` deadline per part of a task (the warm-up, then each step), from
+    now: the slot shared in proportion to the parts' iterations, each end at most the fit's
+    ``deadline``; None where there is no limit."""
+    if slot is None:
+        return [deadline] * len(work)
+    now, total, done, ends = time.monotonic(), max(sum(work), 1), 0, []
+    for part in work:
+        done += part
+        end = now + slot * done / total
+        ends.append(end if deadline is None else min(end, deadline))
+    return ends
 
 
 def _monotonic(deadline: float | None) -> float | None:

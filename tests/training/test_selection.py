@@ -14,7 +14,7 @@ from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
 from training.plan import SELECTION_ROWS, make_plan
-from training.selection import PATHS, step_iterations
+from training.selection import PATHS, PathTask, run_path, step_iterations
 
 QUICK = {"hidden_layer_sizes": (12,), "lbfgs_maxiter": 120, "max_iter": 30, "random_state": 0}
 
@@ -162,6 +162,24 @@ def test_the_time_budget_bounds_the_fit():
     assert model.selection_["planned_seconds"] <= 3.0 + 1e-6
 
 
+def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
+    # A loaded machine runs slower than the plan: each step gets its share of the task's slot,
+    # so the path still reaches its small alphas (stopping at the first deadline would leave
+    # only the near-linear candidates) and ends in time.
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-1.0, 1.0, (400, 3))
+    y = smooth(X)[:, None]
+    settings = SurrogateMLP()._settings(300)
+    task = PathTask("strong", 0, (3, 32, 32, 1), ("tanh", "tanh", "identity"), X[:300], y[:300],
+                    X[300:], y[300:], 1_000_000, settings.warmup, settings.lbfgs, "auto", 0,
+                    deadline=time.time() + 60, slot=1.0)
+    started = time.monotonic()
+    result = run_path(task)
+    assert time.monotonic() - started < 1.0 + 0.5
+    assert result.alphas == list(PATHS["strong"]) and min(result.iterations) > 0
+    assert result.iterations[-1] > result.iterations[0]  # the smallest alpha gets the most
+
+
 def test_the_plan_follows_the_table():
     small = make_plan(30, 4801, cv=4, n_paths=2, maxcor=50, time_budget=60, workers=2,
                       validation_fraction=None)
@@ -179,6 +197,11 @@ def test_the_plan_follows_the_table():
     shrunk = make_plan(1000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=5, workers=2,
                        validation_fraction=None)
     assert shrunk.seconds <= 5 + 1e-9 and shrunk.path_iterations < medium.path_iterations
+    # A task's slot is its modelled time, stretched by the budget's slack: all of the budget
+    # is shared out, and a shrunk plan has no slack.
+    rounds = 8 / medium.workers
+    assert rounds * medium.task_slot < 60 and medium.task_slot > medium.seconds / rounds / 2
+    assert rounds * shrunk.task_slot < shrunk.seconds
     assert sum(step_iterations(6, 1000)) == pytest.approx(1000, abs=6)
 
 
