@@ -27,6 +27,7 @@ import orjson
 from service import bundle_format as fmt
 from service.batching import Batcher
 from service.errors import BundleError, DeviceUnavailable
+from service.messages import first_line
 from service.repository import BundleRef
 from service.settings import DEVICES, Settings
 
@@ -249,7 +250,7 @@ class OnnxModel:
         try:
             self.run_now(x, self.output_names)
         except Exception as exc:
-            raise BundleError(f"warm-up run failed: {_first_line(exc)}") from exc
+            raise BundleError(f"warm-up run failed: {first_line(exc)}") from exc
 
     def _v2_metadata(self, graph_outputs: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -305,7 +306,7 @@ def _session(path, expected_sha256: Any, settings: Settings, providers: Sequence
             model_bytes, sess_options=session_options(settings), providers=list(providers)
         )
     except Exception as exc:  # ORT raises several unrelated types for a bad file
-        raise BundleError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from exc
+        raise BundleError(f"onnxruntime cannot load {path.name}: {first_line(exc)}") from exc
 
 
 def _listed_outputs(card: dict[str, Any]) -> list[dict[str, Any]]:
@@ -414,8 +415,3 @@ def _read(path) -> bytes:
         raise BundleError(f"{path.name} is missing") from None
     except OSError as exc:
         raise BundleError(f"cannot read {path.name}: {exc.strerror}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.special import erf, expit
 
+from training.errors import ParameterError
+
 if TYPE_CHECKING:  # only exporting emits ONNX: fitting a model does not load onnx
     from training.graph import GraphBuilder
 
@@ -109,7 +111,8 @@ def init_std(rule: str, fan_in: int, fan_out: int) -> float:
     try:
         return INIT_RULES[rule](fan_in, fan_out)
     except KeyError:
-        raise ValueError(f"unknown init rule {rule!r}; valid rules: {sorted(INIT_RULES)}") from None
+        raise ParameterError(
+            f"unknown init rule {rule!r}; valid rules: {sorted(INIT_RULES)}") from None
 
 
 def _native(op_type: str, **attrs) -> Callable[[GraphBuilder, str, Params], str]:
@@ -476,6 +479,6 @@ def get_activation(name: str) -> Activation:
     try:
         return _BY_NAME[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise ParameterError(
             f"unknown activation {name!r}; valid names (aliases): {_valid_names()}"
         ) from None

@@ -50,6 +50,7 @@ from training.atomic import (
     write_synced,
 )
 from training.ensemble import SurrogateEnsemble
+from training.errors import ParameterError
 from training.export import describe, output_shapes, to_onnx
 from training.graph import IR_VERSION, OPSET
 from training.jsonable import jsonable
@@ -283,10 +284,10 @@ def _input_specs(model, inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
         if not (math.isfinite(s["min"]) and s["min"] <= s["max"] and math.isfinite(s["max"]))
     ]
     if bad:
-        raise ValueError(f"inputs {bad} need finite min <= max (the training range)")
+        raise ParameterError(f"inputs {bad} need finite min <= max (the training range)")
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is not None and [s["name"] for s in specs] != [str(n) for n in fitted]:
-        raise ValueError(
+        raise ParameterError(
             f"input names {[s['name'] for s in specs]} differ from the columns "
             f"the model was fit on, {list(fitted)}"
         )
@@ -302,15 +303,15 @@ def _output_specs(model, outputs: Sequence[Mapping[str, Any]]) -> list[dict[str,
 def _check_names(specs: list[dict], expected: int, what: str) -> None:
     names = [s["name"] for s in specs]
     if len(names) != expected:
-        raise ValueError(f"the model has {expected} {what}, {len(names)} {what} were described")
+        raise ParameterError(f"the model has {expected} {what}, {len(names)} {what} were described")
     if len(set(names)) != len(names) or not all(names):
-        raise ValueError(f"{what} names must be unique and non-empty, got {names}")
+        raise ParameterError(f"{what} names must be unique and non-empty, got {names}")
 
 
 def _check_extra_files(files: Mapping[str, bytes]) -> dict[str, bytes]:
     for file_name, data in files.items():
         if not is_valid_name(file_name) or file_name in RESERVED_FILES:
-            raise ValueError(f"invalid extra file name {file_name!r}")
+            raise ParameterError(f"invalid extra file name {file_name!r}")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"extra file {file_name!r} must be bytes, got {type(data).__name__}")
     return {file_name: bytes(data) for file_name, data in files.items()}

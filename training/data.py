@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.errors import DataError, first_line
+
 MIN_ROWS = 20
 _MAX_LISTED = 5  # rows named in a message before "and N more"
-
-
-class DataError(ValueError):
-    """The table cannot be used as given; the message says what and where."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +120,7 @@ def _read_frame(path: Path):
     except DataError:
         raise
     except Exception as exc:  # pandas and pyarrow raise many types for unreadable files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot read {path.name}: {first}") from exc
+        raise DataError(f"cannot read {path.name}: {first_line(exc)}") from exc
     raise DataError(f"{path.name}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 

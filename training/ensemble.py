@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from training.errors import ParameterError
 from training.estimator import SurrogateMLP
 
 __all__ = ["SurrogateEnsemble", "members"]
@@ -76,7 +77,7 @@ class SurrogateEnsemble(RegressorMixin, BaseEstimator):
         if not isinstance(self.n_members, Integral) or isinstance(self.n_members, bool) or (
             self.n_members < 2
         ):
-            raise ValueError(f"n_members must be an integer >= 2, got {self.n_members!r}")
+            raise ParameterError(f"n_members must be an integer >= 2, got {self.n_members!r}")
         template = SurrogateMLP() if self.estimator is None else self.estimator
         X, _ = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         seeds = self._seeds()

@@ -18,6 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
+from training.errors import ParameterError
 from training.fitting import Notifier, Settings
 from training.network import Network, fitted_network, hidden_sizes, layer_activations
 from training.optim import (
@@ -415,14 +416,14 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         if self.validation_fraction != "auto":
             _check_number("validation_fraction", self.validation_fraction, Real, low=0)
             if self.validation_fraction >= 1:
-                raise ValueError(
+                raise ParameterError(
                     f"validation_fraction must be < 1, got {self.validation_fraction}")
         if self.time_budget is not None:
             _check_number("time_budget", self.time_budget, Real, low=0, strict=True)
         if self.n_jobs is not None and (not isinstance(self.n_jobs, Integral) or self.n_jobs == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
+            raise ParameterError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
         if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None, got {self.callback!r}")
+            raise ParameterError(f"callback must be callable or None, got {self.callback!r}")
 
 
 @contextmanager
@@ -444,11 +445,11 @@ def _once_each(category: type[Warning]):
 
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _check_number(name: str, value, kind, low: float, strict: bool = False) -> None:
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < low or (strict and value == low):
         bound = f"> {low}" if strict else f">= {low}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        raise ParameterError(f"{name} must be a number {bound}, got {value!r}")

@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_dir
+from training.errors import TrainingError
 
 __all__ = [
     "MAX_TERMS",
@@ -83,7 +84,7 @@ SUPPORTED_OPS = tuple(sorted({*_ELEMENTWISE, *_ALIASES, "Clip", "Constant", "Gel
 Operand = str | np.ndarray  # a step's variable name, or a constant of size 1 or of the row size
 
 
-class FormulaError(ValueError):
+class FormulaError(TrainingError, ValueError):
     """The bundle cannot be exported in the requested form; the message says why in one line."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import qmc
 
+from training.errors import ParameterError
+
 __all__ = ["FUNCTIONS", "TestFunction"]
 
 
@@ -67,7 +69,8 @@ class TestFunction:
         """Evaluate on ``X`` of shape (n, n_inputs); returns float64 of shape (n, n_outputs)."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
-            raise ValueError(f"{self.name} expects X of shape (n, {self.n_inputs}), got {X.shape}")
+            raise ParameterError(
+                f"{self.name} expects X of shape (n, {self.n_inputs}), got {X.shape}")
         result = self.fn(*X.T)
         columns = result if isinstance(result, tuple) else (result,)
         return np.column_stack([np.broadcast_to(c, X.shape[:1]) for c in columns])
@@ -93,7 +96,7 @@ class TestFunction:
         elif method == "uniform":
             unit = np.random.default_rng(seed).random((n, self.n_inputs))
         else:
-            raise ValueError(f"unknown sampling method {method!r}; use 'lhs' or 'uniform'")
+            raise ParameterError(f"unknown sampling method {method!r}; use 'lhs' or 'uniform'")
         return qmc.scale(unit, self.lower, self.upper)
 
 

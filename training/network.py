@@ -15,6 +15,7 @@ from numbers import Integral
 import numpy as np
 
 from training.activations import Activation, get_activation, init_std
+from training.errors import ParameterError
 
 __all__ = [
     "Layers",
@@ -30,7 +31,7 @@ def hidden_sizes(sizes) -> tuple[int, ...]:
     """``hidden_layer_sizes`` (an int or a sequence) as a tuple; ValueError unless positive ints."""
     sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
     if not all(isinstance(s, Integral) and s > 0 for s in sizes):
-        raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
+        raise ParameterError(f"hidden_layer_sizes must be positive integers, got {sizes!r}")
     return sizes
 
 
@@ -39,7 +40,7 @@ def layer_activations(activation, output_activation: str, n_hidden: int) -> list
     per hidden layer), then ``output_activation``."""
     names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
     if len(names) != n_hidden:
-        raise ValueError(
+        raise ParameterError(
             f"activation lists {len(names)} names for {n_hidden} hidden layers; give one name "
             "for all layers or one per hidden layer"
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from training.errors import TrainingError
 from training.lbfgs import minimize_lbfgs
 from training.network import Problem
 
@@ -39,11 +40,11 @@ PLATEAU_FACTOR, PLATEAU_FLOOR = 5.0, 1e-3
 MAX_RESTARTS = 2
 
 
-class DivergenceError(RuntimeError, ValueError):
+class DivergenceError(TrainingError, RuntimeError, ValueError):
     """The training loss became NaN or infinite.
 
     Also a ValueError: it comes from the settings (the learning rate, the scaling) meeting the
-    data, so callers that report bad parameters in one line (the CLI) report this one too.
+    data.
     """
 
 

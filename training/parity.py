@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 
 from training.ensemble import members
+from training.errors import ParameterError, TrainingError
 from training.network import fitted_network
 
 __all__ = [
@@ -32,7 +33,7 @@ KINK_MARGIN = 1e-4  # pre-activations this close to a kink (scaled units) are ro
 _PROBE_POINTS = 256  # per box, in check_parity
 
 
-class ParityError(RuntimeError):
+class ParityError(TrainingError, RuntimeError):
     """The ONNX graph does not reproduce ``predict`` closely enough to be shipped."""
 
 
@@ -91,7 +92,8 @@ def deviations(model, onnx_model: onnx.ModelProto, X) -> dict[str, float]:
     """
     X32 = np.asarray(X, dtype=np.float32)
     if X32.ndim != 2 or len(X32) < 2:
-        raise ValueError(f"parity needs a 2-D array of at least two points, got shape {X32.shape}")
+        raise ParameterError(
+            f"parity needs a 2-D array of at least two points, got shape {X32.shape}")
     names = [output.name for output in onnx_model.graph.output]
     got = run_onnx(onnx_model, X32, names)
     X_fit = _as_fitted_input(model, X32)
@@ -124,7 +126,7 @@ def _columns(values, n_rows: int) -> np.ndarray:
 def _checked(got: np.ndarray, expected: np.ndarray) -> np.ndarray:
     got = got.astype(np.float64)
     if got.shape != expected.shape:
-        raise ValueError(f"ONNX output shape {got.shape} != expected shape {expected.shape}")
+        raise ParityError(f"ONNX output shape {got.shape} != expected shape {expected.shape}")
     return got
 
 

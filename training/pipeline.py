@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Dataset
+from training.errors import ParameterError
 from training.jsonable import jsonable
 
 _LIBRARIES = ("numpy", "scikit-learn", "scipy", "onnx", "onnxruntime")
@@ -70,7 +71,7 @@ CV_FALLBACK_FOLDS = 4
 def split_rows(n_rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split into training and held-out row indices."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must be between 0 and 1, got {test_fraction}")
+        raise ParameterError(f"test fraction must be between 0 and 1, got {test_fraction}")
     order = np.random.default_rng(seed).permutation(n_rows)
     n_test = max(1, int(round(test_fraction * n_rows)))
     return np.sort(order[n_test:]), np.sort(order[:n_test])

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from training.errors import DataError, ParameterError
+
 __all__ = ["SCALINGS", "Scaler", "column_names"]
 
 SCALINGS: tuple[str, ...] = ("standard", "minmax", "log", "none")
@@ -56,7 +58,8 @@ class Scaler:
 
     def __init__(self, method: str = "standard") -> None:
         if method not in SCALINGS:
-            raise ValueError(f"unknown scaling {method!r}; valid methods: {', '.join(SCALINGS)}")
+            raise ParameterError(
+                f"unknown scaling {method!r}; valid methods: {', '.join(SCALINGS)}")
         self.method = method
 
     def fit(self, x: np.ndarray, names: Sequence[str] | None = None) -> Scaler:
@@ -133,7 +136,7 @@ class Scaler:
         if bad.any():
             column = int(np.flatnonzero(bad.any(axis=0))[0])
             value = x[bad[:, column], column][0]
-            raise ValueError(
+            raise DataError(
                 f"log scaling needs strictly positive values, but {_column_name(names, column)} "
                 f"holds {value!r}"
             )

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import Dataset
+from training.errors import ParameterError, first_line
 from training.jsonable import jsonable
 
 SWEEP_SPLIT_SEED = 0  # the held-out split (and CV shuffle) is the same for every configuration
@@ -76,10 +77,11 @@ class Grid:
             except ValueError:
                 layer_sizes = ()
             if not layer_sizes or min(layer_sizes) < 1:
-                raise ValueError(f"hidden sizes must be positive integers like 32,32; got {item!r}")
+                raise ParameterError(
+                    f"hidden sizes must be positive integers like 32,32; got {item!r}")
             sizes.append(layer_sizes)
         if not acts or not sizes:
-            raise ValueError("the grid needs at least one activation and one architecture")
+            raise ParameterError("the grid needs at least one activation and one architecture")
         return cls(acts, tuple(sizes), dict(params or {}))
 
     def configs(self) -> list[Config]:
@@ -237,7 +239,7 @@ def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Map
         record["notice"] = "; ".join(str(w.message) for w in caught
                                      if issubclass(w.category, DivergenceWarning))
     except Exception as exc:  # a failed configuration is a row of the leaderboard, not a crash
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = first_line(exc)
         record.update(status="failed", reason=f"{type(exc).__name__}: {reason}"[:300])
     return record
 
@@ -298,7 +300,7 @@ def _splits(n_rows: int, cv: int | None, test_fraction: float) -> list[tuple]:
     if cv is None:
         return [split_rows(n_rows, test_fraction, SWEEP_SPLIT_SEED)]
     if not 2 <= cv <= n_rows:
-        raise ValueError(f"cv must be between 2 and the number of rows, got {cv}")
+        raise ParameterError(f"cv must be between 2 and the number of rows, got {cv}")
     from sklearn.model_selection import KFold
 
     folds = KFold(n_splits=cv, shuffle=True, random_state=SWEEP_SPLIT_SEED)

@@ -28,13 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from service.bundle_format import CARD_FILE, MODEL_FILE
+from training.errors import TrainingError, first_line
 
 INSTALL_HINT = 'pip install "surrogate-serving[mlflow]"'
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _REPORT_FILES = ("leaderboard.csv", "leaderboard.json", "curves.png", "report.md")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(TrainingError, RuntimeError):
     """MLflow is missing or the tracking server cannot be used."""
 
 
@@ -88,8 +89,7 @@ def open_tracker(uri: str, experiment: str, run_name: str, params: Mapping) -> S
             tracker = SweepTracker(client, experiment_id, parent.info.run_id)
             tracker.log(parent.info.run_id, params=params)
     except (MlflowException, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(f"MLflow at {uri}: {first_line}") from exc
+        raise TrackingError(f"MLflow at {uri}: {first_line(exc)}") from exc
     return tracker
 
 

@@ -117,20 +117,21 @@ def test_config_file_keys_and_flags_win(table, tmp_path):
     assert [layer["units"] for layer in card["layers"]] == [4, 1]
 
 
+# Click's exit codes: 2 for a flag that cannot be used (a usage error), 1 for a run that fails.
 BAD_RUNS = [
-    (["--inputs", "a,nope"], "no column 'nope'"),
-    (["--activation", "swirl"], "--activation: "),
-    (["--hidden", "8,x"], "--hidden: expected sizes like 64,64"),
-    (["--outputs", "a"], "column 'a' is named twice"),
-    (["--y-scaling", "log", "--outputs", "y"], "output 'y' has a non-positive value"),
-    (["--data", "missing.csv"], "data file not found"),
-    (["--name", "../escape"], "name"),
-    (["--ensemble", "1"], "'--ensemble': 1 is not in the range x>=2"),
+    (["--inputs", "a,nope"], "no column 'nope'", 1),
+    (["--activation", "swirl"], "--activation: ", 2),
+    (["--hidden", "8,x"], "--hidden: expected sizes like 64,64", 2),
+    (["--outputs", "a"], "column 'a' is named twice", 1),
+    (["--y-scaling", "log", "--outputs", "y"], "output 'y' has a non-positive value", 1),
+    (["--data", "missing.csv"], "data file not found", 1),
+    (["--name", "../escape"], "name", 2),
+    (["--ensemble", "1"], "'--ensemble': 1 is not in the range x>=2", 2),
 ]
 
 
-@pytest.mark.parametrize(("change", "message"), BAD_RUNS)
-def test_bad_runs_fail_in_one_line_and_write_nothing(table, tmp_path, change, message):
+@pytest.mark.parametrize(("change", "message", "code"), BAD_RUNS)
+def test_bad_runs_fail_in_one_line_and_write_nothing(table, tmp_path, change, message, code):
     options = {
         "--data": str(table),
         "--inputs": "a,b",
@@ -144,7 +145,7 @@ def test_bad_runs_fail_in_one_line_and_write_nothing(table, tmp_path, change, me
     pairs = dict(zip(change[::2], change[1::2], strict=True))
     args = ["train", "--no-progress"] + [x for k, v in {**options, **pairs}.items() for x in (k, v)]
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output
     assert message in result.output
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1
@@ -171,7 +172,7 @@ def test_unknown_config_key_is_refused(table, tmp_path):
             "x",
         ],
     )
-    assert result.exit_code == 2 and "unknown key 'hiden'" in result.output
+    assert result.exit_code == 2 and "unknown key 'hiden'" in result.output  # usage
 
 
 def test_drop_invalid_reports_the_count(tmp_path):
@@ -194,7 +195,7 @@ def test_drop_invalid_reports_the_count(tmp_path):
         *FAST,
     ]
     refused = CliRunner().invoke(main, base)
-    assert refused.exit_code == 2 and "invalid value 'n/a' in column 'a'" in refused.output
+    assert refused.exit_code == 1 and "invalid value 'n/a' in column 'a'" in refused.output
     result = CliRunner().invoke(main, base + ["--drop-invalid"])
     assert result.exit_code == 0, result.output
     assert "dropped 1 row(s)" in result.output
@@ -290,7 +291,7 @@ def test_evaluate_refuses_in_one_line(trained, tmp_path, args, message):
     fresh = _fresh_table(tmp_path / "new.csv")
     result = CliRunner().invoke(main, ["evaluate", *args, "--data", str(fresh), "--repo",
                                        str(trained)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert message in line
 
@@ -300,7 +301,7 @@ def test_evaluate_names_a_missing_column(trained, tmp_path):
     pd.DataFrame({"a": [0.1], "b": [1.5], "y": [0.3]}).to_csv(path, index=False)
     result = CliRunner().invoke(main, ["evaluate", "m", "--data", str(path), "--repo",
                                        str(trained)])
-    assert result.exit_code == 2 and "no column 'z'" in result.stderr
+    assert result.exit_code == 1 and "no column 'z'" in result.stderr
 
 
 def test_models_lists_the_repository(trained, tmp_path):
@@ -334,4 +335,4 @@ def test_show_prints_the_card_readably(trained):
     raw = CliRunner().invoke(main, ["show", "m", "--repo", str(trained), "--json"])
     assert json.loads(raw.output) == card
     missing = CliRunner().invoke(main, ["show", "nope", "--repo", str(trained)])
-    assert missing.exit_code == 2 and "no model 'nope'" in missing.stderr
+    assert missing.exit_code == 1 and "no model 'nope'" in missing.stderr

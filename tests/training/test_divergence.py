@@ -103,7 +103,7 @@ def test_a_sweep_records_the_recovery_of_a_configuration(tmp_path):
 ])
 def test_divergence_at_every_rate_is_a_one_line_error(request, tmp_path, which, extra):
     result = CliRunner().invoke(main, _args(request.getfixturevalue(which), tmp_path, *extra))
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == 1, result.output
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: training diverged at every learning rate tried; lower ")
     assert "notice" not in result.stderr and not (tmp_path / "m").exists()

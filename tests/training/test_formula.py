@@ -303,10 +303,10 @@ def test_cli_writes_the_file(repo, tmp_path):
         (["small", "--max-terms", "50"], "would hold"),
     ],
 )
-def test_cli_bad_requests_exit_2_with_one_line(repo, args, message):
+def test_cli_bad_requests_exit_1_with_one_line(repo, args, message):
     _bundle(repo, "small", activation="tanh")
     result = CliRunner().invoke(
         main, ["export", "--format", "expression", "--repo", str(repo), *args]
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert message in result.output and result.output.count("\n") == 1, result.output

@@ -114,6 +114,6 @@ def test_cli_sweep_rejects_a_bad_activation_without_writing(table, tmp_path):
     result = CliRunner().invoke(main, [
         "sweep", "--data", table, "--inputs", "a,b", "--outputs", "y", "--name", "m",
         "--repo", str(tmp_path), "--activations", "relu,bogus", "--report", str(tmp_path / "r")])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "unknown activation 'bogus'" in result.output
     assert not any(tmp_path.iterdir())

@@ -143,7 +143,7 @@ def test_a_failed_configuration_is_a_failed_run_with_its_reason(table, tmp_path,
 def test_an_unusable_tracking_uri_is_a_one_line_error_before_any_fit(table, tmp_path, store):
     result = _sweep(table, tmp_path, "--activations", "tanh", "--hidden", "4",
                     "--mlflow-uri", "nope://tracking")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: MLflow at nope://tracking: ")
     assert not (tmp_path / "report").exists() and not (tmp_path / "repo").exists()
@@ -156,7 +156,7 @@ _WITHOUT_MLFLOW = ("import sys; sys.modules['mlflow'] = None; "
 
 @pytest.mark.parametrize(("extra", "status", "stderr"), [
     ((), 0, ""),
-    (("--mlflow-uri", "http://127.0.0.1:9"), 2,
+    (("--mlflow-uri", "http://127.0.0.1:9"), 1,
      'Error: --mlflow-uri needs MLflow: pip install "surrogate-serving[mlflow]"\n'),
 ])
 def test_without_mlflow_only_tracking_needs_it(table, tmp_path, extra, status, stderr):

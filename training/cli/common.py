@@ -12,9 +12,30 @@ import click
 
 
 class CliError(click.ClickException):
-    """A one-line error for the user; nothing was written."""
+    """A one-line error for the user; nothing was written. Exit status 1, click's for a failed
+    command (usage errors, :class:`CliUsageError`, exit 2)."""
 
-    exit_code = 2
+    exit_code = 1
+
+
+class CliUsageError(click.UsageError):
+    """A flag, or a config file's value, that cannot be used: click's usage error (exit 2)."""
+
+
+# What a command reports as a one-line failure: the training side's errors, the bundle format's,
+# and the file system's. Anything else is a bug and keeps its traceback.
+def failures() -> tuple[type[BaseException], ...]:
+    from service.bundle_format import BundleFormatError
+    from training.errors import TrainingError
+
+    return TrainingError, BundleFormatError, OSError
+
+
+def failed(exc: BaseException, prefix: str = "") -> CliError:
+    """The one-line :class:`CliError` for ``exc``."""
+    from training.errors import first_line
+
+    return CliError(prefix + first_line(exc))
 
 
 def split_list(value) -> list[str]:
@@ -33,7 +54,7 @@ def parse_units(value) -> dict[str, str]:
     for item in split_list(value):
         name, sep, unit = item.partition("=")
         if not sep or not name.strip():
-            raise CliError(f"--units: expected NAME=UNIT, got {item!r}")
+            raise CliUsageError(f"--units: expected NAME=UNIT, got {item!r}")
         units[name.strip()] = unit.strip()
     return units
 
@@ -45,14 +66,14 @@ def load_config(ctx: click.Context, param: click.Parameter, path: str | None):
     try:
         table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise CliError(f"cannot read config {path}: {exc}") from exc
+        raise CliUsageError(f"cannot read config {path}: {exc}") from exc
     known = {p.name for p in ctx.command.params if p.name != "config"}
     defaults = {}
     for key, value in table.items():
         name = key.replace("-", "_")
         if name not in known:
             names = ", ".join(sorted(known))
-            raise CliError(f"config {path}: unknown key {key!r} (known: {names})")
+            raise CliUsageError(f"config {path}: unknown key {key!r} (known: {names})")
         defaults[name] = _config_value(value)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, report_result
+from training.cli.common import CliUsageError, report_result
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _select(only: str | None) -> tuple[DemoModel, ...]:
     unknown = [w for w in wanted if w not in names]
     if unknown:
         known = ", ".join(sorted(names))
-        raise CliError(f"unknown demo model {', '.join(unknown)} (known: {known})")
+        raise CliUsageError(f"--only: unknown demo model {', '.join(unknown)} (known: {known})")
     return tuple(d for d in DEMOS if d.name in wanted)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, metrics_table
+from training.cli.common import failed, failures, metrics_table
 from training.jsonable import jsonable
 
 
@@ -38,21 +38,21 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
     import numpy as np
 
     from service.bundle_format import MODEL_FILE, read_card, version_dir
-    from training.data import DataError, load_table
+    from training.data import load_table
     from training.report import holdout_metrics, parity_png
 
     try:
         directory = version_dir(Path(repo), name, version)
         card = read_card(directory)
-    except (ValueError, OSError) as exc:
-        raise CliError(str(exc).strip().splitlines()[0]) from exc
+    except failures() as exc:
+        raise failed(exc) from exc
     inputs = [spec["name"] for spec in card["inputs"]]
     outputs = [spec["name"] for spec in card["outputs"]]
     try:
         data = load_table(table, inputs, outputs, drop_invalid=drop_invalid,
                           for_training=False)
-    except DataError as exc:
-        raise CliError(str(exc).strip().splitlines()[0]) from exc
+    except failures() as exc:
+        raise failed(exc) from exc
     predicted = _run(directory / MODEL_FILE, data.X)
     per_output = holdout_metrics(data.Y, predicted, outputs)
     low = np.array([spec["min"] for spec in card["inputs"]])

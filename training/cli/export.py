@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError
+from training.cli.common import CliError, failed, failures
 
 FORMATS = ("expression", "layered", "python", "c")
 
@@ -28,13 +28,13 @@ FORMATS = ("expression", "layered", "python", "c")
               help="Largest expression accepted, in numbers and variables (default: 10000).")
 def export(name, fmt, model_version, repo, output, max_terms) -> None:
     """Write model NAME, scaling included, as a formula or dependency-free code."""
-    from training.formula import MAX_TERMS, FormulaError, export_formula
+    from training.formula import MAX_TERMS, export_formula
 
     try:
         text = export_formula(repo, name, fmt, version=model_version,
                               max_terms=max_terms or MAX_TERMS)
-    except FormulaError as exc:
-        raise CliError(str(exc)) from None
+    except failures() as exc:
+        raise failed(exc) from None
     if output is None:
         click.echo(text, nl=False)
         return

@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from service import bundle_format as fmt
-from training.cli.common import CliError, metrics_table
+from training.cli.common import CliError, failed, failures, metrics_table
+from training.errors import first_line
 
 REPO_OPTION = click.option(
     "--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
@@ -26,8 +27,8 @@ def bundle_state(directory: Path) -> tuple[dict | None, str]:
     """The card of the bundle in ``directory`` (None if unreadable) and ``"ok"`` or why not."""
     try:
         card = fmt.check_card(fmt.read_card(directory))
-    except (ValueError, OSError) as exc:
-        return None, _first_line(exc)
+    except failures() as exc:
+        return None, first_line(exc)
     model = directory / fmt.MODEL_FILE
     if not model.is_file():
         return card, f"{fmt.MODEL_FILE} is missing"
@@ -35,11 +36,6 @@ def bundle_state(directory: Path) -> tuple[dict | None, str]:
     if expected and hashlib.sha256(model.read_bytes()).hexdigest() != expected:
         return card, f"{fmt.MODEL_FILE} does not match the card's sha256"
     return card, "ok"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _held_out(card: dict) -> str:
@@ -109,8 +105,8 @@ def show(name, version, repo, as_json) -> None:
 
     try:
         directory = fmt.version_dir(Path(repo), name, version)
-    except (ValueError, OSError) as exc:
-        raise CliError(_first_line(exc)) from exc
+    except failures() as exc:
+        raise failed(exc) from exc
     card, state = bundle_state(directory)
     if card is None:
         raise CliError(f"{directory}: {state}")

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, fit_notices, split_list, table_options
+from training.cli.common import (
+    CliError,
+    failed,
+    failures,
+    fit_notices,
+    split_list,
+    table_options,
+)
 
 _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_init",
                 "alpha": "alpha"}
@@ -49,7 +56,7 @@ _PASSTHROUGH = {"epochs": "max_iter", "solver": "solver", "lr": "learning_rate_i
 def sweep(**options) -> None:
     """Train every configuration of a grid, write a leaderboard and export the winner."""
     from training.bundle import check_name
-    from training.data import DataError, load_table
+    from training.data import load_table
     from training.sweep import Grid
 
     try:
@@ -59,8 +66,8 @@ def sweep(**options) -> None:
         grid = Grid.parse(options["activations"], options["hidden"], params)
         data = load_table(options["data"], split_list(options["inputs"]),
                           split_list(options["outputs"]))
-    except (DataError, ValueError) as exc:
-        raise CliError(str(exc).strip().splitlines()[0]) from exc
+    except failures() as exc:
+        raise failed(exc) from exc
     tracker = _open_tracker(options, grid, data)
     try:
         _sweep(data, grid, options, tracker)
@@ -81,8 +88,8 @@ def _sweep(data, grid, options: dict, tracker) -> None:
                               n_jobs=options["n_jobs"], scheduler=options["scheduler"],
                               progress=progress, test_fraction=options["test_fraction"],
                               export_onnx=tracker is not None)
-        except (OSError, ValueError) as exc:
-            raise CliError(f"sweep failed: {exc}") from exc
+        except failures() as exc:
+            raise failed(exc, "sweep failed: ") from exc
     leaderboard = board.write(report_dir)
     _print_table(board)
     click.echo(f"wrote {report_dir}/ (leaderboard.csv, leaderboard.json, curves.png, report.md)")
@@ -116,7 +123,7 @@ def _open_tracker(options: dict, grid, data):
         return open_tracker(options["mlflow_uri"], experiment, f"sweep {options['name']}",
                             params)
     except TrackingError as exc:
-        raise CliError(str(exc)) from exc
+        raise failed(exc) from exc
 
 
 def _winner_config(board):
@@ -128,7 +135,6 @@ def _winner_config(board):
 
 
 def _export_winner(data, board, options: dict, leaderboard: Path):
-    from training.parity import ParityError
     from training.pipeline import TrainJob, train_and_export
 
     winner, config = board.winner, _winner_config(board)
@@ -146,8 +152,8 @@ def _export_winner(data, board, options: dict, leaderboard: Path):
     try:
         with fit_notices():
             result = train_and_export(data, job)
-    except (ValueError, ParityError) as exc:
-        raise CliError(f"refitting the winner failed: {exc}") from exc
+    except failures() as exc:
+        raise failed(exc, "refitting the winner failed: ") from exc
     for notice in result.notices:
         click.echo(f"notice: {notice}", err=True)
     click.echo(f"winner {winner['activations']} [{winner['hidden']}] exported to {result.bundle}")

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from training.cli.common import (
-    CliError,
+    CliUsageError,
     epoch_progress,
+    failed,
+    failures,
     fit_notices,
     parse_units,
     report_result,
@@ -73,8 +75,7 @@ _PASSTHROUGH = {
 @click.option("--progress/--no-progress", default=True, help="Show the epoch progress line.")
 def train(**options) -> None:
     """Train a surrogate on a table and write a new version to the model repository."""
-    from training.data import DataError, load_table
-    from training.parity import ParityError
+    from training.data import load_table
     from training.pipeline import train_and_export
 
     job = _job(options)
@@ -88,8 +89,8 @@ def train(**options) -> None:
             click.echo(f"dropped {data.dropped_rows} row(s) with invalid cells", err=True)
         with fit_notices(), epoch_progress(f"training {job.name}", options["progress"]) as callback:
             result = train_and_export(data, job, callback=callback)
-    except (DataError, ValueError, ParityError) as exc:
-        raise CliError(str(exc).strip().splitlines()[0]) from exc
+    except failures() as exc:
+        raise failed(exc) from exc
     _report(result)
 
 
@@ -99,8 +100,8 @@ def _job(options: dict):
 
     try:
         check_name(options["name"])
-    except ValueError as exc:
-        raise CliError(f"--name: {exc}") from exc
+    except ValueError as exc:  # BundleFormatError
+        raise CliUsageError(f"--name: {exc}") from exc
     params = {"hidden_layer_sizes": _hidden(options["hidden"])}
     activations = split_list(options["activation"])
     _check_activations(activations + split_list(options["output_activation"]))
@@ -121,9 +122,9 @@ def _hidden(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(s) for s in split_list(text))
     except ValueError as exc:
-        raise CliError(f"--hidden: expected sizes like 64,64, got {text!r}") from exc
+        raise CliUsageError(f"--hidden: expected sizes like 64,64, got {text!r}") from exc
     if not sizes or min(sizes) < 1:
-        raise CliError(f"--hidden: expected positive sizes like 64,64, got {text!r}")
+        raise CliUsageError(f"--hidden: expected positive sizes like 64,64, got {text!r}")
     return sizes
 
 
@@ -134,7 +135,7 @@ def _check_activations(names: list[str]) -> None:
         try:
             get_activation(name)
         except ValueError as exc:
-            raise CliError(f"--activation: {exc}") from exc
+            raise CliUsageError(f"--activation: {exc}") from exc
 
 
 def _report(result) -> None:
