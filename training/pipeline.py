@@ -298,9 +298,10 @@ def _selection(model, inputs: list[str]) -> dict:
     """The card's record of how the regularization and the inputs were chosen (the candidates
     and their mean validation loss, the winner first); inputs by name."""
     chosen = {k: jsonable(v) for k, v in model.selection_.items()}
-    for key in ("screened_inputs", "dropped_inputs"):
-        if key in chosen:
-            chosen[key] = [inputs[i] for i in chosen[key]]
+    if "dropped_inputs" in chosen:
+        chosen["dropped_inputs"] = [inputs[i] for i in chosen["dropped_inputs"]]
+        chosen["screened_inputs"] = [[inputs[i] for i in weak]
+                                     for weak in chosen["screened_inputs"]]
     results = getattr(model, "cv_results_", None)
     if results:
         order = sorted(range(len(results["params"])), key=lambda i: results["rank_val_loss"][i])

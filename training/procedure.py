@@ -86,19 +86,22 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
     log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
     n_inputs = x.shape[1]
     tables = [(chosen.cv_results, {"inputs": n_inputs})]
-    screened = screen_inputs(net, x[sel], z[sel], chosen)
     dropped: list[int] = []
-    if len(screened):  # the same folds and seeds, the chosen path, without those inputs
-        active = np.setdiff1d(np.arange(n_inputs), screened)
-        narrow = net.on_inputs(active)
+    tried: list[list[int]] = []
+    # The same folds and seeds along the chosen path, without each set of weak inputs in turn.
+    for weak in screen_inputs(net, x[sel], z[sel], chosen):
+        active = np.setdiff1d(np.arange(n_inputs), weak)
         notifier.phase = "screening"
-        trial = select(narrow, x[sel][:, active], z[sel], plan, settings, seeds, fold_seed,
-                       deadline, notifier, paths=(chosen.path,))
-        log += [f"screening fold {r.fold}: {line}" for r in trial.results for line in r.log]
+        trial = select(net.on_inputs(active), x[sel][:, active], z[sel], plan, settings, seeds,
+                       fold_seed, deadline, notifier, paths=(chosen.path,))
+        log += [f"screening {len(active)} inputs, fold {r.fold}: {line}"
+                for r in trial.results for line in r.log]
         tables.append((trial.cv_results, {"inputs": len(active)}))
-        if _best_loss(trial) < _best_loss(chosen):
-            chosen, dropped = trial, [int(i) for i in screened]
+        tried.append([int(i) for i in weak])
+        if np.all(_fold_losses(trial) < _fold_losses(chosen)):
+            chosen, dropped = trial, [int(i) for i in weak]
             log.append(f"inputs {dropped} dropped: their effect is below the error")
+            break
     selection_seconds = time.time() - started
     active = np.setdiff1d(np.arange(n_inputs), dropped)
     work = net.on_inputs(active) if dropped else net
@@ -143,9 +146,11 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
         "alpha": chosen.alpha, "mean_val_loss": _best_loss(chosen),
         # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
         "smaller_alpha_overfits": overfits,
-        # Inputs whose effect the first selection's models put below their error, tried
-        # without (screened), and those left out of the model because that validated better.
-        "screened_inputs": [int(i) for i in screened], "dropped_inputs": dropped,
+        # The sets of inputs whose effect the first selection's models put below their error,
+        # tried without (screened), and those left out of the model because that validated better
+        # on every fold (a smaller mean on few rows can be luck).
+        "screened_inputs": tried,
+        "dropped_inputs": dropped,
         "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
         "final_iterations": int(plan.final_iterations),
         "selection_seconds": round(selection_seconds, 3),
@@ -156,13 +161,17 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
                                 "inputs": int(len(active))})
 
 
-def screen_inputs(net: Network, x, z, chosen: Selection) -> np.ndarray:
-    """Indices of the inputs whose effect on every output, as each of the winner's fold models
-    sees it on its held-out rows, is below the winner's cross-validated error (both relative to
-    the output's spread): effects the models cannot resolve from the noise or their own error.
+def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:
+    """Sets of inputs to try without, boldest first: those whose effect, as each of the
+    winner's fold models sees it on its held-out rows, is below the winner's cross-validated
+    error (both relative to the output's spread: effects the models cannot resolve from the
+    noise or their own error), then the weakest of them whose effects together (root sum of
+    squares) stay below it (leaving them out costs at most about that error; measured on Welch's
+    function and the noisy piston, where the bold set lost or did less well).
+
     The effect of input ``i`` on output ``o`` is the root mean square of ``d z_o / d x_i`` times
-    the spread of ``x_i``, over the spread of ``z_o``. Empty when every input matters, and
-    when none does (nothing to compare with)."""
+    the spread of ``x_i``, over the spread of ``z_o`` (the largest over the outputs and the
+    folds). A set is never empty nor every input."""
     spread_x = x.std(axis=0)
     spread_z = np.where(z.std(axis=0) > 0, z.std(axis=0), 1.0)
     effects = np.zeros(x.shape[1])
@@ -171,12 +180,23 @@ def screen_inputs(net: Network, x, z, chosen: Selection) -> np.ndarray:
         rms = np.sqrt(np.mean(jac**2, axis=0)) * spread_x / spread_z[:, None]
         effects = np.maximum(effects, rms.max(axis=0))
     error = math.sqrt(2 * _best_loss(chosen) / float(np.mean(spread_z**2)))
-    weak = np.flatnonzero(effects < error)
-    return weak if 0 < len(weak) < x.shape[1] else weak[:0]
+    bold = np.flatnonzero(effects < error)
+    order = np.argsort(effects)
+    count = int(np.searchsorted(np.sqrt(np.cumsum(effects[order] ** 2)), error))
+    careful = np.sort(order[:count])
+    sets = [bold] + ([careful] if len(careful) < len(bold) else [])
+    return [s for s in sets if 0 < len(s) < x.shape[1]]
 
 
 def _best_loss(chosen: Selection) -> float:
     return float(min(chosen.cv_results["mean_val_loss"]))
+
+
+def _fold_losses(chosen: Selection) -> np.ndarray:
+    """The winning candidate's validation loss on every fold."""
+    results = chosen.cv_results
+    best = results["rank_val_loss"].index(1)
+    return np.array([results[f"split{k}_val_loss"][best] for k in range(len(chosen.folds))])
 
 
 def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
