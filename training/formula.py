@@ -13,7 +13,6 @@ expression, Python or C syntax). An op outside :data:`SUPPORTED_OPS` is refused 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_dir
-from training.errors import TrainingError
+from training.formula_render import RENDERERS, Signature
+from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
 
 __all__ = [
     "MAX_TERMS",
@@ -31,7 +31,7 @@ __all__ = [
     "Affine",
     "Elementwise",
     "FormulaError",
-    "Network",
+    "FormulaGraph",
     "export_formula",
     "read_network",
 ]
@@ -81,50 +81,9 @@ _ALIASES = ("Cast", "Identity")  # no-ops here: the exported code computes in do
 SUPPORTED_OPS = tuple(sorted({*_ELEMENTWISE, *_ALIASES, "Clip", "Constant", "Gelu", "Gemm",
                               "MatMul", "Mean"}))  # fmt: skip
 
-Operand = str | np.ndarray  # a step's variable name, or a constant of size 1 or of the row size
-
-
-class FormulaError(TrainingError, ValueError):
-    """The bundle cannot be exported in the requested form; the message says why in one line."""
-
-
-@dataclass(frozen=True)
-class Affine:
-    """``y[i] = sum_j weight[i, j] * source[j] + bias[i]``; numbers keep their ONNX dtype."""
-
-    source: str
-    weight: np.ndarray
-    bias: np.ndarray
-
-    @property
-    def size(self) -> int:
-        return len(self.bias)
-
-
-@dataclass(frozen=True)
-class Elementwise:
-    """``y[i] = template.format(operand_0[i], operand_1[i], ...)``, constants broadcast."""
-
-    template: str
-    operands: tuple[Operand, ...]
-    size: int
-
-
-@dataclass(frozen=True)
-class Network:
-    """One sample's path through the graph: input ``v0`` of ``n_inputs``, steps ``v1, v2, ...``
-    in evaluation order, and the variable holding the outputs."""
-
-    n_inputs: int
-    steps: dict[str, Affine | Elementwise]
-    output: str
-
-    def size(self, var: str) -> int:
-        return self.n_inputs if var == "v0" else self.steps[var].size
-
-
-def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> Network:
-    """Translate the part of ``model``'s graph that computes ``output`` into a :class:`Network`.
+def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> FormulaGraph:
+    """Translate the part of ``model``'s graph that computes ``output`` into a
+    :class:`FormulaGraph`.
 
     Parameters
     ----------
@@ -135,7 +94,7 @@ def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> Network
 
     Returns
     -------
-    Network
+    FormulaGraph
 
     Raises
     ------
@@ -153,7 +112,7 @@ def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> Network
         walk.translate(node)
     if output not in walk.vectors:
         raise FormulaError(f"model.onnx computes {output!r} without using its input")
-    return Network(walk.n_inputs, walk.steps, walk.vectors[output])
+    return FormulaGraph(walk.n_inputs, walk.steps, walk.vectors[output])
 
 
 def _graph_input(graph: onnx.GraphProto, constants: dict) -> tuple[str, int]:
@@ -345,8 +304,6 @@ def export_formula(
         Unknown model or version, an unreadable bundle, an untranslatable graph, or an
         expression larger than ``max_terms``.
     """
-    from training.formula_render import RENDERERS, Signature
-
     if fmt not in RENDERERS:
         raise FormulaError(f"unknown format {fmt!r}; formats: {', '.join(RENDERERS)}")
     path = _version_dir(repo, name, version)

@@ -1,4 +1,5 @@
-"""Render a :class:`training.formula.Network` as an expression, a Python module or a C file.
+"""Render a :class:`training.formula_steps.FormulaGraph` as an expression, a Python module or a C
+file.
 
 Numbers are written as the shortest decimal that reads back as the same value in the tensor's
 own dtype (``str`` of a numpy scalar): a float32 weight as at most 9 digits, a float64 one (the
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from training.formula import Affine, Elementwise, FormulaError, Network
+from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
 
 __all__ = ["RENDERERS", "Port", "Signature"]
 
@@ -144,7 +145,7 @@ def _translate(template: str, dialect: str) -> str:
     return _CALL.sub(lambda match: table[match.group(1)] + "(", template)
 
 
-def _term_counts(network: Network) -> np.ndarray:
+def _term_counts(network: FormulaGraph) -> np.ndarray:
     """Numbers and variable references in each output's fully expanded expression."""
     counts = {"v0": np.ones(network.n_inputs)}
     for var, step in network.steps.items():
@@ -197,7 +198,7 @@ def _is_argument(template: str, index: int) -> bool:
         for before, after in zip(pieces[:-1], pieces[1:], strict=True))
 
 
-def render_expression(network: Network, signature: Signature, *, max_terms: int) -> str:
+def render_expression(network: FormulaGraph, signature: Signature, *, max_terms: int) -> str:
     """One line ``output(inputs) = expression`` per output, after a ``#`` comment header."""
     terms = int(_term_counts(network).sum())
     if terms > max_terms:
@@ -220,7 +221,7 @@ def render_expression(network: Network, signature: Signature, *, max_terms: int)
     return "\n".join(lines) + "\n"
 
 
-def render_layered(network: Network, signature: Signature) -> str:
+def render_layered(network: FormulaGraph, signature: Signature) -> str:
     """One definition per unit, layer by layer, then one per output, after a comment header:
     ``h1_3 = tanh(0.52*V + ...)``, as engineers write a network by hand (and as COMSOL, Excel
     or Modelica take it, one variable at a time). Every value a matrix product reads (the
@@ -279,7 +280,7 @@ def _python_step(var: str, step: Affine | Elementwise, constants: list[str]) -> 
     return f"{var} = [{text} for {', '.join(names)} in {source}]"
 
 
-def render_python(network: Network, signature: Signature) -> str:
+def render_python(network: FormulaGraph, signature: Signature) -> str:
     """A module with one function ``<model>(<inputs>) -> tuple`` that needs only ``math``."""
     constants: list[str] = []
     body = [f"v0 = {_python_tuple([p.identifier for p in signature.inputs], str)}"]
@@ -341,7 +342,7 @@ def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[s
             f"    {var}[i] = {text};"]  # fmt: skip
 
 
-def render_c(network: Network, signature: Signature) -> str:
+def render_c(network: FormulaGraph, signature: Signature) -> str:
     """A C99 file with ``void <model>(const double *in, double *out)``; needs only <math.h>."""
     name = signature.function
     constants: list[str] = []
