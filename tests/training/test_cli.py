@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from training.cli import main
+from training.selection import PATHS
 
 FAST = ["--hidden", "8", "--epochs", "40", "--solver", "adam", "--no-progress"]
 
@@ -220,7 +221,13 @@ def test_the_card_records_the_choice(table, tmp_path):
     assert selection["method"] == "cv" and selection["folds"] == 4
     assert training["alpha"] == selection["alpha"] == selection["candidates"][0]["alpha"]
     ranks = [c["rank"] for c in selection["candidates"]]
-    assert ranks == sorted(ranks) and len(ranks) == 11
+    assert ranks == sorted(ranks) == list(range(1, len(ranks) + 1))
+    # The 11 steps of both paths on both inputs, and a path per input set the screening tried.
+    tried = selection["screened_inputs"]
+    assert len(ranks) == 11 + len(tried) * len(PATHS[selection["path"]])
+    assert {c["inputs"] for c in selection["candidates"]} == {2} | {2 - len(t) for t in tried}
+    assert set(selection["dropped_inputs"]) <= {"a", "b"} and selection["candidates"][0][
+        "inputs"] == 2 - len(selection["dropped_inputs"])
     assert "out-of-fold predictions" in json.loads(
         (tmp_path / "m" / "1" / "model.json").read_text())["metrics"]["source"]
 
