@@ -32,8 +32,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     Raises
     ------
-    ConfigurationError
-        The repository directory is missing or the device is unavailable (``DeviceUnavailable``).
+    service.settings.ConfigurationError
+        A setting does not parse, the repository directory is missing (``RepositoryNotFound``)
+        or the device is unavailable (``DeviceUnavailable``).
         Bundles that fail to load do not raise; they are listed as UNAVAILABLE.
     """
     settings = settings or Settings.from_env()

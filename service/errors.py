@@ -1,8 +1,13 @@
-"""The service's one error hierarchy and its one mapping to HTTP.
+"""The service's HTTP errors and the one mapping of every failure to an HTTP response.
 
-Every failure, including werkzeug's routing 404/405 and 413, is answered with the V2 protocol's
-error shape ``{"error": "..."}``. Anything unexpected is logged with its request id and answered
-as a 500 in the same shape, without internals.
+:class:`ServiceError` and its subclasses are answers to a request, each with its status. Load
+and configuration problems are not: :class:`BundleError` (a bundle that does not load, recorded
+as its version's reason) and ``service.settings.ConfigurationError`` (the server cannot start as
+configured) are raised where they happen and only the mapping below, should one reach a request
+(a repository load on a server whose device or directory went away), answers them as a 500 that
+names the problem. Every failure, including werkzeug's routing 404/405 and 413, is answered
+with the V2 protocol's error shape ``{"error": "..."}``. Anything unexpected is logged with its
+request id and answered as a 500 in the same shape, without internals.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import logging
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
+
+from service.settings import ConfigurationError
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -83,20 +90,9 @@ class UnsupportedMediaType(ServiceError):
     status = 415
 
 
-class BundleError(ServiceError):
-    """A bundle on disk is unusable; recorded as the reason of an UNAVAILABLE version."""
-
-
-class ConfigurationError(ServiceError):
-    """The service cannot start as configured."""
-
-
-class DeviceUnavailable(ConfigurationError):
-    """The requested device has no execution provider in this onnxruntime build."""
-
-
-class RepositoryNotFound(ConfigurationError):
-    """The model repository directory does not exist."""
+class BundleError(Exception):
+    """A bundle on disk is unusable; recorded as the reason of an UNAVAILABLE version. A load
+    error, not an HTTP one."""
 
 
 def error_body(message: str) -> bytes:
@@ -137,9 +133,14 @@ def register_error_handlers(app: Flask) -> None:
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return respond(message, exc.code or 500, headers)
 
+    def server_problem(exc: Exception) -> Response:
+        return respond(str(exc), 500)
+
     def unexpected(exc: Exception) -> Response:
         return respond(log_internal_error(g.get("request_id", "-")), 500)
 
     app.register_error_handler(ServiceError, service_error)
     app.register_error_handler(HTTPException, http_exception)
+    for problem in (BundleError, ConfigurationError):
+        app.register_error_handler(problem, server_problem)
     app.register_error_handler(Exception, unexpected)

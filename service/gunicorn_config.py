@@ -4,26 +4,14 @@ Run with ``gunicorn -c python:service.gunicorn_config 'service:create_app()'`` (
 ``surrogate serve`` does) or, in containers, ``gunicorn -c deploy/gunicorn.conf.py ...``.
 Flags given to gunicorn on its command line still override these values.
 
+The settings are ``service.settings.ServerSettings`` (its docs table lists every variable:
+``SURROGATE_BIND`` or ``PORT``, ``SURROGATE_WORKERS`` or ``WEB_CONCURRENCY``, threads, timeouts,
+keep-alive, recycling, ``SURROGATE_REUSE_PORT``, the log level), parsed and validated there, the
+same object ``surrogate serve`` checks before it starts gunicorn. The hooks below also read:
+
 ========================================  ==========================================================
 Environment variable                      Meaning (default)
 ========================================  ==========================================================
-``SURROGATE_BIND``                        Listen address; else ``0.0.0.0:$PORT`` when ``PORT`` is
-                                          set (KServe, Cloud Run, Heroku...); else 127.0.0.1:8000.
-``SURROGATE_WORKERS``                     Worker processes; else ``WEB_CONCURRENCY``; else the
-                                          usable CPU count clamped to 2..4.
-``SURROGATE_THREADS``                     Threads per worker (4).
-``SURROGATE_TIMEOUT``                     Seconds before a silent worker is killed (30).
-``SURROGATE_GRACEFUL_TIMEOUT``            Seconds a stopping worker (SIGTERM, recycling) has to
-                                          finish its in-flight requests before the master kills
-                                          it (25: below Kubernetes' 30 s grace period).
-``SURROGATE_KEEPALIVE``                   Seconds an idle keep-alive connection stays open (5;
-                                          raise it above a load balancer's idle timeout).
-``SURROGATE_MAX_REQUESTS``                Recycle a worker after this many requests (0 = never).
-``SURROGATE_MAX_REQUESTS_JITTER``         Up to this many more, drawn per worker, so that the
-                                          workers do not all restart at once (max_requests // 10).
-``SURROGATE_REUSE_PORT``                  One listening socket per worker, balanced by the kernel
-                                          (false; see ``reuse_port`` below for the trade-off).
-``SURROGATE_LOG_LEVEL``                   Gunicorn log level (info).
 ``PROMETHEUS_MULTIPROC_DIR``              Shared directory for per-worker metric files; a fresh
                                           temporary directory (removed at exit) when unset.
 ``SURROGATE_CONTROL_DIR``                 Shared directory through which a repository load or
@@ -31,7 +19,6 @@ Environment variable                      Meaning (default)
                                           records the repository at start (see
                                           ``service.registry``); a fresh temporary directory
                                           (removed at exit) when unset.
-``SURROGATE_CONTROL_POLL_SECONDS``        How often each worker reads it (0.5).
 ========================================  ==========================================================
 
 Why ``gthread``: the requests are short, CPU-bound ONNX Runtime calls, and several processes
@@ -68,6 +55,8 @@ import shutil
 import sys
 import tempfile
 
+from service.settings import ServerSettings
+
 __all__ = [
     "bind", "workers", "worker_class", "threads", "timeout", "graceful_timeout", "keepalive",
     "max_requests", "max_requests_jitter", "limit_request_line", "limit_request_field_size",
@@ -79,50 +68,9 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTROL_ENV = "SURROGATE_CONTROL_DIR"
 
-
-def _env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
-
-def _default_bind() -> str:
-    if os.environ.get("SURROGATE_BIND"):
-        return os.environ["SURROGATE_BIND"]
-    if os.environ.get("PORT"):
-        return f"0.0.0.0:{_env_int('PORT', 8000, minimum=1)}"
-    return "127.0.0.1:8000"
-
-
-def _default_workers() -> int:
-    # One process per usable core (affinity honours taskset/cpusets), at least 2 so that one
-    # worker keeps serving while another restarts, at most 4 because beyond that a deployment
-    # scales better with more replicas than with more copies of every model in one pod.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    fallback = _env_int("WEB_CONCURRENCY", max(2, min(cpus or 1, 4)), minimum=1)
-    return _env_int("SURROGATE_WORKERS", fallback, minimum=1)
-
-
-bind = [_default_bind()]
-workers = _default_workers()
+_server = ServerSettings.from_env()
+bind = [_server.bind]
+workers = _server.workers
 # gthread (see above), answering the requests gunicorn refuses itself in the service's JSON error
 # shape (service/gunicorn_worker.py).
 worker_class = "service.gunicorn_worker.JsonErrorWorker"
@@ -131,21 +79,20 @@ worker_class = "service.gunicorn_worker.JsonErrorWorker"
 # unlimited, but no client of these endpoints sends a larger one.
 limit_request_line = 8190
 limit_request_field_size = 8190
-threads = _env_int("SURROGATE_THREADS", 4, minimum=1)
-timeout = _env_int("SURROGATE_TIMEOUT", 30, minimum=1)
+threads = _server.threads
+timeout = _server.timeout
 # Below Kubernetes' default 30 s termination grace period, so draining ends before SIGKILL.
-graceful_timeout = _env_int("SURROGATE_GRACEFUL_TIMEOUT", 25, minimum=1)
-keepalive = _env_int("SURROGATE_KEEPALIVE", 5)
+graceful_timeout = _server.graceful_timeout
+keepalive = _server.keepalive
 # Off by default (see the module docstring); when on, a tenth of jitter spreads the restarts.
-max_requests = _env_int("SURROGATE_MAX_REQUESTS", 0)
-max_requests_jitter = _env_int("SURROGATE_MAX_REQUESTS_JITTER", max_requests // 10)
+max_requests = _server.max_requests
+max_requests_jitter = _server.max_requests_jitter
 # ONNX Runtime sessions (and their thread pools) do not survive fork: each worker builds its own.
 preload_app = False
+# gunicorn writes the access line (with the request id); its worker turns the app's own off.
 accesslog = "-"
-# gunicorn writes the access line (with the request id), so the app's own one would double it.
-os.environ.setdefault("SURROGATE_ACCESS_LOG", "false")
 errorlog = "-"
-loglevel = os.environ.get("SURROGATE_LOG_LEVEL", "info")
+loglevel = _server.log_level
 access_log_format = '%(h)s %(t)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s pid=%(p)s'
 # The heartbeat file on a container's overlay filesystem can stall workers; RAM does not.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
@@ -158,7 +105,7 @@ control_socket_disable = True
 # its connections on one of two workers in about half the runs, halving throughput). Off by
 # default: connections still queued on a worker's own socket are reset when that worker exits
 # (max_requests recycling, a timeout kill, a HUP reload).
-reuse_port = _env_bool("SURROGATE_REUSE_PORT", False)
+reuse_port = _server.reuse_port
 
 
 def on_starting(server) -> None:

@@ -7,11 +7,17 @@ Gunicorn answers those requests before any application code runs, from
 ``Worker.handle_error`` through ``gunicorn.util.write_error``; this worker installs its own
 writer there when its process starts (only worker processes run it, so the master and any
 other server in the process are untouched). Standard library only, like the config module.
+
+When gunicorn writes an access line for every request (its ``accesslog`` is set, as
+``service.gunicorn_config`` sets it), the application's own ``service.access`` line would say
+the same again: the worker turns that off (``SURROGATE_ACCESS_LOG=false``) before it loads the
+application, unless the variable is set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
@@ -33,4 +39,6 @@ class JsonErrorWorker(ThreadWorker):
 
     def init_process(self) -> None:
         util.write_error = write_json_error
+        if self.cfg.accesslog:
+            os.environ.setdefault("SURROGATE_ACCESS_LOG", "false")
         super().init_process()

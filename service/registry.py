@@ -36,17 +36,17 @@ from typing import Any
 import onnxruntime as ort
 
 from service import control, metrics, repository
+from service.devices import CUDA, select_providers
 from service.errors import (
     BundleError,
-    DeviceUnavailable,
     ModelLoadFailed,
     ModelNotFound,
     ModelNotReady,
     VersionNotFound,
 )
 from service.repository import BundleRef
-from service.runtime import CUDA, OnnxModel, select_providers
-from service.settings import Settings
+from service.runtime import OnnxModel
+from service.settings import DeviceUnavailable, Settings
 
 log = logging.getLogger("service.registry")
 

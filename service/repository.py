@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.bundle_format import CARD_FILE, MODEL_FILE, is_valid_name, parse_version
-from service.errors import RepositoryNotFound
+from service.settings import RepositoryNotFound
 
 log = logging.getLogger("service.repository")
 

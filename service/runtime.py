@@ -26,15 +26,14 @@ import orjson
 
 from service import bundle_format as fmt
 from service.batching import Batcher
-from service.errors import BundleError, DeviceUnavailable
+from service.devices import CUDA, check_session_providers
+from service.errors import BundleError
 from service.messages import first_line
 from service.repository import BundleRef
-from service.settings import DEVICES, Settings
+from service.settings import Settings
 
 log = logging.getLogger("service.runtime")
 
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 PLATFORM = "onnxruntime_onnx"
 # The graph output holding the predictions, one column per card output (the bundle contract).
 MAIN_OUTPUT = fmt.OUTPUT_TENSOR
@@ -50,41 +49,6 @@ ORT_DATATYPES = {
     "tensor(int32)": "INT32",
     "tensor(int64)": "INT64",
 }
-
-
-def select_providers(device: str, available: Sequence[str]) -> list[str]:
-    """The execution providers for ``device`` given ORT's ``available`` ones, in priority order.
-
-    Raises
-    ------
-    DeviceUnavailable
-        ``device`` is "cuda" and this onnxruntime build has no CUDA provider.
-    """
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if device == "cpu":
-        return [CPU]
-    if CUDA in available:
-        return [CUDA, CPU]
-    if device == "cuda":
-        raise DeviceUnavailable(
-            f"SURROGATE_DEVICE=cuda but onnxruntime offers only {', '.join(available)}; "
-            "install onnxruntime-gpu with a matching CUDA, or use device cpu or auto"
-        )
-    return [CPU]
-
-
-def check_session_providers(device: str, actual: Sequence[str]) -> None:
-    """Fail when a session asked for CUDA did not get it.
-
-    ``get_available_providers()`` lists CUDA whenever onnxruntime-gpu is installed, even when
-    the CUDA libraries or the driver are missing; ORT then quietly runs the session on the CPU.
-    """
-    if device == "cuda" and CUDA not in actual:
-        raise DeviceUnavailable(
-            "SURROGATE_DEVICE=cuda but onnxruntime could not start its CUDA provider (missing "
-            f"CUDA/cuDNN libraries or driver?); the session runs on {', '.join(actual)}"
-        )
 
 
 def session_options(settings: Settings) -> ort.SessionOptions:

@@ -1,4 +1,9 @@
-"""Service settings: one frozen dataclass, read from ``SURROGATE_*`` environment variables.
+"""Service settings: frozen dataclasses read from ``SURROGATE_*`` environment variables, parsed
+and validated here once. :class:`Settings` is what the application reads; :class:`ServerSettings`
+is what gunicorn reads (``service.gunicorn_config``) and ``surrogate serve`` checks before it starts
+gunicorn. Every refusal is a :class:`ConfigurationError` naming the variable or field.
+
+:class:`Settings`:
 
 ====================  ==============================  ========  ====================================
 Field                 Environment variable            Default   Meaning
@@ -54,6 +59,35 @@ chunk_rows            SURROGATE_CHUNK_ROWS            4096      Larger requests 
 
 The thread defaults are 1 because gunicorn runs several workers per machine and ORT's default (all
 cores per session) oversubscribes it; the surrogates are small MLPs that gain little from threads.
+
+:class:`ServerSettings` (see ``service.gunicorn_config`` for why these defaults):
+
+==================  ==============================  ===========  ===================================
+Field               Environment variable            Default      Meaning
+==================  ==============================  ===========  ===================================
+bind                SURROGATE_BIND                  see meaning  Listen address; else
+                                                                 ``0.0.0.0:$PORT`` when ``PORT`` is
+                                                                 set (KServe, Cloud Run, Heroku...);
+                                                                 else ``127.0.0.1:8000``.
+workers             SURROGATE_WORKERS               see meaning  Worker processes; else
+                                                                 ``WEB_CONCURRENCY``; else the
+                                                                 usable CPU count clamped to 2..4.
+threads             SURROGATE_THREADS               4            Request threads per worker.
+timeout             SURROGATE_TIMEOUT               30           Seconds before a silent worker is
+                                                                 killed.
+graceful_timeout    SURROGATE_GRACEFUL_TIMEOUT      25           Seconds a stopping worker has to
+                                                                 finish its in-flight requests
+                                                                 (below Kubernetes' 30 s grace).
+keepalive           SURROGATE_KEEPALIVE             5            Seconds an idle keep-alive
+                                                                 connection stays open.
+max_requests        SURROGATE_MAX_REQUESTS          0            Recycle a worker after this many
+                                                                 requests (0 = never).
+max_requests_jitter SURROGATE_MAX_REQUESTS_JITTER   see meaning  Up to this many more, drawn per
+                                                                 worker (``max_requests // 10``).
+reuse_port          SURROGATE_REUSE_PORT            false        One listening socket per worker.
+log_level           SURROGATE_LOG_LEVEL             info         Gunicorn's log level (the same
+                                                                 variable as the service's).
+==================  ==============================  ===========  ===================================
 """
 
 from __future__ import annotations
@@ -61,10 +95,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+__all__ = [
+    "DEVICES",
+    "DOMAIN_POLICIES",
+    "ConfigurationError",
+    "DeviceUnavailable",
+    "RepositoryNotFound",
+    "ServerSettings",
+    "Settings",
+]
 
 PREFIX = "SURROGATE_"
 DEVICES = ("cpu", "cuda", "auto")
@@ -73,9 +119,59 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+class ConfigurationError(ValueError):
+    """The service cannot start as configured: a setting that does not parse or is out of range,
+    a missing repository, a device without its provider. Not an HTTP error: it stops a start
+    (a ValueError, as bad settings always were). ``field`` names the setting when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DeviceUnavailable(ConfigurationError):
+    """The requested device has no execution provider in this onnxruntime build."""
+
+
+class RepositoryNotFound(ConfigurationError):
+    """The model repository directory does not exist."""
+
+
+class _FromEnv:
+    """``from_env`` and ``replace`` for the settings dataclasses below."""
+
+    # Whether a variable set to the empty string counts as unset (else it is parsed).
+    _empty_is_unset = False
+
+    @classmethod
+    def _env_values(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The fields set by ``SURROGATE_<FIELD>`` in ``environ``, parsed to the field's type."""
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            key = PREFIX + field.name.upper()
+            if key not in environ or (cls._empty_is_unset and not environ[key].strip()):
+                continue
+            values[field.name] = _parse_variable(key, hints[field.name], environ[key])
+        return values
+
+    @classmethod
+    def _build(cls, values: dict[str, Any]):
+        """The settings from parsed ``values``; a refusal names the variable it came from."""
+        try:
+            return cls(**values)
+        except ConfigurationError as exc:
+            where = PREFIX + exc.field.upper() if exc.field in values else f"{PREFIX}*"
+            raise ConfigurationError(f"invalid {where} setting: {exc}", exc.field) from None
+
+    def replace(self, **changes: Any):
+        """A copy with ``changes`` applied (validated like the original)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class Settings:
-    """Everything the service reads from its environment; see the module docstring."""
+class Settings(_FromEnv):
+    """Everything the application reads from its environment; see the module docstring."""
 
     model_repository: Path = Path("models")
     device: str = "cpu"
@@ -98,36 +194,25 @@ class Settings:
     chunk_rows: int = 4096
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "model_repository", Path(self.model_repository))
-        object.__setattr__(self, "device", str(self.device).lower())
-        object.__setattr__(self, "log_level", str(self.log_level).upper())
+        _set(self, "model_repository", Path(self.model_repository))
+        _set(self, "device", str(self.device).lower())
+        _set(self, "log_level", str(self.log_level).upper())
         # An empty SURROGATE_CONTROL_DIR means unset, like gunicorn_config reads it.
-        control_dir = Path(self.control_dir) if self.control_dir else None
-        object.__setattr__(self, "control_dir", control_dir)
-        object.__setattr__(self, "domain_policy", str(self.domain_policy).lower())
-        if self.domain_policy not in DOMAIN_POLICIES:
-            raise ValueError(
-                f"domain_policy must be one of {', '.join(DOMAIN_POLICIES)}, "
-                f"got {self.domain_policy!r}"
-            )
+        _set(self, "control_dir", Path(self.control_dir) if self.control_dir else None)
+        _set(self, "domain_policy", str(self.domain_policy).lower())
+        _one_of(self, "domain_policy", DOMAIN_POLICIES)
         if self.api_key and not self.api_keys:
-            raise ValueError("api_key holds no key (only commas or spaces)")
-        for name in ("batch_max_rows", "chunk_rows"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.batch_delay_ms < 0:
-            raise ValueError(f"batch_delay_ms must be >= 0, got {self.batch_delay_ms}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for field in ("intra_op_threads", "inter_op_threads"):
-            if getattr(self, field) < 0:
-                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)}")
-        if self.max_request_bytes <= 0:
-            raise ValueError(f"max_request_bytes must be > 0, got {self.max_request_bytes}")
+            raise ConfigurationError("api_key holds no key (only commas or spaces)", "api_key")
+        _at_least(self, 1, "batch_max_rows", "chunk_rows", "max_request_bytes")
+        _at_least(self, 0, "batch_delay_ms", "intra_op_threads", "inter_op_threads")
+        _one_of(self, "device", DEVICES)
         if self.control_poll_seconds <= 0:
-            raise ValueError(f"control_poll_seconds must be > 0, got {self.control_poll_seconds}")
+            raise ConfigurationError(
+                f"control_poll_seconds must be > 0, got {self.control_poll_seconds}",
+                "control_poll_seconds")
         if not isinstance(logging.getLevelName(self.log_level), int):
-            raise ValueError(f"log_level {self.log_level!r} is not a logging level")
+            raise ConfigurationError(f"log_level {self.log_level!r} is not a logging level",
+                                     "log_level")
 
     @property
     def api_keys(self) -> tuple[bytes, ...]:
@@ -149,48 +234,131 @@ class Settings:
 
         Raises
         ------
-        ValueError
+        ConfigurationError
+            A variable does not parse or is out of range; the message names the variable.
+        """
+        return cls._build(cls._env_values(os.environ if environ is None else environ))
+
+
+# Python's names for a level that gunicorn spells otherwise (gunicorn knows debug, info, warning,
+# error and critical; SURROGATE_LOG_LEVEL sets both).
+_GUNICORN_LEVELS = {"warn": "warning", "fatal": "critical", "notset": "debug"}
+
+
+@dataclass(frozen=True)
+class ServerSettings(_FromEnv):
+    """How gunicorn runs the service; see the module docstring. ``None`` fields take the
+    defaults the table describes (resolved in :meth:`from_env`, or from the CPUs). A variable
+    set to the empty string is unset, as gunicorn's own settings have it."""
+
+    _empty_is_unset = True
+
+    bind: str = "127.0.0.1:8000"
+    workers: int | None = None
+    threads: int = 4
+    timeout: int = 30
+    graceful_timeout: int = 25
+    keepalive: int = 5
+    max_requests: int = 0
+    max_requests_jitter: int | None = None
+    reuse_port: bool = False
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not str(self.bind).strip():
+            raise ConfigurationError("bind must be HOST:PORT, got an empty string", "bind")
+        if self.workers is None:
+            _set(self, "workers", default_workers())
+        if self.max_requests_jitter is None:
+            _set(self, "max_requests_jitter", max(0, self.max_requests) // 10)
+        if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
+            raise ConfigurationError(f"log_level {self.log_level!r} is not a logging level",
+                                     "log_level")
+        level = str(self.log_level).lower()
+        _set(self, "log_level", _GUNICORN_LEVELS.get(level, level))
+        _at_least(self, 1, "workers", "threads", "timeout", "graceful_timeout")
+        _at_least(self, 0, "keepalive", "max_requests", "max_requests_jitter")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
+        """Build the server's settings from ``SURROGATE_<FIELD>``, then ``PORT`` (for the bind
+        address) and ``WEB_CONCURRENCY`` (for the workers), as platforms set them.
+
+        Raises
+        ------
+        ConfigurationError
             A variable does not parse or is out of range; the message names the variable.
         """
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            key = PREFIX + field.name.upper()
-            if key in environ:
-                try:
-                    values[field.name] = _parse(field.default, environ[key].strip())
-                except ValueError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
-        try:
-            return cls(**values)
-        except ValueError as exc:
-            raise ValueError(f"invalid {PREFIX}* setting: {exc}") from None
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied (validated like the original)."""
-        return dataclasses.replace(self, **changes)
+        values = cls._env_values(environ)
+        if "bind" not in values and environ.get("PORT", "").strip():
+            port = _parse_variable("PORT", int, environ["PORT"])
+            if not 0 < port < 65536:
+                raise ConfigurationError(f"PORT must be a port number (1..65535), got {port}")
+            values["bind"] = f"0.0.0.0:{port}"
+        if "workers" not in values and environ.get("WEB_CONCURRENCY", "").strip():
+            workers = _parse_variable("WEB_CONCURRENCY", int, environ["WEB_CONCURRENCY"])
+            if workers < 1:
+                raise ConfigurationError(f"WEB_CONCURRENCY must be >= 1, got {workers}")
+            values["workers"] = workers
+        return cls._build(values)
 
 
-def _parse(default: Any, text: str) -> Any:
-    """Parse ``text`` into the type of the field's default."""
-    if isinstance(default, bool):
+def default_workers() -> int:
+    """One process per usable core (affinity honours taskset and cpusets), at least 2 so that
+    one worker keeps serving while another restarts, at most 4 because beyond that a deployment
+    scales better with more replicas than with more copies of every model in one pod."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(2, min(cpus or 1, 4))
+
+
+def _set(settings: Any, name: str, value: Any) -> None:
+    object.__setattr__(settings, name, value)
+
+
+def _at_least(settings: Any, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < minimum:
+            bound = f"> {minimum - 1}" if minimum and isinstance(value, int) else f">= {minimum}"
+            raise ConfigurationError(f"{name} must be {bound}, got {value}", name)
+
+
+def _one_of(settings: Any, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(settings, name) not in choices:
+        raise ConfigurationError(
+            f"{name} must be one of {', '.join(choices)}, got {getattr(settings, name)!r}", name)
+
+
+def _parse_variable(key: str, kind: Any, raw: str) -> Any:
+    try:
+        return _parse(kind, raw.strip())
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{key}: {exc}") from None
+
+
+def _parse(kind: Any, text: str) -> Any:
+    """Parse ``text`` into ``kind``, a field's type (``X | None`` parses as ``X``, and an empty
+    text as None: unset)."""
+    if isinstance(kind, types.UnionType):
+        if not text:
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is bool:
         if text.lower() in _TRUE:
             return True
         if text.lower() in _FALSE:
             return False
-        raise ValueError(f"expected a boolean (true/false/1/0/yes/no/on/off), got {text!r}")
-    if isinstance(default, int):
+        raise ConfigurationError(
+            f"expected a boolean (true/false/1/0/yes/no/on/off), got {text!r}")
+    if kind in (int, float):
         try:
-            return int(text)
+            return kind(text)
         except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-    if isinstance(default, float):
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-    if isinstance(default, Path):
+            noun = "an integer" if kind is int else "a number"
+            raise ConfigurationError(f"expected {noun}, got {text!r}") from None
+    if kind is Path:
         if not text:
-            raise ValueError("expected a directory, got an empty string")
+            raise ConfigurationError("expected a directory, got an empty string")
         return Path(text)
     return text

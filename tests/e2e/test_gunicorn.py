@@ -162,6 +162,24 @@ def test_serve_rejects_a_missing_repository(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("args", "env", "status", "message"), [
+    ([], {"SURROGATE_TIMEOUT": "soon"}, 2, "SURROGATE_TIMEOUT: expected an integer, got 'soon'"),
+    ([], {"SURROGATE_MAX_REQUESTS": "-5"}, 2, "max_requests must be >= 0"),
+    ([], {"SURROGATE_DOMAIN_POLICY": "clip"}, 2, "domain_policy must be one of warn, reject"),
+    ([], {"SURROGATE_GRACEFUL_TIMEOUT": "0"}, 2, "graceful_timeout must be > 0"),
+], ids=["timeout", "max-requests", "domain-policy", "graceful-timeout"])
+def test_serve_checks_every_setting_before_gunicorn_starts(model_repo, args, env, status,
+                                                          message):
+    # gunicorn's config module and every worker read the same settings: serve refuses what they
+    # would, in one line, and gunicorn never starts.
+    command = [str(SURROGATE), "serve", "--repo", str(model_repo), *args]
+    result = subprocess.run(command, env=clean_env(**env), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "Booting worker" not in result.stderr and "Listening at" not in result.stderr
+
+
 @pytest.mark.parametrize(("module", "forbidden"), [
     ("training.cli.serve", ("sklearn", "scipy", "onnx")),
     # The gunicorn master imports it: prometheus_client must wait for PROMETHEUS_MULTIPROC_DIR.

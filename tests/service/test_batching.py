@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from service.batching import Batcher
+from service.devices import CPU
 from service.repository import BundleRef
-from service.runtime import CPU, OnnxModel
+from service.runtime import OnnxModel
 from service.settings import Settings
 from tests.bundles import make_bundle
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.errors import DeviceUnavailable
+from service.devices import CPU, CUDA, check_session_providers, select_providers
 from service.repository import BundleRef
-from service.runtime import (
-    CPU,
-    CUDA,
-    IO_BINDING_MIN_ROWS,
-    OnnxModel,
-    check_session_providers,
-    select_providers,
-)
-from service.settings import Settings
+from service.runtime import IO_BINDING_MIN_ROWS, OnnxModel
+from service.settings import DeviceUnavailable, Settings
 from tests.bundles import make_bundle
 
 WITH_CUDA = ["TensorrtExecutionProvider", CUDA, CPU]
@@ -73,7 +66,7 @@ def test_create_app_fails_fast_when_cuda_is_unavailable(repo):
 
 def test_missing_repository_fails_fast(tmp_path):
     from service import create_app
-    from service.errors import RepositoryNotFound
+    from service.settings import RepositoryNotFound
 
     with pytest.raises(RepositoryNotFound, match="not a directory"):
         create_app(Settings(model_repository=tmp_path / "typo"))

@@ -125,3 +125,64 @@ def test_trust_security_and_batching_settings():
 def test_trust_security_and_batching_settings_are_checked(variable, value, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env({variable: value})
+
+
+def test_server_settings_defaults_follow_the_platform():
+    from service.settings import ServerSettings, default_workers
+
+    settings = ServerSettings.from_env({})
+    assert settings == ServerSettings()
+    assert settings.bind == "127.0.0.1:8000" and settings.workers == default_workers()
+    assert 2 <= settings.workers <= 4
+    assert (settings.threads, settings.timeout, settings.graceful_timeout) == (4, 30, 25)
+    assert (settings.max_requests, settings.max_requests_jitter) == (0, 0)
+    platform = ServerSettings.from_env({"PORT": "9123", "WEB_CONCURRENCY": "3"})
+    assert (platform.bind, platform.workers) == ("0.0.0.0:9123", 3)
+    # SURROGATE_* wins over the platform's variables; an empty one counts as unset.
+    ours = ServerSettings.from_env({"PORT": "9123", "SURROGATE_BIND": "127.0.0.1:9124",
+                                    "WEB_CONCURRENCY": "3", "SURROGATE_WORKERS": "5",
+                                    "SURROGATE_THREADS": ""})
+    assert (ours.bind, ours.workers, ours.threads) == ("127.0.0.1:9124", 5, 4)
+
+
+def test_server_settings_read_every_field():
+    from service.settings import ServerSettings
+
+    settings = ServerSettings.from_env({
+        "SURROGATE_THREADS": "2", "SURROGATE_TIMEOUT": "60", "SURROGATE_GRACEFUL_TIMEOUT": "10",
+        "SURROGATE_KEEPALIVE": "75", "SURROGATE_MAX_REQUESTS": "500",
+        "SURROGATE_REUSE_PORT": "yes", "SURROGATE_LOG_LEVEL": "WARN",
+    })
+    assert settings == ServerSettings(threads=2, timeout=60, graceful_timeout=10, keepalive=75,
+                                      max_requests=500, max_requests_jitter=50, reuse_port=True,
+                                      log_level="warning")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SURROGATE_WORKERS": "0"}, "invalid SURROGATE_WORKERS setting: workers must be > 0"),
+        ({"SURROGATE_THREADS": "many"}, "SURROGATE_THREADS: expected an integer, got 'many'"),
+        ({"SURROGATE_KEEPALIVE": "-1"}, "SURROGATE_KEEPALIVE setting: keepalive must be >= 0"),
+        ({"SURROGATE_REUSE_PORT": "maybe"}, "SURROGATE_REUSE_PORT: expected a boolean"),
+        ({"SURROGATE_LOG_LEVEL": "loud"}, "log_level 'loud' is not a logging level"),
+        ({"PORT": "http"}, "PORT: expected an integer"),
+        ({"PORT": "70000"}, "PORT must be a port number"),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be >= 1"),
+    ],
+)
+def test_server_settings_name_the_variable(environ, message):
+    from service.settings import ConfigurationError, ServerSettings
+
+    with pytest.raises(ConfigurationError, match=message):
+        ServerSettings.from_env(environ)
+
+
+def test_configuration_errors_are_not_http_errors():
+    from service.errors import BundleError, ServiceError
+    from service.settings import ConfigurationError, DeviceUnavailable, RepositoryNotFound
+
+    for error in (ConfigurationError, DeviceUnavailable, RepositoryNotFound, BundleError):
+        assert not issubclass(error, ServiceError)
+    with pytest.raises(ConfigurationError, match="SURROGATE_DEVICE"):
+        Settings.from_env({"SURROGATE_DEVICE": "tpu"})

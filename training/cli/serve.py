@@ -1,9 +1,12 @@
 """``surrogate serve``: run the service under gunicorn with ``service.gunicorn_config``.
 
 Each option is taken from its flag, else its environment variable, else ``--config``, else its
-default; the command exports the result as ``SURROGATE_*`` variables and replaces itself with
-gunicorn, so Ctrl-C and SIGTERM reach the gunicorn master directly (SIGTERM drains in-flight
-requests). Only the serving install is needed: nothing here imports scikit-learn, scipy or onnx.
+default; the command exports the result as ``SURROGATE_*`` variables, checks them as gunicorn's
+config and every worker will read them (``service.settings``: ``ServerSettings`` and
+``Settings``, and the device's provider, ``service.devices``), so that a bad value stops the
+start with one line rather than in every worker, and replaces itself with gunicorn, so Ctrl-C
+and SIGTERM reach the gunicorn master directly (SIGTERM drains in-flight requests). Only the
+serving install is needed: nothing here imports scikit-learn, scipy or onnx.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, load_config
+from service.settings import DEVICES
+from training.cli.common import CliError, CliUsageError, load_config
 
 APP = "service:create_app()"
 CONFIG = "python:service.gunicorn_config"
@@ -33,7 +37,7 @@ CONFIG = "python:service.gunicorn_config"
 @click.option("--threads", envvar="SURROGATE_THREADS", type=click.IntRange(min=1), default=None,
               help="Request threads per worker [default: 4].")
 @click.option("--device", envvar="SURROGATE_DEVICE", default=None,
-              type=click.Choice(["cpu", "cuda", "auto"]),
+              type=click.Choice(DEVICES),
               help="ONNX Runtime device; auto uses CUDA when its provider is available "
                    "[default: cpu].")
 @click.option("--intra-op-threads", envvar="SURROGATE_INTRA_OP_THREADS",
@@ -41,8 +45,6 @@ CONFIG = "python:service.gunicorn_config"
               help="ONNX Runtime threads per operator, 0 = all cores [default: 1].")
 def serve(repo, bind, workers, threads, device, intra_op_threads) -> None:
     """Serve a model repository over the V2 inference protocol, under gunicorn."""
-    if device == "cuda":
-        _require_cuda()
     settings = {
         "SURROGATE_MODEL_REPOSITORY": str(Path(repo).resolve()),
         "SURROGATE_BIND": bind,
@@ -52,18 +54,27 @@ def serve(repo, bind, workers, threads, device, intra_op_threads) -> None:
         "SURROGATE_INTRA_OP_THREADS": intra_op_threads,
     }
     os.environ.update({name: str(value) for name, value in settings.items() if value is not None})
+    _check(os.environ)
     argv = [sys.executable, "-m", "gunicorn", "-c", CONFIG, APP]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)
 
 
-def _require_cuda() -> None:
-    # Checked here, once, so that a missing GPU stops the start-up with one line instead of
-    # every worker failing on its own after the fork.
-    import onnxruntime
+def _check(environ) -> None:
+    """Refuse, in one line, what gunicorn's config or the workers would refuse after the start."""
+    from service.settings import ConfigurationError, DeviceUnavailable, ServerSettings, Settings
 
-    available = onnxruntime.get_available_providers()
-    if "CUDAExecutionProvider" not in available:
-        raise CliError("--device cuda: onnxruntime has no CUDAExecutionProvider (available: "
-                       f"{', '.join(available)}); install onnxruntime-gpu or use --device cpu")
+    try:
+        ServerSettings.from_env(environ)
+        settings = Settings.from_env(environ)
+        if settings.device != "cpu":
+            import onnxruntime
+
+            from service.devices import select_providers
+
+            select_providers(settings.device, onnxruntime.get_available_providers())
+    except DeviceUnavailable as exc:  # the machine, not the command line: a failure
+        raise CliError(str(exc)) from None
+    except ConfigurationError as exc:
+        raise CliUsageError(str(exc)) from None
