@@ -151,7 +151,7 @@ class ModelRegistry:
                     models[name] = _unloaded(name, [ref.version for ref in refs])
                 else:
                     models[name] = self._build(name, refs, self._models.get(name), action)
-            self._models = models
+            self._swap(models)
         self.ready = True
         ready = sum(entry.latest is not None for entry in self._models.values())
         log.info("repository %s: %d of %d models ready", self.root, ready, len(self._models))
@@ -275,10 +275,10 @@ class ModelRegistry:
         with self._lock:
             refs = repository.scan_model(self.root, name)
             if refs is None:
-                self._models = {n: e for n, e in self._models.items() if n != name}
+                self._swap({n: e for n, e in self._models.items() if n != name})
                 raise ModelNotFound(f"model {name!r} not found in the model repository")
             entry = self._build(name, refs, self._models.get(name), action)
-            self._models = {**self._models, name: entry}
+            self._swap({**self._models, name: entry})
         if entry.latest is None:
             raise ModelLoadFailed(f"failed to load model {name!r}: {entry.why_unavailable()}")
         return entry
@@ -286,9 +286,19 @@ class ModelRegistry:
     def _unload(self, name: str) -> ModelEntry:
         with self._lock:
             entry = _unloaded(name, self.entry(name).versions)
-            self._models = {**self._models, name: entry}
+            self._swap({**self._models, name: entry})
         log.info("model %s unloaded", name)
         return entry
+
+    def _swap(self, models: Mapping[str, ModelEntry]) -> None:
+        """Serve ``models`` from now on (under the lock); the loaded versions they no longer
+        hold are retired (see ``OnnxModel.retire``)."""
+        kept = {id(s.model) for e in models.values() for s in e.versions.values() if s.model}
+        for entry in self._models.values():
+            for status in entry.versions.values():
+                if status.model is not None and id(status.model) not in kept:
+                    status.model.retire()
+        self._models = models
 
     def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         """Every model version in the registry or on disk, as the repository extension lists it."""

@@ -164,6 +164,13 @@ class OnnxModel:
             return self._batcher.submit(x, names)
         return self.run_now(x, names)
 
+    def retire(self) -> None:
+        """This version leaves service (unloaded, or replaced on disk): batches waiting for
+        more requests run now instead of after the batch delay, and requests still in flight
+        on it run at once. It keeps answering them."""
+        if self._batcher is not None:
+            self._batcher.close()
+
     def run_now(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
         """Run ``x`` for ``names`` now, in this thread.
 

@@ -228,3 +228,34 @@ def test_dynamic_batching_through_the_app(tmp_path):
         answers = list(pool.map(ask, range(64)))
     for x, data in answers:
         np.testing.assert_allclose(data, bundle.predict(x).ravel(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("action", ["unload", "replace"])
+def test_a_version_leaving_service_runs_its_waiting_batch_at_once(tmp_path, action):
+    """An hour of batch delay: the request waiting in the batch returns as soon as its version
+    is unloaded, or replaced by a new bundle in its directory, not an hour later."""
+    from service.registry import ModelRegistry
+
+    bundle = make_bundle(tmp_path, "lin", n_inputs=2, n_outputs=1)
+    settings = Settings(model_repository=tmp_path, batch_delay_ms=3_600_000, batch_max_rows=100,
+                        warmup=False)
+    registry = ModelRegistry.from_settings(settings)
+    model = registry.get("lin")
+    x = np.array([[0.25, 0.5]], dtype=np.float32)
+    answers = []
+    # A daemon thread: if the batch kept waiting, the test fails after WAIT instead of hanging.
+    waiting = threading.Thread(target=lambda: answers.append(model.run(x)), daemon=True)
+    waiting.start()
+    wait_until(lambda: model._batcher.waiting == 1)
+    if action == "unload":
+        registry.unload("lin")
+    else:
+        # version 1 rewritten with other weights
+        make_bundle(tmp_path, "lin", n_inputs=2, n_outputs=1, weights=([[2.0], [3.0]], [1.0]))
+        registry.load("lin")
+        assert registry.get("lin") is not model
+    waiting.join(WAIT)
+    assert answers, "the waiting request did not return when its version left service"
+    np.testing.assert_allclose(answers[0][0], bundle.predict(x), rtol=1e-6)
+    # Requests still reaching the retired version run at once, unbatched.
+    np.testing.assert_allclose(model.run(x)[0], bundle.predict(x), rtol=1e-6)
