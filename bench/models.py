@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service import bundle_format as fmt
+
 MODEL = "bench"
 FUNCTION = "borehole"
 HIDDEN = (64, 64)
@@ -33,9 +35,15 @@ class Models:
 
     @property
     def onnx_path(self) -> Path:
-        versions = sorted((p for p in (self.repository / MODEL).iterdir() if p.name.isdigit()),
-                          key=lambda p: int(p.name))
-        return versions[-1] / "model.onnx"
+        return self.version_dir / fmt.MODEL_FILE
+
+    @property
+    def version_dir(self) -> Path:
+        """The newest version directory of the bench model."""
+        return fmt.version_dir(self.repository, MODEL)
+
+    def card(self) -> dict:
+        return fmt.read_card(self.version_dir)
 
     def rows(self, n: int, seed: int = 1) -> np.ndarray:
         """``n`` float32 input rows inside the training range."""

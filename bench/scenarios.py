@@ -130,8 +130,7 @@ def binary_load(url: str, x: np.ndarray) -> Load:
 
 
 def input_names(models: Models) -> list[str]:
-    card = orjson.loads((models.onnx_path.parent / "model.json").read_bytes())
-    return [spec["name"] for spec in card["inputs"]]
+    return [spec["name"] for spec in models.card()["inputs"]]
 
 
 def _v2_json(rows: np.ndarray, datatype: str, name: str = "inputs",

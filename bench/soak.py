@@ -347,8 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="Markdown file (bench/results/...)")
     args = p.parse_args(argv)
     models = build(args.workdir)
-    card_path = models.onnx_path.with_name("model.json")
-    calls = mixed_calls(MODEL, json.loads(card_path.read_text(encoding="utf-8")))
+    calls = mixed_calls(MODEL, models.card())
     spec = GunicornSpec("service:create_app()", args.workers, args.threads,
                         env={"SURROGATE_MODEL_REPOSITORY": str(models.repository)})
     server = start_gunicorn("soak", spec, args.workdir.parent / "logs")
