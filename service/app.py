@@ -14,7 +14,7 @@ from flask import Flask, Response, request
 
 from service import metrics, openapi, views_v1, views_v2
 from service.errors import register_error_handlers
-from service.fastpath import FastPath
+from service.frontend import InferenceFrontEnd
 from service.logs import configure_logging
 from service.registry import ModelRegistry
 from service.security import install_security
@@ -54,8 +54,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views_v1.bp)
     app.register_blueprint(views_v1.root)
     app.register_blueprint(openapi.bp)
-    # The two inference endpoints skip Flask's per-request machinery (see service.fastpath).
-    app.wsgi_app = FastPath(app)  # type: ignore[method-assign]
+    # Inference (V2 infer, V1 predict) is answered in front of Flask (see service.frontend).
+    app.wsgi_app = InferenceFrontEnd(app)  # type: ignore[method-assign]
     app.add_url_rule("/metrics", "metrics", _metrics)
     return app
 

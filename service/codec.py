@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.dataplane import check_policy
 from service.errors import BadRequest
 from service.runtime import OnnxModel
 
@@ -37,14 +36,35 @@ BINARY_TYPE = "application/octet-stream"
 class InferRequest:
     """A decoded V2 inference request; ``outputs`` pairs each output name with "binary?".
 
-    ``domain_policy`` is the request's override of the setting (``parameters.domain_policy``),
-    or None.
+    ``domain_policy`` is the request's override of the setting (``parameters.domain_policy``,
+    as sent: the data plane checks it), or None.
     """
 
     id: str | None
     inputs: np.ndarray
     outputs: tuple[tuple[str, bool], ...]
-    domain_policy: str | None = None
+    domain_policy: Any = None
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _ in self.outputs]
+
+
+class V2Codec:
+    """The V2 protocol for the data plane (``service.dataplane.Codec``)."""
+
+    protocol = "v2"
+
+    def decode(self, model: OnnxModel, body: bytes, header_length: str | None) -> InferRequest:
+        return decode_request(model, *split_body(body, header_length))
+
+    def encode(self, model: OnnxModel, request: InferRequest, arrays: list[np.ndarray],
+               report: dict[str, Any] | None) -> tuple[bytes, str, dict[str, str] | None]:
+        payload, headers, content_type = encode_response(model, request, arrays, report)
+        return payload, content_type, headers
+
+
+V2 = V2Codec()
 
 
 def loads(data: bytes | memoryview) -> Any:
@@ -84,8 +104,7 @@ def decode_request(model: OnnxModel, header: Any, binary: memoryview | None) -> 
     tensor = _single_input(model, header.get("inputs"))
     x = _tensor_array(model, tensor, binary)
     outputs = _requested_outputs(model, header.get("outputs"), binary_default)
-    policy = parameters.get("domain_policy")
-    return InferRequest(request_id, x, outputs, None if policy is None else check_policy(policy))
+    return InferRequest(request_id, x, outputs, parameters.get("domain_policy"))
 
 
 def encode_response(

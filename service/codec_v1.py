@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.dataplane import check_policy
+from service.codec import JSON_TYPE, loads
 from service.errors import BadRequest
 from service.runtime import MAIN_OUTPUT, OnnxModel
 
@@ -52,8 +52,28 @@ class PredictRequest:
 
     inputs: np.ndarray
     outputs: tuple[str, ...]
-    domain_policy: str | None
+    domain_policy: Any  # as sent (the data plane checks it), None when not
     layout: str = NAMED_ROWS
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.outputs
+
+
+class V1Codec:
+    """The V1 predict API for the data plane (``service.dataplane.Codec``)."""
+
+    protocol = "v1"
+
+    def decode(self, model: OnnxModel, body: bytes, header_length: str | None) -> PredictRequest:
+        return decode_request(model, loads(body))
+
+    def encode(self, model: OnnxModel, request: PredictRequest, arrays: list[np.ndarray],
+               report: dict[str, Any] | None) -> tuple[bytes, str, dict[str, str] | None]:
+        return encode_predictions(model, request, arrays, report), JSON_TYPE, None
+
+
+V1 = V1Codec()
 
 
 _BODY_SHAPE = 'request body must be {"instances": [...]} or {"inputs": {...} or [...]}'
@@ -87,7 +107,6 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
         if value:
             outputs.append(output)
     policy = parameters.get("domain_policy")
-    policy = None if policy is None else check_policy(policy)
     if "instances" in body:
         instances = body["instances"]
         if not isinstance(instances, list):

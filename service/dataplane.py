@@ -1,8 +1,10 @@
-"""Protocol-free inference: validate a float32 batch against a model, check it against the
-model's domain of validity, and run it.
+"""The inference use case, whatever the protocol: :meth:`DataPlane.infer` reads the body, looks
+the model up, has the protocol's codec decode the request, applies the domain policy, runs the
+model, checks its outputs, has the codec encode the answer, and records the request's metrics.
 
-Both protocols (V2 and the V1 convenience API) decode their request into a float32 array and
-call here, so the checks every request needs live in one place.
+The front end (``service.frontend``) only speaks HTTP: it routes, authenticates, and hands the
+data plane a codec (``service.codec.V2``, ``service.codec_v1.V1``) and a way to read the body.
+The codecs only translate between bytes and arrays; the checks every request needs live here.
 
 Domain of validity: every bundle's card records the training range of each input. A row with an
 input outside it is an extrapolation; the policy (the ``domain_policy`` setting, overridable per
@@ -12,16 +14,20 @@ the first offending input, ``ignore`` does not check.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from service import metrics
 from service.errors import BadRequest, OutOfDomain
+from service.metrics import RequestTimer
 from service.runtime import OnnxModel
 from service.settings import DOMAIN_POLICIES
+
+if TYPE_CHECKING:
+    from service.registry import ModelRegistry
 
 # Rows listed in a warning, at most; the count beside the list is always exact.
 MAX_LISTED_ROWS = 100
@@ -33,6 +39,65 @@ class Prediction:
 
     arrays: list[np.ndarray]
     domain_report: dict[str, Any] | None = None
+
+
+class Decoded(Protocol):
+    """What a codec decodes a request into: the float32 rows, the outputs to run (None: the
+    model's defaults) and the request's domain policy override (None: the setting's)."""
+
+    inputs: np.ndarray
+    output_names: Sequence[str] | None
+    domain_policy: Any
+
+
+class Codec(Protocol):
+    """One protocol's translation between bytes and arrays."""
+
+    protocol: str  # the metrics label
+
+    def decode(self, model: OnnxModel, body: bytes, header_length: str | None) -> Decoded:
+        """The request, checked against ``model``; BadRequest naming what is wrong."""
+
+    def encode(self, model: OnnxModel, request: Any, arrays: list[np.ndarray],
+               report: dict[str, Any] | None) -> tuple[bytes, str, dict[str, str] | None]:
+        """The answer's body, content type and extra headers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An encoded answer: the body, its content type and any extra headers."""
+
+    payload: bytes
+    content_type: str
+    headers: dict[str, str] | None = None
+
+
+class DataPlane:
+    """Inference on the models of ``registry``; ``default_policy`` is the domain policy a
+    request gets unless it names one."""
+
+    def __init__(self, registry: ModelRegistry, default_policy: str) -> None:
+        self.registry, self.default_policy = registry, check_policy(default_policy)
+
+    def infer(self, codec: Codec, name: str, version: str | None,
+              read_body: Callable[[], tuple[bytes, str | None]]) -> Reply:
+        """Answer one request for ``version`` of model ``name`` (None: the latest).
+
+        ``read_body()`` returns the (decompressed) body and, for a binary V2 request, the
+        length of its JSON header. Raises a ``ServiceError`` for anything the client can fix.
+        """
+        with RequestTimer(codec.protocol) as timer:
+            body, header_length = read_body()
+            model = self.registry.get(name, version)
+            timer.bind(model)
+            request = codec.decode(model, body, header_length)
+            policy = request.domain_policy
+            policy = self.default_policy if policy is None else check_policy(policy)
+            prediction = run(model, request.inputs, request.output_names, policy)
+            reply = Reply(*codec.encode(model, request, prediction.arrays,
+                                        prediction.domain_report))
+            timer.rows = len(request.inputs)
+        return reply
 
 
 def check_inputs(model: OnnxModel, x: np.ndarray) -> None:
@@ -94,7 +159,7 @@ def check_domain(model: OnnxModel, x: np.ndarray, policy: str) -> dict[str, Any]
     return {"out_of_domain_rows": int(rows.size), "out_of_domain": listed}
 
 
-def infer(
+def run(
     model: OnnxModel,
     x: np.ndarray,
     output_names: Sequence[str] | None = None,

@@ -106,6 +106,22 @@ def log_internal_error(request_id: str) -> str:
     return f"internal server error (request id {request_id})"
 
 
+def not_allowed(method: str, path: str, allowed) -> str:
+    """The message of a 405."""
+    return f"method {method} not allowed at {path} (allowed: {', '.join(allowed)})"
+
+
+def error_reply(exc: Exception, request_id: str) -> tuple[int, bytes, dict[str, str]]:
+    """The status, error body and extra headers that answer ``exc`` (anything but werkzeug's
+    routing errors): a ServiceError its own; a load or configuration problem a 500 naming it;
+    anything else a 500 without internals, logged with its request id."""
+    if isinstance(exc, ServiceError):
+        return exc.status, error_body(str(exc)), exc.headers
+    if isinstance(exc, BundleError | ConfigurationError):
+        return 500, error_body(str(exc)), {}
+    return 500, error_body(log_internal_error(request_id)), {}
+
+
 def register_error_handlers(app: Flask) -> None:
     """Map every exception raised while handling a request to a JSON error response."""
     # Imported here because the Flask-free layers (repository, runtime, registry) import this
@@ -116,15 +132,11 @@ def register_error_handlers(app: Flask) -> None:
     def respond(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         return Response(error_body(message), status, headers, mimetype="application/json")
 
-    def service_error(exc: ServiceError) -> Response:
-        return respond(str(exc), exc.status, exc.headers)
-
     def http_exception(exc: HTTPException) -> Response:
         if isinstance(exc, NotFound):
             message = f"no endpoint at {request.path}"
         elif isinstance(exc, MethodNotAllowed):
-            allowed = ", ".join(exc.valid_methods or ())
-            message = f"method {request.method} not allowed at {request.path} (allowed: {allowed})"
+            message = not_allowed(request.method, request.path, exc.valid_methods or ())
         elif isinstance(exc, RequestEntityTooLarge):
             message = f"request body exceeds {app.config['MAX_CONTENT_LENGTH']} bytes"
         else:
@@ -133,14 +145,9 @@ def register_error_handlers(app: Flask) -> None:
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         return respond(message, exc.code or 500, headers)
 
-    def server_problem(exc: Exception) -> Response:
-        return respond(str(exc), 500)
+    def other(exc: Exception) -> Response:
+        status, body, headers = error_reply(exc, g.get("request_id", "-"))
+        return Response(body, status, headers, mimetype="application/json")
 
-    def unexpected(exc: Exception) -> Response:
-        return respond(log_internal_error(g.get("request_id", "-")), 500)
-
-    app.register_error_handler(ServiceError, service_error)
     app.register_error_handler(HTTPException, http_exception)
-    for problem in (BundleError, ConfigurationError):
-        app.register_error_handler(problem, server_problem)
-    app.register_error_handler(Exception, unexpected)
+    app.register_error_handler(Exception, other)

@@ -34,7 +34,7 @@ def install_security(app: Flask, settings: Settings) -> None:
     """Register the CORS and API-key hooks ``settings`` ask for (none by default)."""
     origins = settings.cors_origin_list
     if origins:
-        cors = _Cors(origins)
+        cors = Cors(origins)
         app.before_request(cors.preflight)
         app.after_request(cors.decorate)
     if settings.api_keys:
@@ -67,32 +67,49 @@ class KeyCheck:
         return any(matches)
 
 
-class _Cors:
+class Cors:
+    """The CORS answer for a request's ``Origin``: pure functions of the header, used by the
+    Flask hooks (:func:`install_security`) and the inference front end alike."""
+
     def __init__(self, origins: tuple[str, ...]) -> None:
         self.any = "*" in origins
         self.origins = frozenset(origins)
 
-    def allowed(self) -> str | None:
-        origin = request.headers.get("Origin")
+    def allowed(self, origin: str | None) -> str | None:
+        """``origin`` if it may call, else None."""
         if origin is None:
             return None
         return origin if self.any or origin in self.origins else None
 
+    def headers(self, origin: str | None) -> list[tuple[str, str]]:
+        """The headers of any response to a request from ``origin`` (``Vary: Origin`` too)."""
+        if self.allowed(origin) is None:
+            return []
+        return [("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Expose-Headers", CORS_EXPOSED_HEADERS)]
+
+    @staticmethod
+    def is_preflight(method: str, request_method_header: str | None) -> bool:
+        return method == "OPTIONS" and request_method_header is not None
+
+    def preflight_headers(self, origin: str | None) -> list[tuple[str, str]]:
+        """The further headers of the 204 that answers a preflight from ``origin``."""
+        if self.allowed(origin) is None:
+            return []
+        return [("Access-Control-Allow-Methods", CORS_METHODS),
+                ("Access-Control-Allow-Headers", CORS_REQUEST_HEADERS),
+                ("Access-Control-Max-Age", CORS_MAX_AGE)]
+
     def preflight(self) -> Response | None:
-        if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        """Flask hook: answer a preflight (before the key check: browsers send none)."""
+        if not self.is_preflight(request.method,
+                                 request.headers.get("Access-Control-Request-Method")):
             return None
-        # Answered here, before the key check; decorate() adds the allow headers (or not).
-        response = Response(status=204)
-        if self.allowed() is not None:
-            response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
-            response.headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
-            response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
-        return response
+        return Response(status=204, headers=self.preflight_headers(request.headers.get("Origin")))
 
     def decorate(self, response: Response) -> Response:
-        origin = self.allowed()
+        """Flask hook: the CORS headers of every response."""
         response.vary.add("Origin")
-        if origin is not None:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+        for key, value in self.headers(request.headers.get("Origin")):
+            response.headers[key] = value
         return response

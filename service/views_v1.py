@@ -2,17 +2,15 @@
 
 ``POST /v1/models/<m>:predict`` takes ``{"instances": [{"<input>": value, ...}, ...]}`` and answers
 ``{"predictions": [{"<output>": value, ...}, ...]}``; lists of instances, and the columnar
-``{"inputs": ...}``, are answered in their own layout (see ``service.codec_v1``).
+``{"inputs": ...}``, are answered in their own layout (see ``service.codec_v1``). Predictions
+are answered by ``service.frontend``; the views here serve the cards and the model list.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from service import codec, codec_v1, dataplane
-from service.metrics import RequestTimer
-from service.runtime import OnnxModel
-from service.web import app_registry, app_settings, json_response, read_body
+from service.web import app_registry, json_response
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 # KServe's V1 liveness probe is the server root.
@@ -49,29 +47,3 @@ def model_card(name: str, version: str | None = None) -> Response:
     ``"ready": true``; a model that is not ready answers 503 as KServe does."""
     model = app_registry().get(name, version)
     return Response(model.card_json[:-1] + b',"ready":true}', 200, mimetype="application/json")
-
-
-@bp.post("/models/<name>:predict")
-@bp.post("/models/<name>/versions/<version>:predict")
-def predict(name: str, version: str | None = None) -> Response:
-    with RequestTimer("v1") as timer:
-        body, _ = read_body()
-        model = app_registry().get(name, version)
-        timer.bind(model)
-        default_policy = app_settings().domain_policy
-        payload, timer.rows = handle_predict(model, body, default_policy)
-    return Response(payload, 200, mimetype="application/json")
-
-
-def handle_predict(model: OnnxModel, body: bytes, default_policy: str) -> tuple[bytes, int]:
-    """One V1 prediction on ``model``: the response body and the rows predicted.
-
-    Shared by the view and the WSGI fast path (``service.fastpath``).
-    """
-    request = codec_v1.decode_request(model, codec.loads(body))
-    prediction = dataplane.infer(model, request.inputs, request.outputs,
-                                 request.domain_policy or default_policy)
-    payload = codec_v1.encode_predictions(
-        model, request, prediction.arrays, prediction.domain_report
-    )
-    return payload, len(request.inputs)

@@ -1,18 +1,17 @@
 """V2 Open Inference Protocol (REST) views, with Triton's repository extension.
 
-The views only translate HTTP: they read the body, delegate to the codec, the registry and the
-data plane, and wrap the result in a response. Errors are raised and mapped in ``errors``.
+The views only translate HTTP: they read the body, delegate to the registry, and wrap the result
+in a response. Errors are raised and mapped in ``errors``. Inference itself
+(``/v2/models/<name>[/versions/<version>]/infer``) is answered by ``service.frontend``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from service import codec, dataplane
+from service import codec
 from service.errors import BadRequest, Forbidden, ModelNotReady
-from service.metrics import RequestTimer
 from service.registry import ModelEntry
-from service.runtime import OnnxModel
 from service.web import app_registry, app_settings, json_response, read_body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -59,37 +58,6 @@ def model_ready(name: str, version: str | None = None) -> Response:
     return json_response({"name": name, "ready": True})
 
 
-@bp.post("/models/<name>/infer")
-@bp.post("/models/<name>/versions/<version>/infer")
-def infer(name: str, version: str | None = None) -> Response:
-    with RequestTimer("v2") as timer:
-        body, header_length = read_body(binary_allowed=True)
-        model = app_registry().get(name, version)
-        timer.bind(model)
-        payload, headers, content_type, timer.rows = handle_infer(
-            model, body, header_length, app_settings().domain_policy
-        )
-    return Response(payload, 200, headers, content_type=content_type)
-
-
-def handle_infer(
-    model: OnnxModel, body: bytes, header_length: str | None, default_policy: str
-) -> tuple[bytes, dict[str, str] | None, str, int]:
-    """One V2 inference on ``model``: the response body, extra headers, content type, rows.
-
-    Shared by the view and the WSGI fast path (``service.fastpath``).
-    """
-    header, binary = codec.split_body(body, header_length)
-    request = codec.decode_request(model, header, binary)
-    names = [output for output, _ in request.outputs]
-    prediction = dataplane.infer(model, request.inputs, names,
-                                 request.domain_policy or default_policy)
-    payload, headers, content_type = codec.encode_response(
-        model, request, prediction.arrays, prediction.domain_report
-    )
-    return payload, headers, content_type, len(request.inputs)
-
-
 @bp.post("/repository/index")
 def repository_index() -> Response:
     ready_only = _optional_object().get("ready", False)
@@ -128,7 +96,7 @@ def _check_repository_control() -> None:
 
 def _optional_object() -> dict:
     """The JSON object body of a repository request; an empty body counts as ``{}``."""
-    body, _ = read_body()
+    body = read_body()
     if not body.strip():
         return {}
     payload = codec.loads(body)

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the views: reading bodies, JSON responses, request ids, access log."""
+"""HTTP plumbing shared by the Flask views and the inference front end (``service.frontend``):
+reading bodies, JSON responses, request ids, the access log."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from flask import Flask, Response, current_app, g, request
 
-from service.codec import HEADER_LENGTH
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 if TYPE_CHECKING:
@@ -61,27 +61,51 @@ def readable(mimetype: str, binary: bool) -> bool:
     return mimetype in (BINARY_TYPES if binary else JSON_TYPES) or mimetype.endswith("+json")
 
 
-def read_body(binary_allowed: bool = False) -> tuple[bytes, str | None]:
-    """The request body (decompressed) and, for a binary V2 request, its JSON header length.
+def read_body() -> bytes:
+    """The body of the Flask request being handled (a repository call's JSON), read as
+    :func:`read_wsgi_body` reads it."""
+    body, _ = read_wsgi_body(request.environ, current_app.config["MAX_CONTENT_LENGTH"])
+    return body
+
+
+def read_wsgi_body(environ: dict, limit: int,
+                   binary_allowed: bool = False) -> tuple[bytes, str | None]:
+    """The body of a WSGI request (decompressed) and, for a binary V2 request, its JSON header
+    length: at most ``limit`` bytes before and after decompression, else PayloadTooLarge.
 
     A missing Content-Type is read as JSON (tritonclient sends none); binary requests are told
-    apart by their ``Inference-Header-Content-Length`` header, whatever their Content-Type.
+    apart by their ``Inference-Header-Content-Length`` header, whatever their Content-Type. A
+    body without Content-Length is read to its end when the server decoded a chunked stream
+    (``wsgi.input_terminated``, as gunicorn and werkzeug set it), else it is empty.
     """
-    header_length = request.headers.get(HEADER_LENGTH) if binary_allowed else None
-    if not readable(request.mimetype, binary=header_length is not None):
+    header_length = environ.get("HTTP_INFERENCE_HEADER_CONTENT_LENGTH") if binary_allowed else None
+    mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if not readable(mimetype, binary=header_length is not None):
         raise UnsupportedMediaType(
-            f"Content-Type {request.mimetype!r} is not supported here; send application/json"
+            f"Content-Type {mimetype!r} is not supported here; send application/json"
             + (" or a binary tensor request" if binary_allowed else "")
         )
-    body = request.get_data(cache=False)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    # A chunked body has no Content-Length: werkzeug stops reading at the limit without a 413.
-    if request.content_length is None and len(body) >= limit and request.input_stream.read(1):
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    body = _read(environ, limit)
+    encoding = environ.get("HTTP_CONTENT_ENCODING", "identity").strip().lower()
     if encoding not in IDENTITY_ENCODINGS:
         body = _decompress(body, encoding, limit)
     return body, header_length
+
+
+def _read(environ: dict, limit: int) -> bytes:
+    length, stream = environ.get("CONTENT_LENGTH", "").strip(), environ["wsgi.input"]
+    if length:
+        if not length.isdigit():
+            raise BadRequest(f"Content-Length {length!r:.40} is not a number of bytes")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        return stream.read(int(length)) if int(length) else b""
+    if not environ.get("wsgi.input_terminated"):
+        return b""
+    body = stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    return body
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:

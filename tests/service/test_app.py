@@ -81,9 +81,9 @@ def test_import_is_cheap_and_serving_never_loads_training_libraries(repo):
     subprocess.run([sys.executable, "-c", script], check=True)
 
 
-def test_inference_takes_the_wsgi_fast_path_and_the_rest_goes_through_flask(app, client):
-    """Infer and predict skip Flask (service.fastpath) with the same answers, ids and metrics;
-    a request the fast path does not serve exactly as Flask would (here gzip) goes to Flask."""
+def test_inference_is_answered_by_the_front_end_and_the_rest_by_flask(app, client):
+    """Infer and predict never enter Flask (service.frontend), compressed bodies included;
+    every other path does."""
     import gzip
 
     entered_flask = []
@@ -102,4 +102,4 @@ def test_inference_takes_the_wsgi_fast_path_and_the_rest_goes_through_flask(app,
     )
     assert zipped.get_json()["outputs"] == v2.get_json()["outputs"]
     client.get("/v2/models/linear")
-    assert entered_flask == ["/v2/models/linear/infer", "/v2/models/linear"]
+    assert entered_flask == ["/v2/models/linear"]

@@ -84,7 +84,10 @@ def test_every_route_of_the_app_is_described(app):
         for rule in app.url_map.iter_rules() if rule.endpoint != "static"
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
-    assert routes == described
+    # Inference is answered in front of Flask (service.frontend), which lists its own routes.
+    from service.frontend import ROUTES
+
+    assert routes | set(ROUTES) == described
 
 
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=OPERATION_IDS)
