@@ -12,10 +12,9 @@ scan runs inside ``create_app``, a worker that answers HTTP at all is ready.
 
 Several workers: each gunicorn worker has its own registry, so a load or unload through the
 repository extension reaches only the worker that received it. With ``settings.control_dir`` set
-(gunicorn_config always sets it), that worker also records the action in the shared control
-directory (see ``control``), and every worker's ``sync`` thread, polling every
-``control_poll_seconds``, applies the actions it has not applied yet: within about one poll
-interval all the workers serve the same versions. A worker started later (a restart, or
+(gunicorn_config always sets it), that worker also publishes the action, and every worker's
+``sync`` applies the actions it has not applied yet (``service.replication``): within about one
+poll interval all the workers serve the same versions. A worker started later (a restart, or
 ``max_requests``) builds its models from the recorded actions, not from what is on disk by then:
 a model unloaded on purpose stays unloaded, a loaded one gets the versions recorded at its load,
 and, as gunicorn's master records the repository at start (``control.snapshot``), versions and
@@ -28,10 +27,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import onnxruntime as ort
 
@@ -44,6 +41,7 @@ from service.errors import (
     ModelNotReady,
     VersionNotFound,
 )
+from service.replication import Replication
 from service.repository import BundleRef
 from service.runtime import OnnxModel
 from service.settings import DeviceUnavailable, Settings
@@ -80,15 +78,6 @@ class ModelEntry:
         object.__setattr__(self, "ready_versions", tuple(str(v) for v in ready))
         object.__setattr__(self, "latest", self.versions[ready[-1]].model if ready else None)
 
-    def rows(self) -> list[dict[str, str]]:
-        """The repository-index rows of this model: one per version (one in all if none)."""
-        if not self.versions:
-            return [_index_row(self.name, "", UNAVAILABLE, self.reason)]
-        return [
-            _index_row(self.name, str(v), s.state, s.reason)
-            for v, s in sorted(self.versions.items())
-        ]
-
     def why_unavailable(self) -> str:
         reasons = [f"version {v}: {s.reason}" for v, s in sorted(self.versions.items())]
         return "; ".join(reasons) or self.reason
@@ -115,7 +104,7 @@ class ModelRegistry:
         # Held across an action and its control-file update, so that ``sync`` never applies an
         # older action over a newer one of this worker.
         self._control_lock = threading.Lock()
-        self._applied: dict[str, int] = {}  # the seq of the last control action, per model
+        self.replication = Replication(settings.control_dir, settings.control_poll_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
@@ -136,9 +125,7 @@ class ModelRegistry:
         the server recorded the repository at start (``control.snapshot``), models on disk
         without a record are new since then and wait for a load call, as in the other workers.
         """
-        directory = self.settings.control_dir
-        recorded = control.read(directory) if directory is not None else {}
-        only_recorded = directory is not None and control.has_snapshot(directory)
+        recorded, only_recorded = self.replication.recorded()
         with self._control_lock, self._lock:
             models = {}
             for name, refs in repository.scan(self.root).items():
@@ -146,7 +133,7 @@ class ModelRegistry:
                 if action is None and only_recorded:
                     continue
                 if action is not None:
-                    self._applied[name] = action.seq
+                    self.replication.applied(name, action)
                 if action is not None and action.action == "unload":
                     models[name] = _unloaded(name, [ref.version for ref in refs])
                 else:
@@ -213,7 +200,8 @@ class ModelRegistry:
                 # from disk), except for a name never known: it changed nothing.
                 entry = self._models.get(name)
                 if known or entry is not None:
-                    self._publish(name, "load", entry.versions if entry is not None else ())
+                    versions = entry.versions if entry is not None else ()
+                    self.replication.publish(name, "load", versions)
 
     def unload(self, name: str) -> ModelEntry:
         """Stop serving every version of ``name``, in every worker (see the module docstring).
@@ -222,7 +210,7 @@ class ModelRegistry:
         """
         with self._control_lock:
             entry = self._unload(name)
-            self._publish(name, "unload")
+            self.replication.publish(name, "unload")
         return entry
 
     def sync(self) -> list[str]:
@@ -231,13 +219,9 @@ class ModelRegistry:
         Returns the names of the models acted on. A failure is logged, as the worker that
         received the call has answered it already.
         """
-        if self.settings.control_dir is None:
-            return []
         with self._control_lock:
-            todo = {name: action for name, action in control.read(self.settings.control_dir).items()
-                    if self._applied.get(name) != action.seq}
+            todo = self.replication.pending()
             for name, action in sorted(todo.items()):
-                self._applied[name] = action.seq
                 try:
                     if action.action == "load":
                         self._load(name, action)
@@ -249,26 +233,7 @@ class ModelRegistry:
 
     def start_sync(self) -> threading.Thread | None:
         """Catch up with the control directory, then follow it from a daemon thread."""
-        if self.settings.control_dir is None:
-            return None
-        self.settings.control_dir.mkdir(parents=True, exist_ok=True)
-        self.sync()
-        thread = threading.Thread(target=self._sync_forever, name="registry-sync", daemon=True)
-        thread.start()
-        return thread
-
-    def _sync_forever(self) -> None:
-        while True:
-            time.sleep(self.settings.control_poll_seconds)
-            try:
-                self.sync()
-            except Exception:
-                # One bad poll (a disk error...) must not stop the worker following the others.
-                log.exception("control directory sync failed")
-
-    def _publish(self, name: str, action: str, versions: Iterable[int] | None = None) -> None:
-        if self.settings.control_dir is not None:
-            self._applied[name] = control.record(self.settings.control_dir, name, action, versions)
+        return self.replication.follow(self.sync)
 
     def _load(self, name: str, action: control.Action | None = None) -> ModelEntry:
         """Load ``name``'s versions on disk, only those ``action`` recorded if given."""
@@ -299,22 +264,6 @@ class ModelRegistry:
                 if status.model is not None and id(status.model) not in kept:
                     status.model.retire()
         self._models = models
-
-    def index(self, ready_only: bool = False) -> list[dict[str, Any]]:
-        """Every model version in the registry or on disk, as the repository extension lists it."""
-        on_disk = repository.scan(self.root)
-        models = dict(self._models)
-        rows = []
-        for name in sorted(set(on_disk) | set(models)):
-            entry = models.get(name)
-            known = entry.versions if entry is not None else {}
-            new = [ref.version for ref in on_disk.get(name, []) if ref.version not in known]
-            if entry is not None and (known or not new):
-                rows.extend(entry.rows())
-            rows.extend(_index_row(name, str(v), UNAVAILABLE, "not loaded") for v in new)
-            if entry is None and not new:
-                rows.append(_index_row(name, "", UNAVAILABLE, "no version directory"))
-        return [row for row in rows if row["state"] == READY or not ready_only]
 
     def _build(self, name: str, refs: list[BundleRef], previous: ModelEntry | None,
                action: control.Action | None = None) -> ModelEntry:
@@ -360,10 +309,6 @@ class ModelRegistry:
 def _unloaded(name: str, versions) -> ModelEntry:
     return ModelEntry(name, {v: VersionStatus(v, UNAVAILABLE, "unloaded") for v in versions},
                       reason="unloaded")
-
-
-def _index_row(name: str, version: str, state: str, reason: str) -> dict[str, str]:
-    return {"name": name, "version": version, "state": state, "reason": reason}
 
 
 def _fingerprint(ref: BundleRef) -> tuple[int, ...] | None:

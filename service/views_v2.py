@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from service import codec
+from service import codec, repository
 from service.errors import BadRequest, Forbidden, ModelNotReady
-from service.registry import ModelEntry
+from service.registry import READY, UNAVAILABLE, ModelEntry, ModelRegistry
 from service.web import app_registry, app_settings, json_response, read_body
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
@@ -63,7 +63,37 @@ def repository_index() -> Response:
     ready_only = _optional_object().get("ready", False)
     if not isinstance(ready_only, bool):
         raise BadRequest("'ready' must be true or false")
-    return json_response(app_registry().index(ready_only=ready_only))
+    return json_response(index_rows(app_registry(), ready_only=ready_only))
+
+
+def index_rows(registry: ModelRegistry, ready_only: bool = False) -> list[dict[str, str]]:
+    """Every model version in the registry or on disk, as the repository extension lists it:
+    ``{"name", "version", "state", "reason"}`` rows, versions on disk that were never loaded
+    included (``not loaded``)."""
+    on_disk = repository.scan(registry.root)
+    models = {entry.name: entry for entry in registry.entries()}
+    rows = []
+    for name in sorted(set(on_disk) | set(models)):
+        entry = models.get(name)
+        known = entry.versions if entry is not None else {}
+        new = [ref.version for ref in on_disk.get(name, []) if ref.version not in known]
+        if entry is not None and (known or not new):
+            rows.extend(entry_rows(entry))
+        rows.extend(_row(name, str(v), UNAVAILABLE, "not loaded") for v in new)
+        if entry is None and not new:
+            rows.append(_row(name, "", UNAVAILABLE, "no version directory"))
+    return [row for row in rows if row["state"] == READY or not ready_only]
+
+
+def entry_rows(entry: ModelEntry) -> list[dict[str, str]]:
+    """The repository-index rows of one model: one per version (one in all if none)."""
+    if not entry.versions:
+        return [_row(entry.name, "", UNAVAILABLE, entry.reason)]
+    return [_row(entry.name, str(v), s.state, s.reason) for v, s in sorted(entry.versions.items())]
+
+
+def _row(name: str, version: str, state: str, reason: str) -> dict[str, str]:
+    return {"name": name, "version": version, "state": state, "reason": reason}
 
 
 @bp.post("/repository/models/<name>/load")
@@ -106,5 +136,5 @@ def _optional_object() -> dict:
 
 
 def _entry_response(entry: ModelEntry) -> Response:
-    versions = [{k: row[k] for k in ("version", "state", "reason")} for row in entry.rows()]
+    versions = [{k: row[k] for k in ("version", "state", "reason")} for row in entry_rows(entry)]
     return json_response({"name": entry.name, "versions": versions})

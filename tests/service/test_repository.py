@@ -11,6 +11,7 @@ from service import control
 from service.errors import ModelNotFound, ModelNotReady
 from service.registry import ModelRegistry
 from service.repository import parse_version
+from service.views_v2 import index_rows
 from tests.bundles import make_bundle
 from tests.service.v2_helpers import json_request
 
@@ -230,7 +231,7 @@ def test_a_restarted_worker_serves_what_its_siblings_serve_not_what_is_new_on_di
     with pytest.raises(ModelNotFound):
         restarted.get("fresh")
     assert restarted.sync() == []  # what it read at start counts as applied
-    rows = {(r["name"], r["version"]): r["reason"] for r in restarted.index()}
+    rows = {(r["name"], r["version"]): r["reason"] for r in index_rows(restarted)}
     assert rows[("linear", "2")] == rows[("fresh", "1")] == "not loaded"
 
     first.load("linear")
