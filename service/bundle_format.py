@@ -35,6 +35,7 @@ __all__ = [
     "MODEL_FILE",
     "NAME_MAX_LENGTH",
     "NAME_PATTERN",
+    "OUTPUT_ELEMENT_TYPES",
     "OUTPUT_TENSOR",
     "RESERVED_FILES",
     "STD_TENSOR",
@@ -62,6 +63,16 @@ TRITON_CONFIG_FILE = "config.pbtxt"
 RESERVED_FILES = frozenset({MODEL_FILE, JACOBIAN_FILE, CARD_FILE})
 # An extra graph named in the card's tensors.outputs: a plain file name in the version directory.
 GRAPH_FILE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.onnx")
+
+# The element types a graph output may have (the service answers them in V2 responses), each
+# with its V2 datatype. The input is always float32.
+OUTPUT_ELEMENT_TYPES = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(float16)": "FP16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+}
 
 INPUT_TENSOR = "inputs"
 OUTPUT_TENSOR = "outputs"

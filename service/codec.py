@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
+from service import bundle_format as fmt
 from service.errors import BadRequest
-from service.runtime import OnnxModel
+
+if TYPE_CHECKING:
+    from service.runtime import OnnxModel
 
 # Little-endian, as the binary extension prescribes.
 DATATYPES = {
@@ -30,6 +33,37 @@ DATATYPES = {
 HEADER_LENGTH = "Inference-Header-Content-Length"
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
+
+
+PLATFORM = "onnxruntime_onnx"
+
+
+def model_metadata(model: OnnxModel) -> dict[str, Any]:
+    """The V2 model metadata of ``model``, minus ``versions`` (the registry's to say)."""
+    return {
+        "name": model.name,
+        "platform": PLATFORM,
+        "inputs": [{"name": model.input_name, "datatype": "FP32",
+                    "shape": [-1, model.input_width]}],
+        "outputs": [
+            {"name": name, "datatype": fmt.OUTPUT_ELEMENT_TYPES[model.output_types[name]],
+             "shape": model.output_shapes[name]}
+            for name in model.output_names
+        ],
+        "parameters": {
+            "inputs": list(model.feature_names),
+            "outputs": list(model.target_names),
+            "domain": {
+                name: [_finite_or_none(low), _finite_or_none(high)]
+                for name, low, high in zip(model.feature_names, model.domain_low,
+                                           model.domain_high, strict=True)
+            },
+        },
+    }
+
+
+def _finite_or_none(value: np.float32) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +155,7 @@ def encode_response(
     for (name, binary), array in zip(request.outputs, arrays, strict=True):
         entry: dict[str, Any] = {
             "name": name,
-            "datatype": model.output_datatypes[name],
+            "datatype": fmt.OUTPUT_ELEMENT_TYPES[model.output_types[name]],
             "shape": list(array.shape),
         }
         if binary:
@@ -277,7 +311,7 @@ def _requested_outputs(
     chosen: dict[str, bool] = {}
     for item in outputs:
         name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or name not in model.output_datatypes:
+        if not isinstance(name, str) or name not in model.output_types:
             raise BadRequest(
                 f"unknown output {name!r}: model {model.name!r} has "
                 f"{', '.join(map(repr, model.output_names))}"

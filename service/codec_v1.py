@@ -25,14 +25,19 @@ import functools
 import itertools
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
+from service import bundle_format as fmt
 from service.codec import JSON_TYPE, loads
 from service.errors import BadRequest
-from service.runtime import MAIN_OUTPUT, OnnxModel
+
+if TYPE_CHECKING:
+    from service.runtime import OnnxModel
+
+MAIN_OUTPUT = fmt.OUTPUT_TENSOR
 
 # The V1 parameters and the graph output each ``return_*`` flag asks for.
 _RETURNS = {"return_std": "std", "return_jacobian": "jacobian"}
@@ -98,7 +103,7 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
         value = parameters.get(flag, False)
         if not isinstance(value, bool):
             raise BadRequest(f"parameter {flag!r} must be true or false")
-        if value and output not in model.output_datatypes:
+        if value and output not in model.output_types:
             raise BadRequest(
                 f"model {model.name!r} has no {output!r} output (it has "
                 f"{', '.join(model.output_names)})"

@@ -1,9 +1,10 @@
 """One loaded model: an ONNX Runtime session plus everything the hot path needs, computed once.
 
-``OnnxModel.load`` reads a bundle, verifies the card against the file (sha256) and the graph
-(tensor names, widths, element types), builds the session with the configured threads and
-execution providers, and optionally runs it once so the first request does not pay for lazy
-initialisation. Any problem raises ``BundleError`` with a reason fit for the repository index.
+``OnnxModel.load`` reads a bundle, has ``service.bundle_checks`` verify it (the card against the
+files' sha256 and the graphs' tensor names, widths and element types), builds the sessions with
+the configured threads and execution providers, and optionally runs it once so the first request
+does not pay for lazy initialisation. Any problem raises ``BundleError`` with a reason fit for
+the repository index. What the protocols make of a model (V2 datatypes and metadata) is theirs.
 
 A bundle may hold further graphs beside model.onnx, named by the card's ``tensors.outputs``
 entries with a ``file`` (``jacobian.onnx``: onnxruntime runs a whole graph whatever outputs are
@@ -13,7 +14,6 @@ model.onnx). Each gets its own session, run only when a request asks for one of 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -26,6 +26,14 @@ import orjson
 
 from service import bundle_format as fmt
 from service.batching import Batcher
+from service.bundle_checks import (
+    check_extra_graph,
+    check_graph,
+    extra_graphs,
+    graph_shape,
+    open_session,
+    read_card,
+)
 from service.devices import CUDA, check_session_providers
 from service.errors import BundleError
 from service.messages import first_line
@@ -34,21 +42,9 @@ from service.settings import Settings
 
 log = logging.getLogger("service.runtime")
 
-PLATFORM = "onnxruntime_onnx"
-# The graph output holding the predictions, one column per card output (the bundle contract).
-MAIN_OUTPUT = fmt.OUTPUT_TENSOR
 # From this many rows, a CUDA session runs with I/O binding (below, the binding costs more than
 # the copies it saves).
 IO_BINDING_MIN_ROWS = 1024
-# An extra graph's file name: a plain ``*.onnx`` name inside the version directory, never a path.
-# ORT element types the service can encode in a V2 response, by their V2 datatype.
-ORT_DATATYPES = {
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(float16)": "FP16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-}
 
 
 def session_options(settings: Settings) -> ort.SessionOptions:
@@ -72,14 +68,13 @@ class OnnxModel:
     feature_names, target_names : tuple of str
         Card input and output names; ``target_names`` label the columns of ``outputs``.
     output_names : tuple of str
-        Every output of every graph, model.onnx's first; ``output_datatypes`` maps each to its
-        V2 datatype. ``default_outputs``: model.onnx's alone.
+        Every output of every graph, model.onnx's first; ``output_types`` maps each to its ONNX
+        element type (``tensor(float)``...) and ``output_shapes`` to its shape (-1 where
+        symbolic). ``default_outputs``: model.onnx's alone.
     domain_low, domain_high : ndarray
         float32 bounds of each input's training range (-inf/inf where the card has none).
     providers : tuple of str
         The execution providers the session really runs on.
-    metadata : mapping
-        The V2 model metadata, minus "versions" (which depends on the registry).
     """
 
     def __init__(
@@ -121,10 +116,9 @@ class OnnxModel:
         # (the Jacobian) cost more than the model itself, so they run only when asked for.
         self.default_outputs = tuple(o.name for o in session.get_outputs())
         self._batcher: Batcher | None = None
-        self.output_datatypes = MappingProxyType(
-            {name: ORT_DATATYPES.get(o.type, "") for name, o in graph_outputs.items()}
-        )
-        self.metadata = MappingProxyType(self._v2_metadata(graph_outputs))
+        self.output_types = MappingProxyType({name: o.type for name, o in graph_outputs.items()})
+        self.output_shapes = MappingProxyType(
+            {name: graph_shape(o.shape) for name, o in graph_outputs.items()})
 
     @classmethod
     def load(cls, ref: BundleRef, settings: Settings, providers: Sequence[str]) -> OnnxModel:
@@ -138,14 +132,15 @@ class OnnxModel:
         """
         card = read_card(ref)
         expected = (card.get("onnx") or {}).get("sha256")
-        session = _session(ref.onnx_path, expected, settings, providers)
+        options = session_options(settings)
+        session = open_session(ref.onnx_path, expected, options, providers)
         check_session_providers(settings.device, session.get_providers())
-        _check_graph(session, card)
+        check_graph(session, card)
         extra = []
-        for file_name, names in _extra_graphs(card).items():
+        for file_name, names in extra_graphs(card).items():
             digest = (((card.get("onnx") or {}).get("graphs") or {}).get(file_name) or {})
-            graph = _session(ref.path / file_name, digest.get("sha256"), settings, providers)
-            _check_extra_graph(graph, file_name, names, session, card)
+            graph = open_session(ref.path / file_name, digest.get("sha256"), options, providers)
+            check_extra_graph(graph, file_name, names, session, card)
             extra.append(graph)
         model = cls(ref, card, session, extra, settings.chunk_rows)
         if settings.warmup:
@@ -223,151 +218,8 @@ class OnnxModel:
         except Exception as exc:
             raise BundleError(f"warm-up run failed: {first_line(exc)}") from exc
 
-    def _v2_metadata(self, graph_outputs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "platform": PLATFORM,
-            "inputs": [
-                {"name": self.input_name, "datatype": "FP32", "shape": [-1, self.input_width]}
-            ],
-            "outputs": [
-                {"name": n, "datatype": self.output_datatypes[n], "shape": _shape(o.shape)}
-                for n, o in graph_outputs.items()
-            ],
-            "parameters": {
-                "inputs": list(self.feature_names),
-                "outputs": list(self.target_names),
-                "domain": {
-                    name: [_finite_or_none(lo), _finite_or_none(hi)]
-                    for name, lo, hi in zip(
-                        self.feature_names, self.domain_low, self.domain_high, strict=True
-                    )
-                },
-            },
-        }
-
     def __repr__(self) -> str:
         return f"OnnxModel({self.name!r}, version={self.version})"
-
-
-def read_card(ref: BundleRef) -> dict[str, Any]:
-    """The parsed model.json of ``ref``, checked for what the service relies on."""
-    try:
-        card = fmt.parse_card(_read(ref.card_path))
-    except fmt.BundleFormatError as exc:
-        raise BundleError(str(exc)) from None
-    for key, actual in (("name", ref.name), ("version", ref.version)):
-        if key in card and card[key] != actual:
-            log.warning("%s/%s: card says %s %r; serving under the directory's",
-                        ref.name, ref.version, key, card[key])
-    return card
-
-
-def _session(path, expected_sha256: Any, settings: Settings, providers: Sequence[str]):
-    """An ORT session of the graph file at ``path``, after checking its sha256 if given."""
-    model_bytes = _read(path)
-    if expected_sha256 is not None:
-        actual = hashlib.sha256(model_bytes).hexdigest()
-        if not isinstance(expected_sha256, str) or actual != expected_sha256.lower():
-            raise BundleError(
-                f"sha256 of {path.name} is {actual}, the card says {expected_sha256}"
-            )
-    try:
-        return ort.InferenceSession(
-            model_bytes, sess_options=session_options(settings), providers=list(providers)
-        )
-    except Exception as exc:  # ORT raises several unrelated types for a bad file
-        raise BundleError(f"onnxruntime cannot load {path.name}: {first_line(exc)}") from exc
-
-
-def _listed_outputs(card: dict[str, Any]) -> list[dict[str, Any]]:
-    listed = (card.get("tensors") or {}).get("outputs", [])
-    if not isinstance(listed, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("name"), str) for t in listed
-    ):
-        raise BundleError("model.json 'tensors.outputs' must be a list of {\"name\": ...}")
-    return listed
-
-
-def _extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
-    """The card's extra graph files and the outputs each is listed for."""
-    graphs: dict[str, list[str]] = {}
-    for tensor in _listed_outputs(card):
-        file_name = tensor.get("file", fmt.MODEL_FILE)
-        if file_name == fmt.MODEL_FILE:
-            continue
-        if not isinstance(file_name, str) or not fmt.GRAPH_FILE_PATTERN.fullmatch(file_name):
-            raise BundleError(
-                f"output {tensor['name']!r}: file {file_name!r} must be a plain *.onnx file name"
-            )
-        graphs.setdefault(file_name, []).append(tensor["name"])
-    return graphs
-
-
-def _check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
-    _check_input(session, card, fmt.MODEL_FILE)
-    n_out = len(card["outputs"])
-    outputs = {o.name: o for o in session.get_outputs()}
-    main = outputs.get(MAIN_OUTPUT)
-    if main is None or _shape(main.shape) != [-1, n_out]:
-        found = None if main is None else main.shape
-        raise BundleError(f"graph output {MAIN_OUTPUT!r} is {found}, the card's {n_out} outputs "
-                          f"need [N, {n_out}]")
-    listed = [t["name"] for t in _listed_outputs(card)
-              if t.get("file", fmt.MODEL_FILE) == fmt.MODEL_FILE]
-    missing = [name for name in listed if name not in outputs]
-    if missing:
-        raise BundleError(f"card lists outputs {missing} that the graph does not have")
-    _check_types(session, fmt.MODEL_FILE)
-
-
-def _check_extra_graph(
-    graph: ort.InferenceSession,
-    file_name: str,
-    listed: list[str],
-    main: ort.InferenceSession,
-    card: dict[str, Any],
-) -> None:
-    _check_input(graph, card, file_name)
-    outputs = {o.name for o in graph.get_outputs()}
-    missing = [name for name in listed if name not in outputs]
-    if missing:
-        raise BundleError(f"card lists outputs {missing} in {file_name}, which does not have them")
-    clashes = [name for name in listed if name in {o.name for o in main.get_outputs()}]
-    if clashes:
-        raise BundleError(f"outputs {clashes} are listed in {file_name} but model.onnx has them")
-    _check_types(graph, file_name)
-
-
-def _check_input(session: ort.InferenceSession, card: dict[str, Any], file_name: str) -> None:
-    input_name = (card.get("tensors") or {}).get("input", fmt.INPUT_TENSOR)
-    n_in = len(card["inputs"])
-    inputs = session.get_inputs()
-    if [i.name for i in inputs] != [input_name]:
-        raise BundleError(
-            f"{file_name} inputs are {[i.name for i in inputs]}, expected [{input_name!r}]"
-        )
-    graph_in = inputs[0]
-    if graph_in.type != "tensor(float)" or _shape(graph_in.shape) != [-1, n_in]:
-        raise BundleError(
-            f"{file_name} input {input_name!r} is {graph_in.type} {graph_in.shape}, the card's "
-            f"{n_in} inputs need tensor(float) [N, {n_in}]"
-        )
-
-
-def _check_types(session: ort.InferenceSession, file_name: str) -> None:
-    unsupported = [o.name for o in session.get_outputs() if o.type not in ORT_DATATYPES]
-    if unsupported:
-        raise BundleError(f"{file_name} outputs {unsupported} have unsupported element types")
-
-
-def _finite_or_none(value: np.float32) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
-def _shape(dims: Sequence[Any]) -> list[int]:
-    """An ORT shape with symbolic or unknown dimensions as -1 (the V2 convention)."""
-    return [d if isinstance(d, int) and d >= 0 else -1 for d in dims]
 
 
 def _midpoint(spec: dict[str, Any]) -> float:
@@ -377,12 +229,3 @@ def _midpoint(spec: dict[str, Any]) -> float:
         if math.isfinite(middle):
             return middle
     return 0.0
-
-
-def _read(path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{path.name} is missing") from None
-    except OSError as exc:
-        raise BundleError(f"cannot read {path.name}: {exc.strerror}") from None

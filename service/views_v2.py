@@ -45,7 +45,7 @@ def model_metadata(name: str, version: str | None = None) -> Response:
     registry = app_registry()
     model = registry.get(name, version)
     versions = registry.entry(name).ready_versions
-    return json_response({**model.metadata, "versions": versions})
+    return json_response({**codec.model_metadata(model), "versions": versions})
 
 
 @bp.get("/models/<name>/ready")

@@ -74,7 +74,7 @@ def test_a_card_and_its_training_range():
 
 
 def test_every_side_takes_the_rules_from_the_format():
-    from service import openapi, repository, runtime
+    from service import codec_v1, openapi, repository
     from training import bundle, export, formula
 
     assert openapi.NAME_PATTERN == f"^{fmt.NAME_PATTERN}$"
@@ -83,5 +83,5 @@ def test_every_side_takes_the_rules_from_the_format():
     assert repository.parse_version is fmt.parse_version
     assert bundle.check_name is fmt.check_name and bundle.read_card is fmt.read_card
     assert bundle.CARD_FORMAT == fmt.CARD_FORMAT and bundle.CARD_KEY == fmt.CARD_KEY
-    assert runtime.MAIN_OUTPUT == fmt.OUTPUT_TENSOR
+    assert codec_v1.MAIN_OUTPUT == fmt.OUTPUT_TENSOR
     assert export.INPUT_TENSOR == fmt.INPUT_TENSOR and formula.MODEL_FILE == fmt.MODEL_FILE

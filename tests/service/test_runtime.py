@@ -81,7 +81,8 @@ def test_onnx_model_precomputes_hot_path_facts(tmp_path, warmup):
     assert model.feature_names == ("x0", "x1", "x2")
     assert model.target_names == ("y0", "y1")
     assert model.output_names == ("outputs", "std")
-    assert dict(model.output_datatypes) == {"outputs": "FP32", "std": "FP32"}
+    assert dict(model.output_types) == {"outputs": "tensor(float)", "std": "tensor(float)"}
+    assert dict(model.output_shapes) == {"outputs": [-1, 2], "std": [-1, 2]}
     assert model.feature_index["x2"] == 2
     x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
     outputs, std = model.run(x)
