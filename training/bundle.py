@@ -12,20 +12,15 @@ hidden names are never taken for versions.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from service.bundle_format import (
-    CARD_FILE,
     CARD_FORMAT,
     CARD_KEY,
     INPUT_TENSOR,
@@ -33,7 +28,6 @@ from service.bundle_format import (
     JACOBIAN_TENSOR,
     MODEL_FILE,
     RESERVED_FILES,
-    TRITON_CONFIG_FILE,
     check_name,
     is_valid_name,
     latest_version,
@@ -41,20 +35,15 @@ from service.bundle_format import (
     version_dir,
 )
 from training.atomic import (
-    fsync_dir,
     remove_abandoned,
     remove_if_empty,
-    rename_new,
-    staged_dir,
-    staged_file,
-    write_synced,
 )
 from training.ensemble import SurrogateEnsemble
 from training.errors import ParameterError
 from training.export import describe, output_shapes, to_onnx
-from training.graph import IR_VERSION, OPSET
 from training.jsonable import jsonable
 from training.parity import ParityError, check_parity
+from training.publish import publish, triton_config
 
 __all__ = [
     "CARD_FORMAT",
@@ -68,7 +57,6 @@ __all__ = [
     "write_bundle",
 ]
 
-_PUBLISH_ATTEMPTS = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,7 +166,7 @@ def write_bundle(
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_abandoned(model_dir)  # staging left by a writer killed long ago
     try:
-        return _publish(model_dir, card, graphs, extra, _triton_config(model, name))
+        return publish(model_dir, card, graphs, extra, triton_config(model, name))
     except BaseException:
         if created_dir:
             remove_if_empty(model_dir)
@@ -197,74 +185,6 @@ def _ensemble_section(model) -> dict[str, Any] | None:
     if not isinstance(model, SurrogateEnsemble):
         return None
     return {"members": len(model.estimators_), "seeds": [int(seed) for seed in model.seeds_]}
-
-
-def _publish(
-    model_dir: Path, card: ModelCard, graphs: dict[str, onnx.ModelProto], extra: dict, config: str
-) -> Path:
-    """Stage config.pbtxt and the version, then rename the version into place (the commit) and
-    replace the config; retry with the next number if another writer took it meanwhile.
-
-    A failure before the commit leaves nothing behind. After it the version is public; only an
-    I/O error of the config replace or of the final directory fsync can still surface.
-    """
-    with staged_file(model_dir, config.encode()) as staged_config:
-        for _ in range(_PUBLISH_ATTEMPTS):
-            version = (latest_version(model_dir.parent, card.name) or 0) + 1
-            files = {**_bundle_files(replace(card, version=version), graphs), **extra}
-            target = model_dir / str(version)
-            with staged_dir(model_dir) as staging:
-                for file_name, data in files.items():
-                    write_synced(staging / file_name, data)
-                fsync_dir(staging)
-                if rename_new(staging, target):
-                    os.replace(staged_config, model_dir / TRITON_CONFIG_FILE)
-                    fsync_dir(model_dir)
-                    return target
-    raise FileExistsError(f"{model_dir}: lost {_PUBLISH_ATTEMPTS} races for a new version number")
-
-
-def _bundle_files(card: ModelCard, graphs: dict[str, onnx.ModelProto]) -> dict[str, bytes]:
-    """model.onnx with the card in its metadata, jacobian.onnx, and model.json with the sha256
-    of both (the card inside model.onnx cannot hold that file's own hash)."""
-    jacobian_bytes = graphs[JACOBIAN_FILE].SerializeToString()
-    info = {"file": MODEL_FILE, "opset": OPSET, "ir_version": IR_VERSION}
-    others = {JACOBIAN_FILE: {"sha256": _sha256(jacobian_bytes)}}
-    embedded = replace(card, onnx={**info, "graphs": others})
-    proto = onnx.ModelProto()
-    proto.CopyFrom(graphs[MODEL_FILE])
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = CARD_KEY, json.dumps(embedded.to_dict(), allow_nan=False)
-    onnx_bytes = proto.SerializeToString()
-    card = replace(card, onnx={**info, "sha256": _sha256(onnx_bytes), "graphs": others})
-    text = json.dumps(card.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    return {
-        MODEL_FILE: onnx_bytes,
-        JACOBIAN_FILE: jacobian_bytes,
-        CARD_FILE: text.encode("utf-8"),
-    }
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _triton_config(model, name: str) -> str:
-    """Triton serves model.onnx: its input and outputs (``std`` too for an ensemble)."""
-    outputs = "".join(
-        f'  {{\n    name: "{output}"\n    data_type: TYPE_FP32\n'
-        f"    dims: [ -1, {shape[1]} ]\n  }},\n"
-        for output, shape in output_shapes(model).items()
-    ).rstrip(",\n")
-    return (
-        f'name: "{name}"\n'
-        'backend: "onnxruntime"\n'
-        "max_batch_size: 0\n"
-        f'input [\n  {{\n    name: "{INPUT_TENSOR}"\n    data_type: TYPE_FP32\n'
-        f"    dims: [ -1, {model.n_features_in_} ]\n  }}\n]\n"
-        f"output [\n{outputs}\n]\n"
-        "version_policy: { latest: { num_versions: 1 } }\n"
-    )
 
 
 def _input_specs(model, inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -209,14 +209,16 @@ def test_versions_increase(model, tmp_path):
 
 def test_a_version_taken_meanwhile_is_skipped(model, tmp_path, monkeypatch):
     write(model, tmp_path)
-    real, calls = bundle.latest_version, itertools.count()
+    from training import publish
+
+    real, calls = publish.latest_version, itertools.count()
 
     def stale_once(repo, name):  # another writer published "1" after this one looked
         return None if next(calls) == 0 else real(repo, name)
 
-    monkeypatch.setattr(bundle, "latest_version", stale_once)
+    monkeypatch.setattr(publish, "latest_version", stale_once)
     path = write(model, tmp_path)
-    assert path.name == "2"
+    assert path.name == "2" and next(calls) == 2  # tried "1", lost it, took "2"
     card = read_card(path)
     assert card["version"] == 2
     embedded = onnx.load(path / "model.onnx").metadata_props
