@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 import pytest
 
-from training import bundle
 from training import parity as parity_module
 from training.atomic import ABANDONED_AFTER_SECONDS
 from training.bundle import CARD_FORMAT, CARD_KEY, latest_version, read_card, write_bundle
