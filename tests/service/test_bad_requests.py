@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.service.v2_helpers import HEADER_LENGTH, binary_request, json_request
+from tests.v2 import HEADER_LENGTH, binary_request, json_request
 
 LIMIT = 4096
 INFER = "/v2/models/linear/infer"

@@ -6,7 +6,7 @@ import pytest
 
 from service import Settings, create_app
 from tests.bundles import make_bundle
-from tests.service.v2_helpers import json_request
+from tests.v2 import json_request
 
 
 def corrupt_onnx(path):

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.bundles import make_bundle
-from tests.service.v2_helpers import json_request
+from tests.v2 import json_request
 
 GOOD = json_request([[1, 2], [3, 4], [5, 6]], [3, 2])
 BAD = json_request([1, 2, 3], [1, 3])

@@ -9,7 +9,7 @@ import pytest
 
 from service import openapi
 from service.openapi import build_spec
-from tests.service.v2_helpers import json_request
+from tests.v2 import json_request
 
 KEY = "test-key"
 PATH_PARAMETERS = {"name": "linear", "version": "1"}

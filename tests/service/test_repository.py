@@ -13,7 +13,7 @@ from service.registry import ModelRegistry
 from service.repository import parse_version
 from service.views_v2 import index_rows
 from tests.bundles import make_bundle
-from tests.service.v2_helpers import json_request
+from tests.v2 import json_request
 
 ROW = json_request([1.0, 1.0], [1, 2])
 

@@ -15,7 +15,7 @@ import pytest
 from service import create_app
 from service.settings import Settings
 from tests.bundles import make_bundle
-from tests.service.v2_helpers import binary_request, json_request, read_response
+from tests.v2 import binary_request, json_request, read_response
 
 INSIDE = [[0.5, 1.0, 1.5], [0.0, 2.0, 1.0]]
 # Row 1 is below x1's range, row 2 above x0's and x2's.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.bundles import make_bundle
-from tests.service.v2_helpers import HEADER_LENGTH, binary_request, json_request, read_response
+from tests.v2 import HEADER_LENGTH, binary_request, json_request, read_response
 
 X = np.array([[0.5, 1.5], [2.0, -1.0], [3.0, 4.0]])
 
