@@ -210,9 +210,7 @@ class Settings(_FromEnv):
             raise ConfigurationError(
                 f"control_poll_seconds must be > 0, got {self.control_poll_seconds}",
                 "control_poll_seconds")
-        if not isinstance(logging.getLevelName(self.log_level), int):
-            raise ConfigurationError(f"log_level {self.log_level!r} is not a logging level",
-                                     "log_level")
+        _logging_level(self)
 
     @property
     def api_keys(self) -> tuple[bytes, ...]:
@@ -271,10 +269,7 @@ class ServerSettings(_FromEnv):
             _set(self, "workers", default_workers())
         if self.max_requests_jitter is None:
             _set(self, "max_requests_jitter", max(0, self.max_requests) // 10)
-        if not isinstance(logging.getLevelName(str(self.log_level).upper()), int):
-            raise ConfigurationError(f"log_level {self.log_level!r} is not a logging level",
-                                     "log_level")
-        level = str(self.log_level).lower()
+        level = _logging_level(self).lower()
         _set(self, "log_level", _GUNICORN_LEVELS.get(level, level))
         _at_least(self, 1, "workers", "threads", "timeout", "graceful_timeout")
         _at_least(self, 0, "keepalive", "max_requests", "max_requests_jitter")
@@ -314,6 +309,15 @@ def default_workers() -> int:
 
 def _set(settings: Any, name: str, value: Any) -> None:
     object.__setattr__(settings, name, value)
+
+
+def _logging_level(settings: Any) -> str:
+    """The settings' ``log_level``, upper case, if it names a Python logging level."""
+    level = str(settings.log_level).upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise ConfigurationError(f"log_level {settings.log_level!r} is not a logging level",
+                                 "log_level")
+    return level
 
 
 def _at_least(settings: Any, minimum: int, *names: str) -> None:
