@@ -25,13 +25,14 @@ from training.optim import (
     DivergenceWarning,
     History,
     LbfgsSettings,
+    monotonic_deadline,
     run_adam,
     run_lbfgs,
 )
 from training.plan import Plan
 from training.selection import PATHS, PathResult, PathTask, Selection, choose, run_path
 
-__all__ = ["Notifier", "Settings", "fine_tune", "select", "train_fixed", "train_large"]
+__all__ = ["Notifier", "Run", "Settings", "fine_tune", "select", "train_fixed", "train_large"]
 
 
 @dataclass(frozen=True)
@@ -169,55 +170,47 @@ def _nested() -> bool:
         return False
 
 
-def fine_tune(
-    problem: Problem,
-    plan: Plan,
-    settings: Settings,
-    rng: np.random.RandomState,
-    history: History,
-    log: list[str],
-    deadline: float,
-) -> None:
+@dataclass
+class Run:
+    """What every phase of one fit shares: the random state, the history and log it appends
+    to, and the fit's ``time.time()`` deadline."""
+
+    rng: np.random.RandomState
+    history: History
+    log: list[str]
+    deadline: float
+
+
+def fine_tune(problem: Problem, iterations: int, settings: Settings, run: Run) -> None:
     """Continue ``problem.theta`` (the chosen fold model) on every row at the chosen alpha:
-    ``plan.final_iterations`` L-BFGS iterations (Adam epochs for solver "adam")."""
-    monotonic = _monotonic(deadline)
+    ``iterations`` L-BFGS iterations (Adam epochs for solver "adam")."""
+    deadline = monotonic_deadline(run.deadline)
     if settings.solver == "adam":
-        iterations = plan.final_iterations
         adam = replace(settings.warmup, epochs=iterations, n_iter_no_change=iterations,
-                       deadline=monotonic)
-        run_adam(problem, adam, rng, history, log)
+                       deadline=deadline)
+        run_adam(problem, adam, run.rng, run.history, run.log)
         return
-    lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations, deadline=monotonic)
-    run_lbfgs(problem, lbfgs, history, log, fallback=True)
+    lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=deadline)
+    run_lbfgs(problem, lbfgs, run.history, run.log, fallback=True)
 
 
-def train_fixed(
-    problem: Problem,
-    iterations: int,
-    settings: Settings,
-    rng: np.random.RandomState,
-    history: History,
-    log: list[str],
-    deadline: float,
-) -> None:
+def train_fixed(problem: Problem, iterations: int, settings: Settings, run: Run) -> None:
     """From scratch at one alpha: Adam's warm start (solvers auto and adam), then L-BFGS
     (solvers auto and lbfgs)."""
-    monotonic = _monotonic(deadline)
+    deadline = monotonic_deadline(run.deadline)
     if settings.solver in ("adam", "auto"):
-        run_adam(problem, replace(settings.warmup, deadline=monotonic), rng, history, log)
+        run_adam(problem, replace(settings.warmup, deadline=deadline), run.rng, run.history,
+                 run.log)
     if settings.solver in ("lbfgs", "auto"):
-        lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=monotonic)
-        run_lbfgs(problem, lbfgs, history, log, fallback=settings.solver == "auto")
+        lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=deadline)
+        run_lbfgs(problem, lbfgs, run.history, run.log, fallback=settings.solver == "auto")
 
 
 def train_large(
     problem: Problem,
     plan: Plan,
     settings: Settings,
-    rng: np.random.RandomState,
-    history: History,
-    log: list[str],
-    deadline: float,
+    run: Run,
     adam_epochs: int | None = None,
     batch_size: int | None = None,
     alphas: tuple[float, ...] = (),
@@ -225,22 +218,18 @@ def train_large(
     """Mini-batch Adam over all training rows with a cosine-decaying rate (annealing the L2
     strength through ``alphas`` first, a regularization path), then full-batch L-BFGS, both
     keeping the best validation iterate when there are validation rows."""
-    monotonic = _monotonic(deadline)
+    deadline = monotonic_deadline(run.deadline)
     epochs = plan.large_epochs if adam_epochs is None else adam_epochs
     batch = plan.large_batch if batch_size is None else batch_size
     watch = problem.x_val is not None
     if settings.solver in ("adam", "auto") and epochs:
         adam = AdamSettings(epochs, min(batch, len(problem.x)), settings.learning_rate,
-                            "cosine", 0.0, epochs, watch, monotonic, alphas)
-        run_adam(problem, adam, rng, history, log)
+                            "cosine", 0.0, epochs, watch, deadline, alphas)
+        run_adam(problem, adam, run.rng, run.history, run.log)
     if settings.solver in ("lbfgs", "auto"):
         lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations,
-                        early_stopping=watch or settings.early_stopping, deadline=monotonic)
-        run_lbfgs(problem, lbfgs, history, log, fallback=settings.solver == "auto")
-
-
-def _monotonic(deadline: float) -> float:
-    return time.monotonic() + (deadline - time.time())
+                        early_stopping=watch or settings.early_stopping, deadline=deadline)
+        run_lbfgs(problem, lbfgs, run.history, run.log, fallback=settings.solver == "auto")
 
 
 def polish_iterations(plan: Plan) -> int:

@@ -27,6 +27,7 @@ __all__ = [
     "DivergenceWarning",
     "History",
     "LbfgsSettings",
+    "monotonic_deadline",
     "run_adam",
     "run_lbfgs",
 ]
@@ -103,6 +104,12 @@ class LbfgsSettings:
     maxcor: int
     early_stopping: bool
     deadline: float | None = None
+
+
+def monotonic_deadline(deadline: float | None) -> float | None:
+    """A ``time.time()`` deadline (what the estimator plans in) as the ``time.monotonic()`` one
+    the optimisers check; None stays None (no limit)."""
+    return None if deadline is None else time.monotonic() + (deadline - time.time())
 
 
 def run_adam(

@@ -16,6 +16,7 @@ import numpy as np
 
 from training.fitting import (
     Notifier,
+    Run,
     Settings,
     fine_tune,
     polish_iterations,
@@ -126,17 +127,17 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
     problem = Problem(work, theta, xw[train], z[train], xw[val] if len(val) else None,
                       z[val] if len(val) else None, chosen.alpha)
     notifier.phase = "fit"
+    run = Run(rng, history, log, deadline)
     if small:
-        fine_tune(problem, plan, settings, rng, history, log, deadline)
+        fine_tune(problem, plan.final_iterations, settings, run)
         heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
     else:
         settings = recipe.settings(len(train))
-        train_large(problem, plan, settings, rng, history, log, deadline,
-                    alphas=PATHS[chosen.path][: chosen.step + 1], adam_epochs=recipe.adam_epochs,
-                    batch_size=recipe.batch_size)
+        train_large(problem, plan, settings, run, alphas=PATHS[chosen.path][: chosen.step + 1],
+                    adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
         heldout, kind = _validation_predictions(work, problem, xw, z, val), "validation"
         notifier.phase = "polish"
-        _polish(work, problem, chosen.alpha, xw, z, plan, settings, rng, history, log, deadline)
+        _polish(work, problem, chosen.alpha, xw, z, polish_iterations(plan), settings, run)
     vals = list(history.validation) if len(val) else []
     curve = fold_val + vals + [math.nan] * (len(history.loss) - end - len(vals))
     cv_results = merged(tables)
@@ -217,11 +218,12 @@ def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.Ran
     settings = recipe.settings(len(train))
     iterations = FIXED_ALPHA_PATHS * plan.path_iterations
     history = notifier.history(has_val, total=iterations)
+    run = Run(rng, history, log, deadline)
     if len(train) <= SELECTION_ROWS:
-        train_fixed(problem, iterations, settings, rng, history, log, deadline)
+        train_fixed(problem, iterations, settings, run)
     else:
-        train_large(problem, plan, settings, rng, history, log, deadline,
-                    adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
+        train_large(problem, plan, settings, run, adam_epochs=recipe.adam_epochs,
+                    batch_size=recipe.batch_size)
     heldout = _validation_predictions(net, problem, x, z, val)
     selection = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
                  "final_rows": int(len(train)), "validation_rows": int(len(val))}
@@ -246,13 +248,12 @@ def _validation_predictions(net: Network, problem: Problem, x, z, val) -> np.nda
     return heldout
 
 
-def _polish(net, problem: Problem, alpha: float, x, z, plan: Plan, settings: Settings, rng,
-            history, log, deadline) -> None:
+def _polish(net, problem: Problem, alpha: float, x, z, iterations: int, settings: Settings,
+            run: Run) -> None:
     """The last pass over every row, validation rows included."""
     every = Problem(net, problem.theta, x, z, None, None, alpha)
     lbfgs = replace(settings.lbfgs, early_stopping=False)
-    fine_tune(every, replace(plan, final_iterations=polish_iterations(plan)),
-              replace(settings, lbfgs=lbfgs), rng, history, log, deadline)
+    fine_tune(every, iterations, replace(settings, lbfgs=lbfgs), run)
 
 
 def split(n_rows: int, n_val: int, rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:

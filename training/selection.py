@@ -31,6 +31,7 @@ from training.optim import (
     DivergenceWarning,
     History,
     LbfgsSettings,
+    monotonic_deadline,
     run_adam,
     run_lbfgs,
 )
@@ -130,21 +131,21 @@ def _walk(task: PathTask, result: PathResult) -> None:
     warm = task.solver == "auto" and task.warmup.epochs
     steps = step_iterations(len(alphas), task.iterations)
     ends = _step_deadlines([task.warmup.epochs if warm else 0, *steps], task.slot,
-                           _monotonic(task.deadline))
+                           monotonic_deadline(task.deadline))
     best, rises = math.inf, 0
     with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
         if warm:
             run_adam(problem, _with_deadline(task.warmup, ends[0]), rng, history, result.log)
-        for alpha, iterations, monotonic_deadline in zip(alphas, steps, ends[1:], strict=True):
+        for alpha, iterations, step_deadline in zip(alphas, steps, ends[1:], strict=True):
             problem.alpha_n = alpha / len(task.x)
             start = len(history.loss)
             try:
                 if task.solver == "adam":  # a step is that many epochs, without the tol rule
-                    settings = _with_deadline(task.warmup, monotonic_deadline, epochs=iterations,
+                    settings = _with_deadline(task.warmup, step_deadline, epochs=iterations,
                                               n_iter_no_change=iterations)
                     run_adam(problem, settings, rng, history, result.log)
                 else:
-                    settings = _with_deadline(task.lbfgs, monotonic_deadline, maxiter=iterations)
+                    settings = _with_deadline(task.lbfgs, step_deadline, maxiter=iterations)
                     run_lbfgs(problem, settings, history, result.log, fallback=False)
             except DivergenceError as err:
                 if not result.val_loss:
@@ -183,10 +184,6 @@ def _step_deadlines(work: list[int], slot: float | None, deadline: float | None)
         end = now + slot * done / total
         ends.append(end if deadline is None else min(end, deadline))
     return ends
-
-
-def _monotonic(deadline: float | None) -> float | None:
-    return None if deadline is None else time.monotonic() + (deadline - time.time())
 
 
 def _with_deadline(settings, deadline, **changes):
