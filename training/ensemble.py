@@ -61,17 +61,8 @@ class SurrogateEnsemble(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit(self, X, y):
-        """Fit every member on ``(X, y)``, each with its own seed.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-
-        Returns
-        -------
-        self : SurrogateEnsemble
-        """
+        """Fit every member on ``(X, y)`` (shapes and units as for :meth:`SurrogateMLP.fit`),
+        each with its own seed; returns ``self``."""
         import joblib
 
         if not isinstance(self.n_members, Integral) or isinstance(self.n_members, bool) or (
