@@ -69,12 +69,8 @@ def _emit_input_layer(g: GraphBuilder, scaler, x: str, coef, intercept) -> str:
     x = g.op("Cast", x, to=TensorProto.DOUBLE)
     if scaler.method == "log":
         x = g.op("Log", x, name_hint="log_inputs")
-    offset = np.asarray(scaler.offset_, dtype=np.float64)
-    if np.any(offset != 0):
-        x = g.op("Sub", x, g.const(offset, "x_offset", dtype=np.float64))
-    scale = np.asarray(scaler.scale_, dtype=np.float64)
-    if np.any(scale != 1):
-        x = g.op("Div", x, g.const(scale, "x_scale", dtype=np.float64))
+    x = _emit_unless_identity(g, "Sub", x, scaler.offset_, "x_offset", 0.0)
+    x = _emit_unless_identity(g, "Div", x, scaler.scale_, "x_scale", 1.0)
     W, b = g.const(coef, "W", dtype=np.float64), g.const(intercept, "b", dtype=np.float64)
     return g.op("Cast", g.op("Gemm", x, W, b), to=TensorProto.FLOAT)
 
@@ -85,15 +81,21 @@ def _emit_y_unscaling(g: GraphBuilder, scaler, z: str) -> str:
     # the output, so a float32 sum near, say, log(1e3) would cost ~1e-6 of every value; and an
     # ensemble's spread is a difference of members that agree to several digits.
     z = g.op("Cast", z, to=TensorProto.DOUBLE)
-    scale = np.asarray(scaler.scale_, dtype=np.float64)
-    if np.any(scale != 1):
-        z = g.op("Mul", z, g.const(scale, "y_scale", dtype=np.float64))
-    offset = np.asarray(scaler.offset_, dtype=np.float64)
-    if np.any(offset != 0):
-        z = g.op("Add", z, g.const(offset, "y_offset", dtype=np.float64))
+    z = _emit_unless_identity(g, "Mul", z, scaler.scale_, "y_scale", 1.0)
+    z = _emit_unless_identity(g, "Add", z, scaler.offset_, "y_offset", 0.0)
     if scaler.method == "log":
         z = g.op("Exp", z, name_hint="exp_outputs")
     return z
+
+
+def _emit_unless_identity(g: GraphBuilder, op: str, x: str, values, name: str,
+                          identity: float) -> str:
+    """``op(x, values)`` with ``values`` a float64 constant, or ``x`` itself when every value is
+    ``identity`` (a scaler that leaves a side unscaled adds no node)."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.all(values == identity):
+        return x
+    return g.op(op, x, g.const(values, name, dtype=np.float64))
 
 
 @dataclass(frozen=True)
