@@ -15,20 +15,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.special import erf, expit
 
+from training.activation_onnx import (
+    INV_SQRT2,
+    INV_SQRT_2PI,
+    Emitter,
+    Params,
+    clip,
+    d_constant,
+    d_exp_negative,
+    d_gelu,
+    d_hardswish,
+    d_inside,
+    d_logistic,
+    d_mish,
+    d_ones,
+    d_positive,
+    d_prelu,
+    d_silu,
+    d_softsign,
+    d_tanh,
+    emit_identity,
+    emit_prelu,
+    emit_silu,
+    native,
+)
 from training.errors import ParameterError
 
-if TYPE_CHECKING:  # only exporting emits ONNX: fitting a model does not load onnx
-    from training.graph import GraphBuilder
-
 __all__ = ["ACTIVATIONS", "INIT_RULES", "Activation", "get_activation", "init_std"]
-
-Params = Mapping[str, np.ndarray]
 
 # Standard deviation of the normal weight initialisation, per rule.
 INIT_RULES: dict[str, Callable[[int, int], float]] = {
@@ -41,8 +59,6 @@ LEAKY_SLOPE = 0.01
 # SELU constants (Klambauer et al. 2017), to float64 precision.
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,11 +99,11 @@ class Activation:
     forward: Callable[[np.ndarray, Params], np.ndarray]
     derivative: Callable[[np.ndarray, Params], np.ndarray]
     init: str
-    emit: Callable[[GraphBuilder, str, Params], str]
+    emit: Emitter
     aliases: tuple[str, ...] = ()
     param_init: Mapping[str, float] = field(default_factory=dict)
     param_grad: Callable[[np.ndarray, Params], dict[str, np.ndarray]] | None = None
-    emit_derivative: Callable[[GraphBuilder, str, Params], str] = field(kw_only=True)
+    emit_derivative: Emitter = field(kw_only=True)
     kinks: tuple[float, ...] = field(default=(), kw_only=True)
     output_derivative: Callable[[np.ndarray], np.ndarray] | None = field(
         default=None, kw_only=True
@@ -115,118 +131,6 @@ def init_std(rule: str, fan_in: int, fan_out: int) -> float:
             f"unknown init rule {rule!r}; valid rules: {sorted(INIT_RULES)}") from None
 
 
-def _native(op_type: str, **attrs) -> Callable[[GraphBuilder, str, Params], str]:
-    """Emission as one native ONNX node."""
-    return lambda g, x, params: g.op(op_type, x, **attrs)
-
-
-def _clip(low: float, high: float) -> Callable[[GraphBuilder, str, Params], str]:
-    """Emission as ``Clip`` (its bounds are inputs, 0-d constants, since opset 11)."""
-    return lambda g, x, params: g.op(
-        "Clip", x, g.const(np.float32(low), "clip_min"), g.const(np.float32(high), "clip_max")
-    )
-
-
-def _emit_identity(g: GraphBuilder, x: str, params: Params) -> str:
-    return x
-
-
-def _emit_prelu(g: GraphBuilder, x: str, params: Params) -> str:
-    return g.op("PRelu", x, g.const(params["slope"], "prelu_slope"))
-
-
-def _emit_silu(g: GraphBuilder, x: str, params: Params) -> str:
-    # ONNX Swish exists only from opset 24; x * Sigmoid(x) is exact and runs everywhere.
-    return g.op("Mul", x, g.op("Sigmoid", x))
-
-
-# ONNX emission of the derivatives, float32 like the hidden layers they serve. Comparisons are
-# strict, so a kink takes the same one-sided value as the numpy derivative.
-
-
-def _f(g: GraphBuilder, value: float, hint: str = "d") -> str:
-    return g.const(np.float32(value), hint)
-
-
-def _d_constant(value: float) -> Callable[[GraphBuilder, str, Params], str]:
-    """A constant, as a scalar: for use inside ``Where``, which broadcasts it."""
-    return lambda g, z, params: _f(g, value)
-
-
-def _d_ones(g: GraphBuilder, z: str, params: Params) -> str:
-    return g.op("Expand", _f(g, 1.0), g.op("Shape", z))
-
-
-def _d_positive(below: Callable[[GraphBuilder, str, Params], str], above: float = 1.0):
-    """``above`` where z > 0, else whatever ``below`` emits."""
-    return lambda g, z, params: g.op(
-        "Where", g.op("Greater", z, _f(g, 0.0)), _f(g, above), below(g, z, params)
-    )
-
-
-def _d_inside(low: float, high: float, slope: float = 1.0):
-    """``slope`` strictly inside (low, high), 0 outside: the derivative of a clip."""
-
-    def emit(g: GraphBuilder, z: str, params: Params) -> str:
-        inside = g.op("And", g.op("Greater", z, _f(g, low)), g.op("Less", z, _f(g, high)))
-        return g.op("Where", inside, _f(g, slope), _f(g, 0.0))
-
-    return emit
-
-
-def _d_exp_negative(scale: float):
-    """``scale * exp(min(z, 0))``: the negative branch of ELU's and SELU's derivative."""
-    return lambda g, z, params: g.op(
-        "Mul", _f(g, scale), g.op("Exp", g.op("Min", z, _f(g, 0.0)))
-    )
-
-
-def _d_prelu(g: GraphBuilder, z: str, params: Params) -> str:
-    return _d_positive(lambda g, z, p: g.const(p["slope"], "prelu_slope"))(g, z, params)
-
-
-def _one_minus_square(g: GraphBuilder, t: str) -> str:
-    return g.op("Sub", _f(g, 1.0), g.op("Mul", t, t))
-
-
-def _d_gelu(g: GraphBuilder, z: str, params: Params) -> str:
-    cdf = g.op("Erf", g.op("Mul", z, _f(g, _INV_SQRT2)))
-    cdf = g.op("Mul", _f(g, 0.5), g.op("Add", _f(g, 1.0), cdf))
-    zc = g.op("Clip", z, _f(g, -40.0), _f(g, 40.0))  # keeps z**2 finite, as _normal_pdf does
-    pdf = g.op("Exp", g.op("Mul", _f(g, -0.5), g.op("Mul", zc, zc)))
-    return g.op("Add", cdf, g.op("Mul", z, g.op("Mul", _f(g, _INV_SQRT_2PI), pdf)))
-
-
-def _d_silu(g: GraphBuilder, z: str, params: Params) -> str:
-    s = g.op("Sigmoid", z)
-    return g.op("Mul", s, g.op("Add", _f(g, 1.0), g.op("Mul", z, g.op("Sub", _f(g, 1.0), s))))
-
-
-def _d_mish(g: GraphBuilder, z: str, params: Params) -> str:
-    t = g.op("Tanh", g.op("Softplus", z))
-    return g.op("Add", t, g.op("Mul", g.op("Mul", z, _one_minus_square(g, t)), g.op("Sigmoid", z)))
-
-
-def _d_softsign(g: GraphBuilder, z: str, params: Params) -> str:
-    r = g.op("Reciprocal", g.op("Add", _f(g, 1.0), g.op("Abs", z)))
-    return g.op("Mul", r, r)
-
-
-def _d_logistic(g: GraphBuilder, z: str, params: Params) -> str:
-    # s(z) * s(-z) rather than s * (1 - s): no cancellation where s is close to 1.
-    return g.op("Mul", g.op("Sigmoid", z), g.op("Sigmoid", g.op("Neg", z)))
-
-
-def _d_tanh(g: GraphBuilder, z: str, params: Params) -> str:
-    return _one_minus_square(g, g.op("Tanh", z))
-
-
-def _d_hardswish(g: GraphBuilder, z: str, params: Params) -> str:
-    middle = g.op("Add", g.op("Mul", z, _f(g, 1.0 / 3.0)), _f(g, 0.5))
-    below = g.op("Where", g.op("Less", z, _f(g, -3.0)), _f(g, 0.0), middle)
-    return g.op("Where", g.op("Greater", z, _f(g, 3.0)), _f(g, 1.0), below)
-
-
 def _elu(z: np.ndarray) -> np.ndarray:
     return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
 
@@ -240,13 +144,13 @@ def _softplus(z: np.ndarray) -> np.ndarray:
 
 
 def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + erf(z * _INV_SQRT2))
+    return 0.5 * (1.0 + erf(z * INV_SQRT2))
 
 
 def _normal_pdf(z: np.ndarray) -> np.ndarray:
     # Clipping keeps z**2 finite; the density is exactly 0 in float64 well before |z| = 40.
     zc = np.clip(z, -40.0, 40.0)
-    return _INV_SQRT_2PI * np.exp(-0.5 * zc * zc)
+    return INV_SQRT_2PI * np.exp(-0.5 * zc * zc)
 
 
 def _silu_grad(z: np.ndarray) -> np.ndarray:
@@ -282,6 +186,15 @@ def _ones(z: np.ndarray) -> np.ndarray:
     return np.ones_like(z, dtype=np.float64)
 
 
+_ELU = Activation(
+    "elu",
+    lambda z, p: _elu(z),
+    lambda z, p: _elu_grad(z),
+    "he",
+    native("Elu", alpha=1.0),
+    emit_derivative=d_positive(d_exp_negative(1.0)),
+)
+
 # The registry: adding an activation is adding one entry here. Positional fields are
 # (name, forward, derivative, init, emit, aliases); emit_derivative and kinks are keywords.
 _REGISTRY: tuple[Activation, ...] = (
@@ -290,17 +203,17 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: z,
         lambda z, p: _ones(z),
         "glorot",
-        _emit_identity,
+        emit_identity,
         ("linear",),
-        emit_derivative=_d_ones,
+        emit_derivative=d_ones,
     ),
     Activation(
         "relu",
         lambda z, p: np.maximum(z, 0.0),
         lambda z, p: np.where(z > 0, 1.0, 0.0),
         "he",
-        _native("Relu"),
-        emit_derivative=_d_positive(_d_constant(0.0)),
+        native("Relu"),
+        emit_derivative=d_positive(d_constant(0.0)),
         kinks=(0.0,),
         output_derivative=lambda a: (a > 0).astype(np.float64),  # a > 0 exactly when z > 0
     ),
@@ -309,8 +222,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.where(z > 0, z, LEAKY_SLOPE * z),
         lambda z, p: np.where(z > 0, 1.0, LEAKY_SLOPE),
         "he",
-        _native("LeakyRelu", alpha=LEAKY_SLOPE),
-        emit_derivative=_d_positive(_d_constant(LEAKY_SLOPE)),
+        native("LeakyRelu", alpha=LEAKY_SLOPE),
+        emit_derivative=d_positive(d_constant(LEAKY_SLOPE)),
         kinks=(0.0,),
     ),
     Activation(
@@ -318,69 +231,55 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.where(z > 0, z, p["slope"] * z),
         lambda z, p: np.where(z > 0, 1.0, p["slope"] * _ones(z)),
         "he",
-        _emit_prelu,
+        emit_prelu,
         param_init={"slope": 0.25},
         param_grad=lambda z, p: {"slope": np.minimum(z, 0.0)},
-        emit_derivative=_d_prelu,
+        emit_derivative=d_prelu,
         kinks=(0.0,),
     ),
-    Activation(
-        "elu",
-        lambda z, p: _elu(z),
-        lambda z, p: _elu_grad(z),
-        "he",
-        _native("Elu", alpha=1.0),
-        emit_derivative=_d_positive(_d_exp_negative(1.0)),
-    ),
+    _ELU,
     Activation(
         "selu",
         lambda z, p: SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0.0))),
         lambda z, p: SELU_SCALE * np.where(z > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(z, 0.0))),
         "lecun",
-        _native("Selu"),
-        emit_derivative=_d_positive(_d_exp_negative(SELU_SCALE * SELU_ALPHA), SELU_SCALE),
+        native("Selu"),
+        emit_derivative=d_positive(d_exp_negative(SELU_SCALE * SELU_ALPHA), SELU_SCALE),
         kinks=(0.0,),
     ),
     # CELU with alpha = 1 coincides with ELU; it is kept as its own name because users ask for it.
-    Activation(
-        "celu",
-        lambda z, p: _elu(z),
-        lambda z, p: _elu_grad(z),
-        "he",
-        _native("Celu", alpha=1.0),
-        emit_derivative=_d_positive(_d_exp_negative(1.0)),
-    ),
+    replace(_ELU, name="celu", emit=native("Celu", alpha=1.0)),
     Activation(
         "gelu",
         lambda z, p: z * _normal_cdf(z),
         lambda z, p: _normal_cdf(z) + z * _normal_pdf(z),
         "he",
-        _native("Gelu", approximate="none"),
-        emit_derivative=_d_gelu,
+        native("Gelu", approximate="none"),
+        emit_derivative=d_gelu,
     ),
     Activation(
         "silu",
         lambda z, p: z * expit(z),
         lambda z, p: _silu_grad(z),
         "he",
-        _emit_silu,
+        emit_silu,
         ("swish",),
-        emit_derivative=_d_silu,
+        emit_derivative=d_silu,
     ),
     Activation(
         "mish",
         lambda z, p: _mish(z),
         lambda z, p: _mish_grad(z),
         "he",
-        _native("Mish"),
-        emit_derivative=_d_mish,
+        native("Mish"),
+        emit_derivative=d_mish,
     ),
     Activation(
         "softplus",
         lambda z, p: _softplus(z),
         lambda z, p: expit(z),
         "glorot",
-        _native("Softplus"),
+        native("Softplus"),
         emit_derivative=lambda g, z, p: g.op("Sigmoid", z),
     ),
     Activation(
@@ -388,25 +287,25 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: z / (1.0 + np.abs(z)),
         lambda z, p: np.square(1.0 / (1.0 + np.abs(z))),
         "glorot",
-        _native("Softsign"),
-        emit_derivative=_d_softsign,
+        native("Softsign"),
+        emit_derivative=d_softsign,
     ),
     Activation(
         "logistic",
         lambda z, p: expit(z),
         lambda z, p: expit(z) * expit(-z),
         "glorot",
-        _native("Sigmoid"),
+        native("Sigmoid"),
         ("sigmoid",),
-        emit_derivative=_d_logistic,
+        emit_derivative=d_logistic,
     ),
     Activation(
         "hard_sigmoid",
         lambda z, p: np.clip(z / 6.0 + 0.5, 0.0, 1.0),
         lambda z, p: _inside(z, -3.0, 3.0, 1.0 / 6.0),
         "glorot",
-        _native("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
-        emit_derivative=_d_inside(-3.0, 3.0, 1.0 / 6.0),
+        native("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+        emit_derivative=d_inside(-3.0, 3.0, 1.0 / 6.0),
         kinks=(-3.0, 3.0),
     ),
     Activation(
@@ -414,8 +313,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.tanh(z),
         lambda z, p: 1.0 - np.tanh(z) ** 2,
         "glorot",
-        _native("Tanh"),
-        emit_derivative=_d_tanh,
+        native("Tanh"),
+        emit_derivative=d_tanh,
         output_derivative=_one_minus_square_np,
     ),
     Activation(
@@ -423,8 +322,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.clip(z, -1.0, 1.0),
         lambda z, p: _inside(z, -1.0, 1.0),
         "glorot",
-        _clip(-1.0, 1.0),
-        emit_derivative=_d_inside(-1.0, 1.0),
+        clip(-1.0, 1.0),
+        emit_derivative=d_inside(-1.0, 1.0),
         kinks=(-1.0, 1.0),
     ),
     Activation(
@@ -432,8 +331,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: np.clip(z, 0.0, 6.0),
         lambda z, p: _inside(z, 0.0, 6.0),
         "he",
-        _clip(0.0, 6.0),
-        emit_derivative=_d_inside(0.0, 6.0),
+        clip(0.0, 6.0),
+        emit_derivative=d_inside(0.0, 6.0),
         kinks=(0.0, 6.0),
     ),
     Activation(
@@ -441,8 +340,8 @@ _REGISTRY: tuple[Activation, ...] = (
         lambda z, p: z * np.clip(z + 3.0, 0.0, 6.0) / 6.0,
         lambda z, p: _hardswish_grad(z),
         "he",
-        _native("HardSwish"),
-        emit_derivative=_d_hardswish,
+        native("HardSwish"),
+        emit_derivative=d_hardswish,
         kinks=(-3.0, 3.0),
     ),
 )
