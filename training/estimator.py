@@ -6,11 +6,9 @@ units; the network itself lives in scaled space (see :mod:`training.network`).
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from contextlib import contextmanager
-from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -18,16 +16,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from training.errors import ParameterError
 from training.fitting import Notifier, Settings
 from training.network import Network, fitted_network, hidden_sizes, layer_activations
 from training.optim import (
-    SCHEDULES,
     AdamSettings,
     DivergenceError,
     DivergenceWarning,
     LbfgsSettings,
 )
+from training.parameters import check_parameters
 from training.plan import (
     WARMUP_EPOCHS,
     auto_maxcor,
@@ -36,13 +33,11 @@ from training.plan import (
     make_plan,
 )
 from training.procedure import Outcome, Recipe, fit_fixed, fit_selected
-from training.scaling import SCALINGS, Scaler, column_names
+from training.scaling import Scaler, column_names
 from training.selection import PATHS
 
 __all__ = ["DivergenceError", "SurrogateMLP"]
 
-SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
-X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
 
 
 class SurrogateMLP(RegressorMixin, BaseEstimator):
@@ -256,7 +251,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             When the loss stays non-finite after the learning-rate restarts.
         """
         started = time.time()
-        self._check_params()
+        check_parameters(self)
         y_names = column_names(y)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         self._y_1d = y.ndim == 1
@@ -395,37 +390,6 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         self.heldout_kind_ = outcome.heldout_kind
         self.heldout_prediction_ = self._physical(outcome.heldout)
 
-    def _check_params(self) -> None:
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_choice("learning_rate", self.learning_rate, SCHEDULES)
-        _check_choice("x_scaling", self.x_scaling, X_SCALINGS)
-        _check_choice("y_scaling", self.y_scaling, SCALINGS)
-        hidden_sizes(self.hidden_layer_sizes)
-        _check_number("n_iter_no_change", self.n_iter_no_change, Integral, low=1)
-        if self.lbfgs_maxcor != "auto":
-            _check_number("lbfgs_maxcor", self.lbfgs_maxcor, Integral, low=1)
-        _check_number("cv", self.cv, Integral, low=2)
-        for name in ("max_iter", "lbfgs_maxiter", "batch_size"):
-            if getattr(self, name) != "auto":
-                _check_number(name, getattr(self, name), Integral, low=1)
-        for name in ("tol", "lbfgs_ftol", "lbfgs_gtol"):
-            _check_number(name, getattr(self, name), Real, low=0)
-        if self.alpha != "auto":
-            _check_number("alpha", self.alpha, Real, low=0)
-        _check_number("learning_rate_init", self.learning_rate_init, Real, low=0, strict=True)
-        if self.validation_fraction != "auto":
-            _check_number("validation_fraction", self.validation_fraction, Real, low=0)
-            if self.validation_fraction >= 1:
-                raise ParameterError(
-                    f"validation_fraction must be < 1, got {self.validation_fraction}")
-        if self.time_budget is not None:
-            _check_number("time_budget", self.time_budget, Real, low=0, strict=True)
-        if self.n_jobs is not None and (not isinstance(self.n_jobs, Integral) or self.n_jobs == 0):
-            raise ParameterError(f"n_jobs must be None or a non-zero integer, got {self.n_jobs!r}")
-        if self.callback is not None and not callable(self.callback):
-            raise ParameterError(f"callback must be callable or None, got {self.callback!r}")
-
-
 @contextmanager
 def _once_each(category: type[Warning]):
     """Warnings of ``category`` raised inside, shown once per message at the end: the selection
@@ -441,15 +405,3 @@ def _once_each(category: type[Warning]):
         warnings.warn(message, category, stacklevel=4)
     for w in others:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ParameterError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_number(name: str, value, kind, low: float, strict: bool = False) -> None:
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        bound = f"> {low}" if strict else f">= {low}"
-        raise ParameterError(f"{name} must be a number {bound}, got {value!r}")

@@ -13,6 +13,7 @@ expression, Python or C syntax). An op outside :data:`SUPPORTED_OPS` is refused 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,13 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_dir
-from training.formula_render import RENDERERS, Signature
+from training.formula_code import render_c, render_python
+from training.formula_render import Signature, render_expression, render_layered
 from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
 
 __all__ = [
     "MAX_TERMS",
+    "RENDERERS",
     "SUPPORTED_OPS",
     "Affine",
     "Elementwise",
@@ -39,6 +42,13 @@ __all__ = [
 # The largest single expression (numbers and variables, all outputs) written: COMSOL's own
 # thermal-actuator network (2-16-16-2, tanh) takes 5190; larger networks read better layered.
 MAX_TERMS = 10_000
+
+RENDERERS: dict[str, Callable[..., str]] = {
+    "expression": render_expression,
+    "layered": render_layered,
+    "python": render_python,
+    "c": render_c,
+}
 
 # Softplus written so that exp never overflows: log(1 + e^z) = max(z, 0) + log(1 + e^-|z|).
 _SOFTPLUS = "max({0}, 0.0) + log(1.0 + exp(-abs({0})))"

@@ -1,5 +1,6 @@
-"""Render a :class:`training.formula_steps.FormulaGraph` as an expression, a Python module or a C
-file.
+"""Render a :class:`training.formula_steps.FormulaGraph` as formulas: one expression per output,
+or one named line per unit (the programs are in :mod:`training.formula_code`), and what every
+rendering shares: the signature, the literals, the function names of each target.
 
 Numbers are written as the shortest decimal that reads back as the same value in the tensor's
 own dtype (``str`` of a numpy scalar): a float32 weight as at most 9 digits, a float64 one (the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 
 from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
 
-__all__ = ["RENDERERS", "Port", "Signature"]
+__all__ = ["Port", "Signature", "literal", "render_expression", "render_layered", "translate",
+           "wrapped_literal"]
 
 _CALL = re.compile(r"\b(exp|log|tanh|erf|max|min|abs)\(")
 _DIALECTS = {
@@ -29,12 +31,6 @@ _DIALECTS = {
     "c": {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "max": "fmax", "min": "fmin",
           "abs": "fabs"},
 }  # fmt: skip
-_PYTHON_HELPERS = {
-    "_exp": "def _exp(x):\n    try:\n        return math.exp(x)\n"
-    "    except OverflowError:\n        return math.inf\n",
-    "_log": "def _log(x):\n"
-    "    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)\n",
-}
 # Names an identifier must not take in any of the three targets (keywords, the functions the
 # code calls, COMSOL's constants, the generated variables' own names).
 _RESERVED = frozenset(
@@ -118,12 +114,12 @@ class Signature:
         ]
 
 
-def _literal(value: np.generic) -> str:
+def literal(value: np.generic) -> str:
     return str(value if isinstance(value, np.floating) else np.float64(value))
 
 
-def _wrapped_literal(value: np.generic) -> str:
-    text = _literal(value)
+def wrapped_literal(value: np.generic) -> str:
+    text = literal(value)
     return f"({text})" if text.startswith("-") else text
 
 
@@ -140,7 +136,7 @@ def _is_atomic(text: str) -> bool:
     return False
 
 
-def _translate(template: str, dialect: str) -> str:
+def translate(template: str, dialect: str) -> str:
     table = _DIALECTS[dialect]
     return _CALL.sub(lambda match: table[match.group(1)] + "(", template)
 
@@ -174,15 +170,15 @@ def _expression_row(step: Affine | Elementwise, rows: dict) -> list[tuple[str, b
         source = [wrap(item) for item in rows[step.source]]
         row = []
         for weights, bias in zip(step.weight, step.bias, strict=True):
-            terms = [f"{_literal(w)}*{x}" for w, x in zip(weights, source, strict=True)]
+            terms = [f"{literal(w)}*{x}" for w, x in zip(weights, source, strict=True)]
             text = terms[0] + "".join(_signed(term) for term in terms[1:])
-            row.append((text + (_signed(_literal(bias)) if bias else ""), False))
+            row.append((text + (_signed(literal(bias)) if bias else ""), False))
         return row
     atomic = _is_atomic(step.template)
     operands = [
         [item[0] if _is_argument(step.template, index) else wrap(item) for item in rows[op]]
         if isinstance(op, str)
-        else [_wrapped_literal(op[i % op.size]) for i in range(step.size)]
+        else [wrapped_literal(op[i % op.size]) for i in range(step.size)]
         for index, op in enumerate(step.operands)
     ]  # fmt: skip
     return [(step.template.format(*args), atomic) for args in zip(*operands, strict=True)]
@@ -249,127 +245,3 @@ def render_layered(network: FormulaGraph, signature: Signature) -> str:
     lines += [f"{port.identifier} = {text}"
               for port, (text, _) in zip(signature.outputs, rows[network.output], strict=True)]
     return "\n".join(lines) + "\n"
-
-
-def _python_tuple(values: Sequence, text: Callable = _literal) -> str:
-    return "(" + ", ".join(text(v) for v in values) + ("," if len(values) == 1 else "") + ")"
-
-
-def _python_step(var: str, step: Affine | Elementwise, constants: list[str]) -> str:
-    """The statement computing ``var``; its tables are appended to ``constants``."""
-    if isinstance(step, Affine):
-        weight, bias = f"_W{var[1:]}", f"_B{var[1:]}"
-        rows = "".join(f"    {_python_tuple(row)},\n" for row in step.weight)
-        constants += [f"{weight} = (\n{rows})", f"{bias} = {_python_tuple(step.bias)}"]
-        return (f"{var} = [sum(w * a for w, a in zip(row, {step.source})) + b "
-                f"for row, b in zip({weight}, {bias})]")  # fmt: skip
-    names, iterables, args = [], [], []
-    for index, operand in enumerate(step.operands):
-        if isinstance(operand, np.ndarray) and operand.size == 1:
-            args.append(_wrapped_literal(operand[0]))
-            continue
-        if isinstance(operand, np.ndarray):
-            table = f"_C{var[1:]}_{index}"
-            constants.append(f"{table} = {_python_tuple(operand)}")
-            operand = table
-        names.append(f"a{index}")
-        iterables.append(operand)
-        args.append(f"a{index}")
-    source = iterables[0] if len(iterables) == 1 else f"zip({', '.join(iterables)})"
-    text = _translate(step.template, "python").format(*args)
-    return f"{var} = [{text} for {', '.join(names)} in {source}]"
-
-
-def render_python(network: FormulaGraph, signature: Signature) -> str:
-    """A module with one function ``<model>(<inputs>) -> tuple`` that needs only ``math``."""
-    constants: list[str] = []
-    body = [f"v0 = {_python_tuple([p.identifier for p in signature.inputs], str)}"]
-    body += [_python_step(var, step, constants) for var, step in network.steps.items()]
-    body.append(f"return tuple({network.output})")
-    code = "\n".join(body)
-    helpers = [text for name, text in _PYTHON_HELPERS.items() if f"{name}(" in code]
-    imports = ["import math"] if "math." in code + "".join(helpers) else []
-    header = signature.header(lambda i, p: p.identifier, lambda i, p: f"result[{i}]")
-    outputs = ", ".join(p.identifier for p in signature.outputs)
-    args = ", ".join(p.identifier for p in signature.inputs)
-    function = [
-        f"def {signature.function}({args}):",
-        f'    """Return ({outputs}{"," if len(signature.outputs) == 1 else ""}) '
-        "in physical units; see the comments above.\"\"\"",
-        *(f"    {line}" for line in code.splitlines()),
-    ]
-    top = ["\n".join(f"# {line}" for line in header), "\n".join(imports), "\n".join(constants)]
-    definitions = [*(text.rstrip("\n") for text in helpers), "\n".join(function)]
-    return "\n\n".join(part for part in top if part) + "\n\n\n" + "\n\n\n".join(definitions) + "\n"
-
-
-def _c_array(values: Sequence) -> str:
-    return "{" + ", ".join(_literal(v) for v in values) + "}"
-
-
-def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[str]) -> list[str]:
-    """The statements computing ``var``; its tables are appended to ``constants``."""
-
-    def ref(source: str, index: str) -> str:
-        return f"{'in' if source == 'v0' else source}[{index}]"
-
-    if isinstance(step, Affine):
-        weight, bias = f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
-        rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
-        n_in = len(step.weight[0])
-        constants += [f"static const double {weight}[{step.size}][{n_in}] = {{\n{rows}}};",
-                      f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
-        return [f"double {var}[{step.size}];",
-                f"for (int i = 0; i < {step.size}; ++i) {{",
-                f"    double s = {bias}[i];",
-                f"    for (int j = 0; j < {n_in}; ++j)",
-                f"        s += {weight}[i][j] * {ref(step.source, 'j')};",
-                f"    {var}[i] = s;",
-                "}"]  # fmt: skip
-    args = []
-    for index, operand in enumerate(step.operands):
-        if isinstance(operand, str):
-            args.append(ref(operand, "i"))
-        elif operand.size == 1:
-            args.append(_wrapped_literal(operand[0]))
-        else:
-            table = f"{prefix}_C{var[1:]}_{index}"
-            constants.append(f"static const double {table}[{operand.size}] = {_c_array(operand)};")
-            args.append(f"{table}[i]")
-    text = _translate(step.template, "c").format(*args)
-    return [f"double {var}[{step.size}];",
-            f"for (int i = 0; i < {step.size}; ++i)",
-            f"    {var}[i] = {text};"]  # fmt: skip
-
-
-def render_c(network: FormulaGraph, signature: Signature) -> str:
-    """A C99 file with ``void <model>(const double *in, double *out)``; needs only <math.h>."""
-    name = signature.function
-    constants: list[str] = []
-    body = [line for var, step in network.steps.items()
-            for line in _c_step(var, step, name, constants)]  # fmt: skip
-    n_out = len(signature.outputs)
-    source = "in" if network.output == "v0" else network.output
-    body += [f"for (int i = 0; i < {n_out}; ++i)", f"    out[i] = {source}[i];"]
-    header = signature.header(lambda i, p: f"in[{i}]", lambda i, p: f"out[{i}]")
-    header += ["C99, needs only <math.h> (link with -lm).",
-               f"Usage: double in[{len(signature.inputs)}], out[{n_out}]; {name}(in, out);"]
-    comment = "\n".join(["/*", *(f" * {line.replace('*/', '* /')}" for line in header), " */"])
-    parts = [
-        comment,
-        "#include <math.h>",
-        f"#define {name.upper()}_N_INPUTS {len(signature.inputs)}\n"
-        f"#define {name.upper()}_N_OUTPUTS {n_out}",
-        "\n".join(constants),
-        f"void {name}(const double *in, double *out)\n{{\n"
-        + "".join(f"    {line}\n" for line in body) + "}",
-    ]
-    return "\n\n".join(parts) + "\n"
-
-
-RENDERERS: dict[str, Callable[..., str]] = {
-    "expression": render_expression,
-    "layered": render_layered,
-    "python": render_python,
-    "c": render_c,
-}

@@ -16,9 +16,10 @@ from sklearn.preprocessing import StandardScaler
 
 from service.bundle_format import INPUT_TENSOR, OUTPUT_TENSOR
 from training.activations import ACTIVATIONS
-from training.estimator import X_SCALINGS, SurrogateMLP
+from training.estimator import SurrogateMLP
 from training.export import describe, to_onnx
 from training.graph import IR_VERSION, OPSET
+from training.parameters import X_SCALINGS
 from training.parity import parity, run_onnx
 from training.scaling import SCALINGS, Scaler
 

@@ -28,10 +28,10 @@ from training.activations import ACTIVATIONS
 from training.bundle import write_bundle
 from training.cli import main
 from training.cli.export import FORMATS
-from training.estimator import X_SCALINGS, SurrogateMLP
-from training.formula import FormulaError, export_formula, read_network
-from training.formula_render import RENDERERS
+from training.estimator import SurrogateMLP
+from training.formula import RENDERERS, FormulaError, export_formula, read_network
 from training.graph import GraphBuilder, float_tensor
+from training.parameters import X_SCALINGS
 from training.scaling import SCALINGS
 
 # Names that are not identifiers, or are reserved in one target, so every test also checks that

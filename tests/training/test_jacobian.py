@@ -26,11 +26,12 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from training.activations import ACTIVATIONS, get_activation
-from training.estimator import X_SCALINGS, SurrogateMLP
+from training.estimator import SurrogateMLP
 from training.export import to_onnx
 from training.graph import GraphBuilder, float_tensor
 from training.jacobian import reverse_mode
 from training.network import fitted_network
+from training.parameters import X_SCALINGS
 from training.parity import deviations, run_onnx
 from training.scaling import SCALINGS, Scaler
 
