@@ -41,6 +41,7 @@ __all__ = [
     "STD_TENSOR",
     "TRITON_CONFIG_FILE",
     "VERSION_MAX_DIGITS",
+    "VERSION_PATTERN",
     "BundleFormatError",
     "check_card",
     "check_name",
@@ -90,6 +91,7 @@ _NAME = re.compile(NAME_PATTERN)
 # Versions: positive integers as Triton has them (int64: every 18-digit number fits), written
 # without leading zeros, so "01" is not a version.
 VERSION_MAX_DIGITS = 18
+VERSION_PATTERN = rf"[1-9][0-9]{{0,{VERSION_MAX_DIGITS - 1}}}"
 
 
 class BundleFormatError(ValueError):

@@ -15,18 +15,18 @@ import orjson
 from flask import Blueprint, Response, current_app
 
 from service import bundle_format
+from service.codec import DATATYPES as V2_DATATYPES
+from service.codec import HEADER_LENGTH
+from service.settings import DOMAIN_POLICIES
 
 bp = Blueprint("openapi", __name__)
 
 JSON = "application/json"
 BINARY = "application/octet-stream"
-HEADER_LENGTH = "Inference-Header-Content-Length"
 # What bundle directories are named; the service answers 404 for any other name.
 NAME_PATTERN = f"^{bundle_format.NAME_PATTERN}$"
-VERSION_PATTERN = "^[1-9][0-9]{0,17}$"
-DATATYPES = ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
-             "UINT8", "UINT16", "UINT32", "UINT64"]
-DOMAIN_POLICIES = ["warn", "reject", "ignore"]
+VERSION_PATTERN = f"^{bundle_format.VERSION_PATTERN}$"
+DATATYPES = list(V2_DATATYPES)
 
 DESCRIPTION = """\
 Serves trained surrogate models (ONNX Runtime) over the V2 Open Inference Protocol (REST), with
