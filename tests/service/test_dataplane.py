@@ -10,8 +10,15 @@ import pytest
 from service.codec import V2
 from service.codec_v1 import V1
 from service.dataplane import DataPlane
-from service.errors import BadRequest, ModelNotFound, OutOfDomain, UnsupportedMediaType
+from service.errors import (
+    BadRequest,
+    ModelNotFound,
+    OutOfDomain,
+    ServiceError,
+    UnsupportedMediaType,
+)
 from service.registry import ModelRegistry
+from service.settings import ConfigurationError
 
 
 @pytest.fixture
@@ -47,8 +54,10 @@ def test_the_domain_policy_is_the_data_planes_to_check(plane, settings):
     strict = DataPlane(ModelRegistry.from_settings(settings), "reject")
     with pytest.raises(OutOfDomain):
         strict.infer(V1, "linear", None, lambda: body_of({"instances": [[1e6, 0.25]]}))
-    with pytest.raises(BadRequest, match="domain_policy"):
+    # A default that is not a policy is the server's misconfiguration, not a bad request.
+    with pytest.raises(ConfigurationError, match="domain_policy must be one of") as refused:
         DataPlane(strict.registry, "sometimes")
+    assert not isinstance(refused.value, ServiceError) and refused.value.field == "domain_policy"
 
 
 def test_the_body_is_read_before_the_model_is_looked_up(plane):
