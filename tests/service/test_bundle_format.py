@@ -85,3 +85,9 @@ def test_every_side_takes_the_rules_from_the_format():
     assert bundle.CARD_FORMAT == fmt.CARD_FORMAT and bundle.CARD_KEY == fmt.CARD_KEY
     assert codec_v1.MAIN_OUTPUT == fmt.OUTPUT_TENSOR
     assert export.INPUT_TENSOR == fmt.INPUT_TENSOR and formula.MODEL_FILE == fmt.MODEL_FILE
+    # The OpenAPI version pattern and the directory rule accept the same versions.
+    assert openapi.VERSION_PATTERN == f"^{fmt.VERSION_PATTERN}$"
+    longest = "9" * fmt.VERSION_MAX_DIGITS
+    for text in ("1", "10", longest, longest + "9", "01", "0", "-1", "v2", "١"):
+        matches = re.fullmatch(fmt.VERSION_PATTERN, text) is not None
+        assert matches == (fmt.parse_version(text) is not None), text
