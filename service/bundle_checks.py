@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import onnxruntime as ort
@@ -20,8 +21,8 @@ from service.repository import BundleRef
 
 log = logging.getLogger("service.runtime")
 
-__all__ = ["check_extra_graph", "check_graph", "extra_graphs", "graph_shape", "open_session",
-           "read_card"]
+__all__ = ["Declared", "check_extra_graph", "check_graph", "extra_graphs", "graph_shape",
+           "open_session", "read_card", "read_graph"]
 
 
 def read_card(ref: BundleRef) -> dict[str, Any]:
@@ -37,9 +38,8 @@ def read_card(ref: BundleRef) -> dict[str, Any]:
     return card
 
 
-def open_session(path, expected_sha256: Any, options: ort.SessionOptions,
-                 providers: Sequence[str]) -> ort.InferenceSession:
-    """An ORT session of the graph file at ``path``, after checking its sha256 if given."""
+def read_graph(path, expected_sha256: Any) -> bytes:
+    """The bytes of the graph file at ``path``, after checking its sha256 if given."""
     model_bytes = _read(path)
     if expected_sha256 is not None:
         actual = hashlib.sha256(model_bytes).hexdigest()
@@ -47,6 +47,13 @@ def open_session(path, expected_sha256: Any, options: ort.SessionOptions,
             raise BundleError(
                 f"sha256 of {path.name} is {actual}, the card says {expected_sha256}"
             )
+    return model_bytes
+
+
+def open_session(path, expected_sha256: Any, options: ort.SessionOptions,
+                 providers: Sequence[str]) -> ort.InferenceSession:
+    """An ORT session of the graph file at ``path``, after checking its sha256 if given."""
+    model_bytes = read_graph(path, expected_sha256)
     try:
         return ort.InferenceSession(
             model_bytes, sess_options=options, providers=list(providers)
@@ -64,9 +71,10 @@ def _listed_outputs(card: dict[str, Any]) -> list[dict[str, Any]]:
     return listed
 
 
-def extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
-    """The card's extra graph files and the outputs each is listed for."""
-    graphs: dict[str, list[str]] = {}
+def extra_graphs(card: dict[str, Any]) -> dict[str, dict[str, Declared]]:
+    """The card's extra graph files, each with the outputs it is listed for and what the card
+    declares of them."""
+    graphs: dict[str, dict[str, Declared]] = {}
     for tensor in _listed_outputs(card):
         file_name = tensor.get("file", fmt.MODEL_FILE)
         if file_name == fmt.MODEL_FILE:
@@ -75,8 +83,33 @@ def extra_graphs(card: dict[str, Any]) -> dict[str, list[str]]:
             raise BundleError(
                 f"output {tensor['name']!r}: file {file_name!r} must be a plain *.onnx file name"
             )
-        graphs.setdefault(file_name, []).append(tensor["name"])
+        graphs.setdefault(file_name, {})[tensor["name"]] = _declared(tensor)
     return graphs
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the card says of one output: its ONNX element type (from the V2 ``datatype``) and
+    shape, None where the card does not say (cards written before datatypes were)."""
+
+    type: str | None
+    shape: list[int] | None
+
+    @property
+    def complete(self) -> bool:
+        return self.type is not None and self.shape is not None
+
+
+def _declared(tensor: dict[str, Any]) -> Declared:
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    types = {v2: onnx_type for onnx_type, v2 in fmt.OUTPUT_ELEMENT_TYPES.items()}
+    if datatype is not None and datatype not in types:
+        raise BundleError(f"output {tensor['name']!r}: datatype {datatype!r} is not one of "
+                          f"{', '.join(types)}")
+    if shape is not None and not (isinstance(shape, list) and all(
+            isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+        raise BundleError(f"output {tensor['name']!r}: shape {shape!r} must be a list of integers")
+    return Declared(None if datatype is None else types[datatype], shape)
 
 
 def check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
@@ -99,19 +132,29 @@ def check_graph(session: ort.InferenceSession, card: dict[str, Any]) -> None:
 def check_extra_graph(
     graph: ort.InferenceSession,
     file_name: str,
-    listed: list[str],
-    main: ort.InferenceSession,
+    listed: dict[str, Declared],
+    main_outputs: Sequence[str],
     card: dict[str, Any],
 ) -> None:
+    """``graph`` (``file_name``) has the card's input and every output the card lists in it,
+    of the declared element type and shape; none of them is also model.onnx's."""
     _check_input(graph, card, file_name)
-    outputs = {o.name for o in graph.get_outputs()}
+    outputs = {o.name: o for o in graph.get_outputs()}
     missing = [name for name in listed if name not in outputs]
     if missing:
         raise BundleError(f"card lists outputs {missing} in {file_name}, which does not have them")
-    clashes = [name for name in listed if name in {o.name for o in main.get_outputs()}]
+    clashes = [name for name in listed if name in main_outputs]
     if clashes:
         raise BundleError(f"outputs {clashes} are listed in {file_name} but model.onnx has them")
     _check_types(graph, file_name)
+    for name, declared in listed.items():
+        found = outputs[name]
+        if declared.type is not None and found.type != declared.type:
+            raise BundleError(f"{file_name} output {name!r} is {found.type}, the card says "
+                              f"{fmt.OUTPUT_ELEMENT_TYPES[declared.type]}")
+        if declared.shape is not None and graph_shape(found.shape) != declared.shape:
+            raise BundleError(f"{file_name} output {name!r} has shape {graph_shape(found.shape)}, "
+                              f"the card says {declared.shape}")
 
 
 def _check_input(session: ort.InferenceSession, card: dict[str, Any], file_name: str) -> None:
@@ -139,8 +182,6 @@ def _check_types(session: ort.InferenceSession, file_name: str) -> None:
 def graph_shape(dims: Sequence[Any]) -> list[int]:
     """An ORT shape with symbolic or unknown dimensions as -1 (the V2 convention)."""
     return [d if isinstance(d, int) and d >= 0 else -1 for d in dims]
-
-
 
 
 def _read(path) -> bytes:

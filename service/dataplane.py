@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from service import metrics
-from service.errors import BadRequest, OutOfDomain
+from service.errors import BadRequest, BundleError, ModelNotReady, OutOfDomain
 from service.metrics import RequestTimer
 from service.runtime import OnnxModel
 from service.settings import DOMAIN_POLICIES, ConfigurationError
@@ -175,7 +175,11 @@ def run(
     """
     check_inputs(model, x)
     report = check_domain(model, x, domain_policy)
-    arrays = model.run(x, output_names)
+    try:
+        arrays = model.run(x, output_names)
+    except BundleError as exc:  # an extra graph (jacobian.onnx) failed to load on first use
+        raise ModelNotReady(f"version {model.version} of model {model.name!r} cannot answer "
+                            f"this request: {exc}") from None
     for name, array in zip(output_names or model.default_outputs, arrays, strict=True):
         check_finite(name, array)
     return Prediction(arrays, report)

@@ -9,13 +9,22 @@ the repository index. What the protocols make of a model (V2 datatypes and metad
 A bundle may hold further graphs beside model.onnx, named by the card's ``tensors.outputs``
 entries with a ``file`` (``jacobian.onnx``: onnxruntime runs a whole graph whatever outputs are
 asked for, so the costly Jacobian lives in its own graph, which also computes every output of
-model.onnx). Each gets its own session, run only when a request asks for one of its outputs.
+model.onnx). Each is an :class:`ExtraGraph`: its file's sha256 is checked at load, and its
+session is created on the first request that asks for one of its outputs, once per worker
+(most requests never do, and a session costs more memory than a small model: measured 0.47 MB
+per 4-32-32-2 model with both sessions, 0.21 MB with model.onnx's alone).
+
+Sessions on the CPU share one memory arena per process (ONNX Runtime's environment allocator)
+instead of one each: with hundreds of models, per-session arenas add up (0.21 to 0.17 MB per
+model measured, the same 4-32-32-2 models).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
@@ -27,14 +36,16 @@ import orjson
 from service import bundle_format as fmt
 from service.batching import Batcher
 from service.bundle_checks import (
+    Declared,
     check_extra_graph,
     check_graph,
     extra_graphs,
     graph_shape,
     open_session,
     read_card,
+    read_graph,
 )
-from service.devices import CUDA, check_session_providers
+from service.devices import CPU, CUDA, check_session_providers
 from service.errors import BundleError
 from service.messages import first_line
 from service.repository import BundleRef
@@ -47,11 +58,91 @@ log = logging.getLogger("service.runtime")
 IO_BINDING_MIN_ROWS = 1024
 
 
-def session_options(settings: Settings) -> ort.SessionOptions:
+_SHARED_ARENA_LOCK = threading.Lock()
+_shared_arena_pid: int | None = None
+
+
+def session_options(settings: Settings, providers: Sequence[str]) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
+    if list(providers) == [CPU]:
+        _register_shared_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
     return options
+
+
+def _register_shared_arena() -> None:
+    """Register the process's shared CPU arena with ONNX Runtime's environment, once."""
+    global _shared_arena_pid
+    with _SHARED_ARENA_LOCK:
+        if _shared_arena_pid == os.getpid():
+            return
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                 ort.OrtMemType.DEFAULT)
+        try:
+            ort.create_and_register_allocator(info, None)
+        except Exception as exc:  # already registered in this environment (a forked parent's)
+            if "already" not in str(exc).lower():
+                raise
+        _shared_arena_pid = os.getpid()
+
+
+class ExtraGraph:
+    """A further graph of a bundle (``jacobian.onnx``): checked at load against the card, its
+    ORT session created on first use, once, whichever thread asks first.
+
+    ``outputs`` maps the outputs the card lists in this file to their ONNX element type and
+    shape. A card that does not declare them (written before cards had datatypes) has the graph
+    opened at load to read them, and the session let go again.
+    """
+
+    def __init__(self, ref: BundleRef, card: dict[str, Any], file_name: str,
+                 listed: dict[str, Declared], main_outputs: Sequence[str],
+                 options: ort.SessionOptions, providers: Sequence[str]) -> None:
+        self.file_name, self.path = file_name, ref.path / file_name
+        digests = (card.get("onnx") or {}).get("graphs") or {}
+        self._sha256 = (digests.get(file_name) or {}).get("sha256")
+        self._open_args = (options, list(providers))
+        self._check = (file_name, listed, tuple(main_outputs), card)
+        self._lock = threading.Lock()
+        self._session: ort.InferenceSession | None = None
+        self._graph_outputs: frozenset[str] = frozenset()
+        if all(declared.complete for declared in listed.values()):
+            read_graph(self.path, self._sha256)  # the file is the one the card describes
+            self.outputs = {name: (d.type, d.shape) for name, d in listed.items()}
+        else:
+            session = self._open()
+            found = {o.name: o for o in session.get_outputs()}
+            self.outputs = {name: (found[name].type, graph_shape(found[name].shape))
+                            for name in listed}
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this worker has created the session yet."""
+        return self._session is not None
+
+    def session(self) -> ort.InferenceSession:
+        """The session, created now if this is the first use. Raises BundleError when the
+        file no longer matches the card or ONNX Runtime cannot load it."""
+        session = self._session
+        if session is None:
+            with self._lock:
+                if self._session is None:
+                    opened = self._open()
+                    self._graph_outputs = frozenset(o.name for o in opened.get_outputs())
+                    self._session = opened
+                session = self._session
+        return session
+
+    def has_all(self, names: Sequence[str]) -> bool:
+        """Whether one run of this (created) graph answers every output in ``names``."""
+        return self._graph_outputs.issuperset(names)
+
+    def _open(self) -> ort.InferenceSession:
+        session = open_session(self.path, self._sha256, *self._open_args)
+        check_extra_graph(session, *self._check)
+        return session
 
 
 class OnnxModel:
@@ -82,7 +173,7 @@ class OnnxModel:
         ref: BundleRef,
         card: dict[str, Any],
         session: ort.InferenceSession,
-        extra_sessions: Sequence[ort.InferenceSession] = (),
+        extra_graphs: Sequence[ExtraGraph] = (),
         chunk_rows: int = 65536,
     ):
         self.name, self.version, self.card, self.path = ref.name, ref.version, card, ref.path
@@ -102,23 +193,21 @@ class OnnxModel:
         low, high = fmt.training_range(card)
         self.domain_low = np.array(low, dtype=np.float32)
         self.domain_high = np.array(high, dtype=np.float32)
-        # Each output is computed by the first graph that has it: model.onnx, then the others.
-        graph_outputs: dict[str, Any] = {}
-        self._session_of: dict[str, ort.InferenceSession] = {}
-        for s in (session, *extra_sessions):
-            for o in s.get_outputs():
-                if o.name not in graph_outputs:
-                    graph_outputs[o.name], self._session_of[o.name] = o, s
-        self._sessions = (session, *extra_sessions)
-        self._outputs_of = {s: {o.name for o in s.get_outputs()} for s in self._sessions}
-        self.output_names = tuple(graph_outputs)
+        # Each output is computed by model.onnx, or by the extra graph the card lists it in.
+        described = {o.name: (o.type, graph_shape(o.shape)) for o in session.get_outputs()}
+        self._graph_of: dict[str, ExtraGraph | None] = dict.fromkeys(described)
+        for graph in extra_graphs:
+            for name, description in graph.outputs.items():
+                described.setdefault(name, description)
+                self._graph_of.setdefault(name, graph)
+        self._extra_graphs = tuple(extra_graphs)
+        self.output_names = tuple(described)
         # What a request that names no output gets: model.onnx's outputs. The extra graphs
         # (the Jacobian) cost more than the model itself, so they run only when asked for.
         self.default_outputs = tuple(o.name for o in session.get_outputs())
         self._batcher: Batcher | None = None
-        self.output_types = MappingProxyType({name: o.type for name, o in graph_outputs.items()})
-        self.output_shapes = MappingProxyType(
-            {name: graph_shape(o.shape) for name, o in graph_outputs.items()})
+        self.output_types = MappingProxyType({name: d[0] for name, d in described.items()})
+        self.output_shapes = MappingProxyType({name: d[1] for name, d in described.items()})
 
     @classmethod
     def load(cls, ref: BundleRef, settings: Settings, providers: Sequence[str]) -> OnnxModel:
@@ -132,16 +221,13 @@ class OnnxModel:
         """
         card = read_card(ref)
         expected = (card.get("onnx") or {}).get("sha256")
-        options = session_options(settings)
+        options = session_options(settings, providers)
         session = open_session(ref.onnx_path, expected, options, providers)
         check_session_providers(settings.device, session.get_providers())
         check_graph(session, card)
-        extra = []
-        for file_name, names in extra_graphs(card).items():
-            digest = (((card.get("onnx") or {}).get("graphs") or {}).get(file_name) or {})
-            graph = open_session(ref.path / file_name, digest.get("sha256"), options, providers)
-            check_extra_graph(graph, file_name, names, session, card)
-            extra.append(graph)
+        main_outputs = [o.name for o in session.get_outputs()]
+        extra = [ExtraGraph(ref, card, file_name, listed, main_outputs, options, providers)
+                 for file_name, listed in extra_graphs(card).items()]
         model = cls(ref, card, session, extra, settings.chunk_rows)
         if settings.warmup:
             model.warm_up()
@@ -179,17 +265,27 @@ class OnnxModel:
         return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
 
     def _run_once(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        graphs = [g for g in self._extra_graphs if any(self._graph_of[n] is g for n in names)]
+        if not graphs:
+            return self._run_session(self._session, x, list(names))
         # One run when a single graph has every asked output (jacobian.onnx also computes the
         # outputs of model.onnx), else one run per graph.
-        for session in self._sessions:
-            if self._outputs_of[session].issuperset(names):
+        sessions = [graph.session() for graph in graphs]
+        for graph, session in zip(graphs, sessions, strict=True):
+            if graph.has_all(names):
                 return self._run_session(session, x, list(names))
         results: dict[str, np.ndarray] = {}
-        for session in self._sessions:
-            wanted = [n for n in names if self._session_of[n] is session]
+        for graph, session in [(None, self._session), *zip(graphs, sessions, strict=True)]:
+            wanted = [n for n in names if self._graph_of[n] is graph]
             if wanted:
                 results.update(zip(wanted, self._run_session(session, x, wanted), strict=True))
         return [results[n] for n in names]
+
+    @property
+    def sessions_open(self) -> int:
+        """ORT sessions this worker holds for the model: model.onnx's and each extra graph's
+        that a request has needed so far."""
+        return 1 + sum(graph.loaded for graph in self._extra_graphs)
 
     def _run_session(self, session, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
         if self.io_binding_device is None or len(x) < IO_BINDING_MIN_ROWS:
@@ -211,10 +307,11 @@ class OnnxModel:
         return (x < self.domain_low) | (x > self.domain_high)
 
     def warm_up(self) -> None:
-        """One run at the middle of the training range, so lazy ORT initialisation happens now."""
+        """One run of model.onnx at the middle of the training range, so ORT's lazy
+        initialisation happens now (the extra graphs initialise on their first use)."""
         x = np.array([[_midpoint(spec) for spec in self.card["inputs"]]], dtype=np.float32)
         try:
-            self.run_now(x, self.output_names)
+            self.run_now(x, self.default_outputs)
         except Exception as exc:
             raise BundleError(f"warm-up run failed: {first_line(exc)}") from exc
 

@@ -88,7 +88,8 @@ def make_bundle(
     path.mkdir(parents=True, exist_ok=True)
     if jacobian:
         card["tensors"]["outputs"].append(
-            {"name": "jacobian", "shape": [-1, n_outputs, n_inputs], "file": "jacobian.onnx"}
+            {"name": "jacobian", "shape": [-1, n_outputs, n_inputs], "datatype": "FP32",
+             "file": "jacobian.onnx"}
         )
         graph_bytes = _linear_model(W, b, card, extra_outputs, True).SerializeToString()
         (path / "jacobian.onnx").write_bytes(graph_bytes)
@@ -119,7 +120,7 @@ def _card(
         "tensors": {
             "input": "inputs",
             "outputs": [
-                {"name": tensor, "shape": [-1, n_outputs]}
+                {"name": tensor, "shape": [-1, n_outputs], "datatype": "FP32"}
                 for tensor in ("outputs", *extra_outputs)
             ],
         },

@@ -40,7 +40,7 @@ from training.atomic import (
 )
 from training.ensemble import SurrogateEnsemble
 from training.errors import ParameterError
-from training.export import describe, output_shapes, to_onnx
+from training.export import OUTPUT_DATATYPE, describe, output_shapes, to_onnx
 from training.jsonable import jsonable
 from training.parity import ParityError, check_parity
 from training.publish import publish, triton_config
@@ -175,9 +175,11 @@ def write_bundle(
 
 def _tensors(model) -> dict[str, Any]:
     """The card's ``tensors``: every output of both graphs, ``file`` naming the second one."""
-    outputs = [{"name": output, "shape": shape} for output, shape in output_shapes(model).items()]
+    outputs = [{"name": output, "shape": shape, "datatype": OUTPUT_DATATYPE}
+               for output, shape in output_shapes(model).items()]
     jacobian = output_shapes(model, jacobian=True)[JACOBIAN_TENSOR]
-    outputs.append({"name": JACOBIAN_TENSOR, "shape": jacobian, "file": JACOBIAN_FILE})
+    outputs.append({"name": JACOBIAN_TENSOR, "shape": jacobian, "datatype": OUTPUT_DATATYPE,
+                    "file": JACOBIAN_FILE})
     return {"input": INPUT_TENSOR, "outputs": outputs}
 
 

@@ -37,6 +37,7 @@ from training.graph import OPSET, GraphBuilder, float_tensor
 from training.jacobian import emit_jacobian
 
 __all__ = [
+    "OUTPUT_DATATYPE",
     "Forward",
     "describe",
     "emit_forward",
@@ -200,6 +201,10 @@ def _emit_mean_and_std(g: GraphBuilder, outputs64: list[str]) -> dict[str, str]:
         OUTPUT_TENSOR: g.op("Cast", mean, to=TensorProto.FLOAT),
         STD_TENSOR: g.op("Cast", std, to=TensorProto.FLOAT),
     }
+
+
+# Every output the exporter writes is float32 (the card's V2 datatype of each).
+OUTPUT_DATATYPE = "FP32"
 
 
 def output_shapes(model, *, jacobian: bool = False) -> dict[str, list[int]]:

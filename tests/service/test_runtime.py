@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from service.devices import CPU, CUDA, check_session_providers, select_providers
 from service.repository import BundleRef
-from service.runtime import IO_BINDING_MIN_ROWS, OnnxModel
+from service.runtime import IO_BINDING_MIN_ROWS, OnnxModel, session_options
 from service.settings import DeviceUnavailable, Settings
 from tests.bundles import make_bundle
 
@@ -102,3 +104,54 @@ def test_io_binding_path_gives_the_same_answers(tmp_path):
     for a, b in zip(plain, bound, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(bound[0], bundle.predict(x), rtol=1e-6)
+
+
+def _jacobian_model(tmp_path, **overrides):
+    bundle = make_bundle(tmp_path, "lazy", n_inputs=3, n_outputs=2, jacobian=True,
+                         card_overrides=overrides or None)
+    settings = Settings(warmup=True)
+    return bundle, OnnxModel.load(BundleRef("lazy", 1, bundle.path), settings, [CPU])
+
+
+def test_the_jacobian_session_is_created_on_first_use_once(tmp_path):
+    bundle, model = _jacobian_model(tmp_path)
+    # Loaded, warmed up and described without it: the card declares its outputs.
+    assert model.sessions_open == 1
+    assert model.output_types["jacobian"] == "tensor(float)"
+    assert model.output_shapes["jacobian"] == [-1, 2, 3]
+    x = np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]], dtype=np.float32)
+    model.run(x)
+    assert model.sessions_open == 1
+    graph = model._extra_graphs[0]
+    opened = []
+    real_open = graph._open
+    graph._open = lambda: opened.append(1) or real_open()  # counts the sessions created
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: model.run(x, ["outputs", "jacobian"]), range(32)))
+    assert opened == [1] and model.sessions_open == 2
+    W = bundle.weights
+    for outputs, jacobian in answers:
+        np.testing.assert_allclose(outputs, bundle.predict(x), rtol=1e-6)
+        np.testing.assert_allclose(jacobian, np.broadcast_to(W.T, (2, 2, 3)), rtol=1e-6)
+
+
+def test_a_card_without_datatypes_has_the_graph_read_at_load_and_let_go(tmp_path):
+    old = {"tensors": {"outputs": [{"name": "outputs", "shape": [-1, 2]},
+                                   {"name": "jacobian", "file": "jacobian.onnx"}]}}
+    _, model = _jacobian_model(tmp_path, **old)
+    assert model.sessions_open == 1
+    assert model.output_shapes["jacobian"] == [-1, 2, 3]
+    assert model.output_types["jacobian"] == "tensor(float)"
+    x = np.ones((1, 3), dtype=np.float32)
+    assert model.run(x, ["jacobian"])[0].shape == (1, 2, 3)
+    assert model.sessions_open == 2
+
+
+def test_cpu_sessions_share_one_arena_and_cuda_sessions_keep_their_own():
+    cpu = session_options(Settings(), [CPU])
+    assert cpu.get_session_config_entry("session.use_env_allocators") == "1"
+    cuda = session_options(Settings(), [CUDA, CPU])  # no GPU here: only the options are checked
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        cuda.get_session_config_entry("session.use_env_allocators")
+    assert session_options(Settings(), [CPU]).get_session_config_entry(
+        "session.use_env_allocators") == "1"  # registering twice in a process is fine

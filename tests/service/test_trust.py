@@ -281,25 +281,13 @@ def test_a_card_without_ranges_is_unbounded(tmp_path):
 
 # --- broken extra graphs -----------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    ("overrides", "damage", "reason"),
-    [
-        ({"onnx": {"graphs": {"jacobian.onnx": {"sha256": "0" * 64}}}}, None,
-         "sha256 of jacobian.onnx is"),
-        (None, "delete", "jacobian.onnx is missing"),
-        (None, "corrupt", "onnxruntime cannot load jacobian.onnx"),
-        ({"tensors": {"outputs": [{"name": "outputs"}, {"name": "jacobian",
-                                                         "file": "../plain/1/model.onnx"}]}},
-         None, "must be a plain *.onnx file name"),
-        ({"tensors": {"outputs": [{"name": "outputs"}, {"name": "hessian",
-                                                         "file": "jacobian.onnx"}]}},
-         None, "card lists outputs ['hessian'] in jacobian.onnx"),
-    ],
-    ids=["sha256", "missing", "corrupt", "traversal", "unknown-output"],
-)
-def test_a_broken_extra_graph_makes_the_version_unavailable(tmp_path, overrides, damage, reason):
-    repo = tmp_path / "models"
-    make_bundle(repo, "plain")
+# A card written before cards declared datatypes: the service opens jacobian.onnx at load to
+# learn its outputs, so whatever is wrong with it shows then.
+OLD_CARD = {"tensors": {"outputs": [{"name": "outputs", "shape": [-1, 2]},
+                                    {"name": "jacobian", "file": "jacobian.onnx"}]}}
+
+
+def _damaged(repo, damage, overrides=None):
     bundle = make_bundle(repo, "jac", jacobian=True, card_overrides=overrides)
     if damage == "delete":
         (bundle.path / "jacobian.onnx").unlink()
@@ -311,8 +299,70 @@ def test_a_broken_extra_graph_makes_the_version_unavailable(tmp_path, overrides,
                 hashlib.sha256(b"not onnx").hexdigest(),
             )
         )
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("overrides", "damage", "reason"),
+    [
+        ({"onnx": {"graphs": {"jacobian.onnx": {"sha256": "0" * 64}}}}, None,
+         "sha256 of jacobian.onnx is"),
+        (None, "delete", "jacobian.onnx is missing"),
+        ({"tensors": {"outputs": [{"name": "outputs"}, {"name": "jacobian",
+                                                         "file": "../plain/1/model.onnx"}]}},
+         None, "must be a plain *.onnx file name"),
+        ({"tensors": {"outputs": [{"name": "outputs"}, {"name": "jacobian", "datatype": "FP8",
+                                                         "file": "jacobian.onnx"}]}},
+         None, "datatype 'FP8' is not one of"),
+        (OLD_CARD, "corrupt", "onnxruntime cannot load jacobian.onnx"),
+        ({"tensors": {"outputs": [{"name": "outputs"}, {"name": "hessian",
+                                                         "file": "jacobian.onnx"}]}},
+         None, "card lists outputs ['hessian'] in jacobian.onnx"),
+    ],
+    ids=["sha256", "missing", "traversal", "datatype", "old-card-corrupt", "old-card-unknown"],
+)
+def test_an_extra_graph_that_fails_at_load_makes_the_version_unavailable(
+        tmp_path, overrides, damage, reason):
+    repo = tmp_path / "models"
+    make_bundle(repo, "plain")
+    _damaged(repo, damage, overrides)
     client = create_app(Settings(model_repository=repo)).test_client()
     index = {row["name"]: row for row in client.post("/v2/repository/index").get_json()}
     assert index["plain"]["state"] == "READY"
     assert index["jac"]["state"] == "UNAVAILABLE"
     assert reason in index["jac"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "damage", "reason"),
+    [
+        (None, "corrupt", "onnxruntime cannot load jacobian.onnx"),
+        ({"tensors": {"outputs": [{"name": "outputs", "shape": [-1, 2], "datatype": "FP32"},
+                                  {"name": "hessian", "shape": [-1, 2, 2], "datatype": "FP32",
+                                   "file": "jacobian.onnx"}]}},
+         None, "card lists outputs ['hessian'] in jacobian.onnx"),
+        ({"tensors": {"outputs": [{"name": "outputs", "shape": [-1, 2], "datatype": "FP32"},
+                                  {"name": "jacobian", "shape": [-1, 2, 2], "datatype": "FP64",
+                                   "file": "jacobian.onnx"}]}},
+         None, "jacobian.onnx output 'jacobian' is tensor(float), the card says FP64"),
+    ],
+    ids=["corrupt", "unknown-output", "wrong-datatype"],
+)
+def test_an_extra_graph_that_fails_on_first_use_answers_503_and_the_model_keeps_serving(
+        tmp_path, overrides, damage, reason):
+    """The card declares the graph's outputs, so it is opened on first use: its sha256 matched
+    at load (the file is the one the card names), what is wrong inside shows when asked for."""
+    repo = tmp_path / "models"
+    bundle = _damaged(repo, damage, overrides)
+    client = create_app(Settings(model_repository=repo)).test_client()
+    assert client.get("/v2/models/jac/ready").status_code == 200
+    asked = bundle.card["tensors"]["outputs"][-1]["name"]
+    for _ in range(2):  # it is tried again: a file put right on disk would serve
+        response = client.post("/v2/models/jac/infer", json=json_request(
+            [[1.0, 2.0]], [1, 2], outputs=[{"name": asked}]))
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert reason in response.get_json()["error"]
+    plain = client.post("/v2/models/jac/infer", json=json_request([[1.0, 2.0]], [1, 2]))
+    assert plain.status_code == 200
+    np.testing.assert_allclose(read_response(plain)[1]["outputs"],
+                               bundle.predict(np.array([[1.0, 2.0]], np.float32)), rtol=1e-6)

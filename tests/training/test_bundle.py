@@ -126,8 +126,9 @@ def test_card(model, tmp_path):
     assert card["tensors"] == {
         "input": "inputs",
         "outputs": [
-            {"name": "outputs", "shape": [-1, 2]},
-            {"name": "jacobian", "shape": [-1, 2, 3], "file": "jacobian.onnx"},
+            {"name": "outputs", "shape": [-1, 2], "datatype": "FP32"},
+            {"name": "jacobian", "shape": [-1, 2, 3], "datatype": "FP32",
+             "file": "jacobian.onnx"},
         ],
     }
     assert "ensemble" not in card

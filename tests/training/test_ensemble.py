@@ -160,9 +160,9 @@ def test_bundle_of_an_ensemble(ensemble, tmp_path):
     assert card["ensemble"] == {"members": 5, "seeds": [0, 1, 2, 3, 4]}
     assert list(card)[-2:] == ["ensemble", "onnx"]
     assert card["tensors"]["outputs"] == [
-        {"name": "outputs", "shape": [-1, 1]},
-        {"name": "std", "shape": [-1, 1]},
-        {"name": "jacobian", "shape": [-1, 1, 1], "file": "jacobian.onnx"},
+        {"name": "outputs", "shape": [-1, 1], "datatype": "FP32"},
+        {"name": "std", "shape": [-1, 1], "datatype": "FP32"},
+        {"name": "jacobian", "shape": [-1, 1, 1], "datatype": "FP32", "file": "jacobian.onnx"},
     ]
     assert card["layers"][0] == {"units": 16, "activation": "tanh"}
     config = (tmp_path / "curve" / "config.pbtxt").read_text()
