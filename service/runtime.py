@@ -80,11 +80,7 @@ def _register_shared_arena() -> None:
             return
         info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
                                  ort.OrtMemType.DEFAULT)
-        try:
-            ort.create_and_register_allocator(info, None)
-        except Exception as exc:  # already registered in this environment (a forked parent's)
-            if "already" not in str(exc).lower():
-                raise
+        ort.create_and_register_allocator(info, None)  # a second call (a forked child) is a no-op
         _shared_arena_pid = os.getpid()
 
 
