@@ -101,3 +101,21 @@ def test_every_run_reports_cpu_per_request_of_server_and_load_generator():
     run = next(line for line in text.splitlines()
                if line.startswith("| surrogate-serving | single-row V2 JSON | 16 |"))
     assert run.endswith("| 600 | 40.0 |")
+
+
+def test_many_models_reports_memory_ready_time_and_latency_per_repository_size(tmp_path, capsys):
+    from bench import many_models
+
+    out = tmp_path / "many.md"
+    many_models.main(["--counts", "3", "--workers", "1", "--workdir", str(tmp_path / "work"),
+                      "--out", str(out)])
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 3]
+    assert len(list((tmp_path / "work" / "repo-3").glob("m*/1/model.onnx"))) == 3
+    for row in rows:
+        ready, rss, pss = float(row[1]), float(row[2]), float(row[3])
+        assert 0 < ready < 120 and rss > pss > 0
+        assert all(float(ms) > 0 for ms in row[5:8])  # p50, p99, jacobian p50
+    assert rows[0][4].strip() == "nan" and float(rows[1][4]) == float(rows[1][4])  # a number
+    assert out.read_text() == capsys.readouterr().out
