@@ -17,7 +17,8 @@ from pathlib import Path
 from bench.models import Models, build
 from bench.scenarios import OURS, load_for
 
-SCENARIOS = ("single_v2", "single_v1", "rows1000_v2", "rows1000_v1", "binary100k")
+SCENARIOS = ("single_v2", "single_v1", "rows1000_v2", "rows1000_v1", "rows1000_v1col",
+             "binary100k")
 RESULTS = Path(__file__).with_name("results")
 
 

@@ -27,6 +27,7 @@ from bench.scenarios import (
 )
 
 PEERS = (HELLO, BARE, LEAN, NAIVE, MLSERVER)
+JSON_SCENARIOS = ("single_v2", "single_v1", "rows1000_v2", "rows1000_v1", "rows1000_v1col")
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
@@ -48,7 +49,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[
 def markdown(summary: dict, floor: dict[str, float], memory: list[dict], meta: dict,
              connections: int = THROUGHPUT_CONNECTIONS) -> str:
     parts = [f"# Serving benchmark ({meta['when']})\n", _meta_lines(meta),
-             _throughput(summary, connections),
+             _throughput(summary, connections), _cpu(summary, connections),
              _latency(summary), _binary(summary, floor), _memory(memory), _spread(summary)]
     return "\n".join(p for p in parts if p)
 
@@ -67,7 +68,7 @@ def _throughput(summary: dict, c: int) -> str:
             *(f"{LABELS[p]} req/s" for p in present), *(f"x {LABELS[p]}" for p in present)]
     lines = [f"## Throughput, {c} connections (median req/s over rounds)\n", _row(head),
              _row(["---"] * len(head))]
-    for key in ("single_v2", "single_v1", "rows1000_v2", "rows1000_v1"):
+    for key in JSON_SCENARIOS:
         ours = summary.get((OURS, key, c))
         if ours is None:
             continue
@@ -76,6 +77,25 @@ def _throughput(summary: dict, c: int) -> str:
                  *(_n(s["rps"]) if s else "-" for s in peers),
                  *(_ratio(ours["rps"], s["rps"]) if s else "-" for s in peers)]
         lines.append(_row(cells))
+    return "\n".join(lines) + "\n"
+
+
+def _cpu(summary: dict, c: int) -> str:
+    """Server CPU per request against the bare peer's for the same rows (its V2 JSON: it has no
+    V1), and each V1 form's throughput against V2 JSON at the same rows."""
+    head = ["scenario", "server CPU us/request", "bare peer's", "x bare", "req/s x V2 JSON"]
+    lines = [f"## Server CPU per request against the bare WSGI + ORT peer, {c} connections "
+             "(medians over rounds)\n", _row(head), _row(["---"] * len(head))]
+    for key in JSON_SCENARIOS:
+        ours = summary.get((OURS, key, c))
+        if ours is None:
+            continue
+        bare = summary.get((BARE, _peer_key(key), c))
+        v2 = summary.get((OURS, _peer_key(key), c))
+        lines.append(_row([SCENARIOS[key].label, _n(ours["server_cpu_us"]),
+                           _n(bare["server_cpu_us"]) if bare else "-",
+                           _ratio(ours["server_cpu_us"], bare["server_cpu_us"]) if bare else "-",
+                           _ratio(ours["rps"], v2["rps"]) if v2 else "-"]))
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ SCENARIOS = {s.key: s for s in (
     Scenario("single_v1", "single-row V1 JSON", 1),
     Scenario("rows1000_v2", "1000-row V2 JSON", 1000),
     Scenario("rows1000_v1", "1000-row V1 JSON", 1000),
+    Scenario("rows1000_v1col", "1000-row V1 columnar JSON", 1000),
     Scenario("binary100k", "100,000-row V2 binary", BINARY_ROWS),
 )}
 
@@ -75,7 +76,7 @@ def plan(systems: tuple[str, ...], scenarios: tuple[str, ...] = tuple(SCENARIOS)
         (OURS, "single_v1", lat),
         (OURS, "rows1000_v2", t), (BARE, "rows1000_v2", t), (LEAN, "rows1000_v2", t),
         (NAIVE, "rows1000_v2", t), (MLSERVER, "rows1000_v2", t),
-        (OURS, "rows1000_v1", t),
+        (OURS, "rows1000_v1", t), (OURS, "rows1000_v1col", t),
         (OURS, "binary100k", 1), (OURS, "binary100k", 2),
     ]
     variants = [s for s in systems if is_ours(s) and s != OURS]
@@ -113,6 +114,9 @@ def _ours_json(scenario: str, url: str, rows: np.ndarray, models: Models) -> Loa
         body = _v2_json(rows, "FP32", outputs=[{"name": "outputs"}])
         return Load(f"{url}/v2/models/{MODEL}/infer", body)
     names = input_names(models)
+    if scenario.endswith("_v1col"):  # {"inputs": {name: [values...]}}, TF Serving's columnar form
+        columns = dict(zip(names, rows.T.tolist(), strict=True))
+        return Load(f"{url}/v1/models/{MODEL}:predict", orjson.dumps({"inputs": columns}))
     instances = [dict(zip(names, row, strict=True)) for row in rows.tolist()]
     return Load(f"{url}/v1/models/{MODEL}:predict", orjson.dumps({"instances": instances}))
 

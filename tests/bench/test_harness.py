@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench import load, report
-from bench.scenarios import HELLO, NAIVE, OURS
+from bench.scenarios import BARE, HELLO, NAIVE, OURS
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,3 +119,18 @@ def test_many_models_reports_memory_ready_time_and_latency_per_repository_size(t
         assert all(float(ms) > 0 for ms in row[5:8])  # p50, p99, jacobian p50
     assert rows[0][4].strip() == "nan" and float(rows[1][4]) == float(rows[1][4])  # a number
     assert out.read_text() == capsys.readouterr().out
+
+
+def test_server_cpu_is_compared_with_the_bare_peer_for_every_json_scenario():
+    cpu = {"client_cpu_us": 40}
+    records = [_record(OURS, "single_v2", 16, 3000) | cpu | {"server_cpu_us": 330},
+               _record(BARE, "single_v2", 16, 3600) | cpu | {"server_cpu_us": 300},
+               _record(OURS, "rows1000_v2", 16, 1000) | cpu | {"server_cpu_us": 900},
+               _record(BARE, "rows1000_v2", 16, 1100) | cpu | {"server_cpu_us": 800},
+               _record(OURS, "rows1000_v1col", 16, 1200) | cpu | {"server_cpu_us": 750}]
+    lines = report.markdown(report.summarise(records), {}, [], {"when": "now"}).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Server CPU"))
+    table = {line.split(" | ")[0][2:]: line for line in lines[start + 4:start + 7]}
+    assert table["single-row V2 JSON"].endswith("| 330 | 300 | 1.10x | 1.00x |")
+    assert table["1000-row V2 JSON"].endswith("| 900 | 800 | 1.12x | 1.00x |")
+    assert table["1000-row V1 columnar JSON"].endswith("| 750 | 800 | 0.94x | 1.20x |")
