@@ -261,7 +261,7 @@ def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarra
         array = np.asarray(data)
     except (ValueError, TypeError):
         raise BadRequest(f"input {name!r}: nested 'data' is not rectangular") from None
-    if array.size and (array.dtype.kind not in "iuf" or _hides_booleans(array, data)):
+    if array.size and (array.dtype.kind not in "iuf" or hides_booleans(array, data)):
         raise BadRequest(f"input {name!r}: 'data' must hold numbers only")
     if array.dtype.kind == "f" and dtype.kind in "iu":
         raise BadRequest(
@@ -281,7 +281,7 @@ def _json_array(name: str, tensor: dict[str, Any], dtype: np.dtype) -> np.ndarra
 _SCAN_SIZE = 64
 
 
-def _hides_booleans(array: np.ndarray, data: list) -> bool:
+def hides_booleans(array: np.ndarray, data: list) -> bool:
     """Whether JSON true/false hid among the numbers (numpy reads them as 1 and 0).
 
     On larger arrays the scan of the Python values runs only when some value is exactly 0 or 1,

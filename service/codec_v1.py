@@ -22,7 +22,6 @@ and ``"jacobian"`` (per row ``{"<output>": {"<input>": value}}`` or ``[[d out / 
 from __future__ import annotations
 
 import functools
-import itertools
 import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ import numpy as np
 import orjson
 
 from service import bundle_format as fmt
-from service.codec import JSON_TYPE, loads
+from service.codec import JSON_TYPE, hides_booleans, loads
 from service.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ def _instances(model: OnnxModel, instances: list[Any]) -> np.ndarray:
     rows = _plain_rows(model, instances)
     if rows is None:
         rows = [_row(model, i, row) for i, row in enumerate(instances)]
-    return _float32(rows, (len(rows), model.input_width))
+    return _float32(rows, (len(instances), model.input_width))
 
 
 def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
@@ -162,13 +161,28 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
                 f"'inputs': input {name!r} has {len(column)} values, input "
                 f"{features[0]!r} {len(values[0])}"
             )
-    if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_TYPES:
+    array = _numbers(values)
+    if array is None:
         for name, column in zip(features, values, strict=True):
             for i, value in enumerate(column):
                 if type(value) not in _NUMBER_TYPES:
                     raise BadRequest(f"'inputs': input {name!r} value {i} is not a number: "
                                      f"{value!r:.40}")  # fmt: skip
-    return np.ascontiguousarray(_float32(values, (len(features), len(values[0]))).T)
+        array = values  # numbers numpy keeps as objects (integers beyond 64 bits)
+    return np.ascontiguousarray(_float32(array, (len(features), len(values[0]))).T)
+
+
+def _numbers(values: list) -> np.ndarray | None:
+    """``values`` (lists of equal length) as a 2-D numeric array in one numpy pass, or None
+    when anything in them is not a JSON number (true/false included) or is nested deeper."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    if array.ndim != 2 or (array.size and (
+            array.dtype.kind not in "iuf" or hides_booleans(array, values))):
+        return None
+    return array
 
 
 def encode_predictions(
@@ -189,9 +203,12 @@ def encode_predictions(
         if layout == NAMED_COLUMNS:
             # Columns first: (outputs[, inputs], rows), each innermost list one column.
             array = np.ascontiguousarray(np.moveaxis(array, 0, -1))
-        # orjson writes float32 in its shortest repr; reading that back gives Python floats
-        # that print the same, twice as fast as building the dicts from numpy scalars.
-        values = orjson.loads(orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY))
+        if layout == NAMED_ROWS:
+            # orjson writes float32 in its shortest repr; reading that back gives Python floats
+            # that print the same, twice as fast as building the dicts from numpy scalars.
+            values = orjson.loads(orjson.dumps(array, option=orjson.OPT_SERIALIZE_NUMPY))
+        else:  # lists of rows or columns: the (C-contiguous) arrays are written as they are
+            values = np.ascontiguousarray(array)
         if layout in (ROWS, TENSOR):
             response[key] = values
         elif layout == NAMED_COLUMNS:
@@ -212,10 +229,10 @@ def encode_predictions(
             response[key] = [dict(zip(names, row, strict=False)) for row in values]
     if domain_report:
         response.update(domain_report)
-    return orjson.dumps(response)
+    return orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _plain_rows(model: OnnxModel, instances: list[Any]) -> list | None:
+def _plain_rows(model: OnnxModel, instances: list[Any]) -> np.ndarray | None:
     """The rows' values when every instance is plain (see ``_instances``), else None."""
     names, getter, width = _names_and_getter(model.feature_names)
     rows = [
@@ -226,9 +243,7 @@ def _plain_rows(model: OnnxModel, instances: list[Any]) -> list | None:
     ]
     if any(row is None for row in rows):
         return None
-    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
-        return None
-    return rows
+    return _numbers(rows) if rows else np.empty((0, width))
 
 
 @functools.lru_cache(maxsize=256)
