@@ -99,12 +99,13 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Gunicorn >= 25.1 otherwise opens $HOME/.gunicorn/gunicorn.ctl, one path shared by every
 # server on the host and often read-only in containers; nothing here uses gunicornc.
 control_socket_disable = True
-# Opt-in: one listening socket per worker (SO_REUSEPORT), so the kernel spreads new
-# connections over the workers. With one shared socket the worker that happens to be awake
-# accepts them, and a client's keep-alive connections all stay on it (the bench saw all 16 of
-# its connections on one of two workers in about half the runs, halving throughput). Off by
-# default: connections still queued on a worker's own socket are reset when that worker exits
-# (max_requests recycling, a timeout kill, a HUP reload).
+# One listening socket per worker (SO_REUSEPORT), so the kernel spreads new connections over
+# the workers. With one shared socket the worker that happens to be awake accepts them, and a
+# client's keep-alive connections all stay on it (the bench saw all 16 of its connections on one
+# of two workers in about half the runs, halving throughput). On unless max_requests recycles
+# workers: connections still queued on a worker's own socket are reset when that worker exits
+# (recycling, a timeout kill, a HUP reload), and recycling makes that routine. The worker opens
+# its socket once the application has loaded (service/gunicorn_worker.py).
 reuse_port = _server.reuse_port
 
 

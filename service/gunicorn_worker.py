@@ -12,14 +12,19 @@ When gunicorn writes an access line for every request (its ``accesslog`` is set,
 ``service.gunicorn_config`` sets it), the application's own ``service.access`` line would say
 the same again: the worker turns that off (``SURROGATE_ACCESS_LOG=false``) before it loads the
 application, unless the variable is set.
+
+With ``reuse_port`` (the default unless workers are recycled) every worker listens on a socket of
+its own, which it opens only once the application has loaded: a worker that is starting or
+restarting takes no connection before it can answer it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 
-from gunicorn import util
+from gunicorn import sock, util
 from gunicorn.workers.gthread import ThreadWorker
 
 __all__ = ["JsonErrorWorker", "write_json_error"]
@@ -41,4 +46,23 @@ class JsonErrorWorker(ThreadWorker):
         util.write_error = write_json_error
         if self.cfg.accesslog:
             os.environ.setdefault("SURROGATE_ACCESS_LOG", "false")
+        if self._own_socket():
+            # Gunicorn opened this worker's socket at the fork; until the application has
+            # loaded (every model of the repository), the kernel would queue a share of the
+            # new connections on it, to wait seconds. It is opened again in load_wsgi.
+            for listener in self.sockets:
+                listener.close()
+            self.sockets = []
         super().init_process()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        if self._own_socket():
+            self.sockets = sock.create_sockets(self.cfg, self.log)
+            for listener in self.sockets:
+                util.close_on_exec(listener)
+
+    def _own_socket(self) -> bool:
+        """Whether this worker listens on a socket of its own (``reuse_port``: gunicorn then
+        opens one per worker, and the kernel spreads new connections over them)."""
+        return bool(self.cfg.reuse_port) and hasattr(socket, "SO_REUSEPORT")

@@ -84,7 +84,10 @@ max_requests        SURROGATE_MAX_REQUESTS          0            Recycle a worke
                                                                  requests (0 = never).
 max_requests_jitter SURROGATE_MAX_REQUESTS_JITTER   see meaning  Up to this many more, drawn per
                                                                  worker (``max_requests // 10``).
-reuse_port          SURROGATE_REUSE_PORT            false        One listening socket per worker.
+reuse_port          SURROGATE_REUSE_PORT            see meaning  One listening socket per worker
+                                                                 (the kernel spreads connections);
+                                                                 on unless max_requests recycles
+                                                                 workers.
 log_level           SURROGATE_LOG_LEVEL             info         Gunicorn's log level (the same
                                                                  variable as the service's).
 ==================  ==============================  ===========  ===================================
@@ -259,7 +262,7 @@ class ServerSettings(_FromEnv):
     keepalive: int = 5
     max_requests: int = 0
     max_requests_jitter: int | None = None
-    reuse_port: bool = False
+    reuse_port: bool | None = None
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -269,6 +272,8 @@ class ServerSettings(_FromEnv):
             _set(self, "workers", default_workers())
         if self.max_requests_jitter is None:
             _set(self, "max_requests_jitter", max(0, self.max_requests) // 10)
+        if self.reuse_port is None:  # a recycled worker would reset what waits on its socket
+            _set(self, "reuse_port", self.max_requests == 0)
         level = _logging_level(self).lower()
         _set(self, "log_level", _GUNICORN_LEVELS.get(level, level))
         _at_least(self, 1, "workers", "threads", "timeout", "graceful_timeout")
