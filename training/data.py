@@ -62,7 +62,7 @@ def load_table(
         model on) takes any non-empty table.
     """
     path = Path(path)
-    _check_names(inputs, outputs)
+    _check_names(inputs, outputs, need_outputs=for_training)
     raw = path.read_bytes() if path.is_file() else None
     if raw is None:
         raise DataError(f"data file not found: {path}")
@@ -93,10 +93,10 @@ def load_table(
     )
 
 
-def _check_names(inputs: list[str], outputs: list[str]) -> None:
+def _check_names(inputs: list[str], outputs: list[str], need_outputs: bool) -> None:
     if not inputs:
         raise DataError("no input columns given (--inputs)")
-    if not outputs:
+    if need_outputs and not outputs:
         raise DataError("no output columns given (--outputs)")
     seen: set[str] = set()
     for name in inputs + outputs:

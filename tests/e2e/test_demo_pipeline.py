@@ -171,7 +171,8 @@ def test_the_readme_surrogate_commands_work_as_written(demo_repo, demo_server, t
     ``surrogate demo`` filled; ``surrogate predict`` finds the server through SURROGATE_URL."""
     commands = readme_commands("surrogate ")
     verbs = [command.split()[1] for command in commands]
-    assert {"models", "show", "train", "evaluate", "sweep", "export", "predict"} <= set(verbs)
+    assert {"models", "show", "train", "design", "evaluate", "sweep", "export",
+            "predict"} <= set(verbs)
     work = tmp_path / "work"
     shutil.copytree(demo_repo, work, ignore=shutil.ignore_patterns("*.log"))
     env = readme_env(SURROGATE_URL=f"http://{demo_server.address}")
@@ -188,4 +189,6 @@ def test_the_readme_surrogate_commands_work_as_written(demo_repo, demo_server, t
     with (work / "pred.csv").open(newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 1000
     assert "def borehole(" in (work / "borehole.py").read_text()
+    design = (work / "borehole-design.csv").read_text().splitlines()
+    assert design[0] == "rw,r,Tu,Hu,Tl,Hl,L,Kw" and len(design) == 65
     assert "void borehole(" in (work / "borehole.c").read_text()

@@ -19,6 +19,7 @@ COMMANDS = {
     "sweep": "training.cli.sweep:sweep",
     "export": "training.cli.export:export",
     "evaluate": "training.cli.evaluate:evaluate",
+    "design": "training.cli.design:design",
     "models": "training.cli.models:models",
     "show": "training.cli.models:show",
 }

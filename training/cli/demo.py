@@ -45,8 +45,9 @@ DEMOS = (
 @click.option("--if-missing", is_flag=True, help="Only train demo models with no version yet.")
 @click.option("--only", default=None, help="Comma-separated subset of demo model names.")
 @click.option("--tables", type=click.Path(file_okay=False), default=None,
-              help="Also write each demo's training table as CSV into this directory, and a "
-                   "table of fresh runs beside it (NAME-new.csv) to evaluate the model on.")
+              help="Also write each demo's training table as CSV into this directory, a "
+                   "table of fresh runs beside it (NAME-new.csv) to evaluate the model on, and "
+                   "its input ranges (NAME.bounds.toml) for surrogate design.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def demo(repo: str, if_missing: bool, only: str | None, tables: str | None, seed: int) -> None:
     """Train the demo surrogates (borehole, thermal_actuator, surface) into the repository."""
@@ -65,6 +66,7 @@ def demo(repo: str, if_missing: bool, only: str | None, tables: str | None, seed
         if tables:
             _write_table(data, Path(tables) / f"{spec.name}.csv")
             _write_table(_fresh(spec, seed), Path(tables) / f"{spec.name}-new.csv")
+            _write_bounds(spec, Path(tables) / f"{spec.name}.bounds.toml")
         job = TrainJob(name=spec.name, repo=Path(repo), params=spec.params, seed=seed,
                        units=_units(spec.function), description=spec.description)
         with console.status(f"training {spec.name} on {spec.rows} rows"):
@@ -114,6 +116,16 @@ def _fresh(spec: DemoModel, seed: int, rows: int = 200):
     X = fn.sample(rows, method="uniform", seed=seed + 1)
     return Dataset(X=X, Y=fn(X), inputs=tuple(c[0] for c in fn.inputs),
                    outputs=tuple(c[0] for c in fn.outputs), source="", sha256="")
+
+
+def _write_bounds(spec: DemoModel, path: Path) -> None:
+    """The demo's input ranges and units, as ``surrogate design --bounds`` reads them."""
+    from training.design import Factor, bounds_toml
+    from training.functions import FUNCTIONS
+
+    factors = [Factor(name, low, high, unit)
+               for name, unit, low, high in FUNCTIONS[spec.function].inputs]
+    path.write_text(bounds_toml(factors), encoding="utf-8")
 
 
 def _write_table(data, path: Path) -> None:
