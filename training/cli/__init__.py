@@ -20,6 +20,7 @@ COMMANDS = {
     "export": "training.cli.export:export",
     "evaluate": "training.cli.evaluate:evaluate",
     "design": "training.cli.design:design",
+    "suggest": "training.cli.suggest:suggest",
     "models": "training.cli.models:models",
     "show": "training.cli.models:show",
 }

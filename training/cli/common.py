@@ -224,3 +224,31 @@ def metrics_table(title: str, per_output: dict):
         table.add_row(Text(name), f"{m['r2']:.6f}", f"{m['rmse']:.4g}", f"{m['relative_rmse']:.3e}",
                       f"{m['max_abs_error']:.4g}")
     return table
+
+
+def run_graph(model_path: Path, X, names: list[str]) -> list:
+    """The bundle graph at ``model_path`` run in onnxruntime on the CPU, as the service runs it:
+    the outputs ``names`` for the rows ``X``, as float64 arrays."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from service.bundle_format import INPUT_TENSOR
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    feed = {INPUT_TENSOR: np.ascontiguousarray(X, dtype=np.float32)}
+    return [out.astype(np.float64) for out in session.run(names, feed)]
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a hidden sibling renamed over it."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import click
 
-from training.cli.common import failed, failures
+from training.cli.common import failed, failures, write_whole
 
 
 @click.command()
@@ -67,17 +66,10 @@ def _quality_line(what: str, figures: dict[str, float]) -> str:
 
 
 def _write_csv(path: Path, names, factors, rows) -> None:
-    """Write the whole file or nothing: a sibling temporary file renamed over ``path``."""
     buffer = io.StringIO()
     buffer.write(",".join(names) + "\n")
     for row in rows:
         cells = [str(int(v)) if f.integer else repr(float(v))
                  for f, v in zip(factors, row, strict=True)]
         buffer.write(",".join(cells) + "\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        staging.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    write_whole(path, buffer.getvalue())

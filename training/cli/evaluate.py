@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import failed, failures, metrics_table
+from training.cli.common import failed, failures, metrics_table, run_graph
 from training.jsonable import jsonable
 
 
@@ -37,7 +37,7 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
     output, and how many rows lie outside the training domain."""
     import numpy as np
 
-    from service.bundle_format import MODEL_FILE, read_card, version_dir
+    from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_dir
     from training.data import load_table
     from training.report import holdout_metrics, parity_png
 
@@ -53,7 +53,7 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
                           for_training=False)
     except failures() as exc:
         raise failed(exc) from exc
-    predicted = _run(directory / MODEL_FILE, data.X)
+    (predicted,) = run_graph(directory / MODEL_FILE, data.X, [OUTPUT_TENSOR])
     per_output = holdout_metrics(data.Y, predicted, outputs)
     low = np.array([spec["min"] for spec in card["inputs"]])
     high = np.array([spec["max"] for spec in card["inputs"]])
@@ -83,20 +83,6 @@ def evaluate(name, table, version, repo, fail_above, plot, as_json, drop_invalid
             bound = f"{fail_above:g}"
             click.echo(f"error: RMSE/std above {bound} for {', '.join(failing)}", err=True)
         sys.exit(1)
-
-
-def _run(model_path: Path, X):
-    import numpy as np
-    import onnxruntime as ort
-
-    from service.bundle_format import INPUT_TENSOR, OUTPUT_TENSOR
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    feed = {INPUT_TENSOR: np.ascontiguousarray(X, dtype=np.float32)}
-    (out,) = session.run([OUTPUT_TENSOR], feed)
-    return out.astype(np.float64)
 
 
 def _print(result: dict, card: dict) -> None:
