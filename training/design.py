@@ -198,10 +198,15 @@ def extend(factors: Sequence[Factor], existing: np.ndarray, n: int,
     pool = _unit(factors, candidates)  # where the candidates land, integers rounded
     sample = np.clip(_unit(factors, existing), 0.0, 1.0)
     nearest = cdist(pool, sample).min(axis=1) if len(sample) else np.full(len(pool), np.inf)
+    nearest[nearest == 0] = -np.inf  # a row the table has: never repeated
     discrepancy = float(qmc.discrepancy(sample)) if len(sample) else 0.0
     chosen = []
     for _ in range(n):
         farthest = np.argsort(nearest)[-FARTHEST:]
+        farthest = farthest[nearest[farthest] > -np.inf]
+        if not len(farthest):
+            raise DataError(f"only {len(chosen)} new distinct rows fit in these ranges (integer "
+                            f"inputs have few levels); asked for {n}")
         if len(sample):
             scores = [qmc.update_discrepancy(pool[c], sample, discrepancy) for c in farthest]
         else:  # the first point of an empty table: the centre's nearest candidate
@@ -213,7 +218,7 @@ def extend(factors: Sequence[Factor], existing: np.ndarray, n: int,
             qmc.discrepancy(pool[best][None, :]))
         sample = np.vstack([sample, pool[best]])
         nearest = np.minimum(nearest, np.linalg.norm(pool - pool[best], axis=1))
-        nearest[best] = -np.inf
+        nearest[nearest == 0] = -np.inf  # the chosen row and its duplicates in the pool
     return candidates[chosen]
 
 

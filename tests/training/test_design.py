@@ -145,6 +145,16 @@ def test_an_extension_fills_the_gaps_of_a_table(factors):
     assert gaps.min() > 0.05
 
 
+def test_an_extension_never_repeats_a_row(tmp_path):
+    levels = [doe.Factor("n", 1, 3, integer=True), doe.Factor("m", 1, 3, integer=True)]
+    existing = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    new = doe.extend(levels, existing, 6, seed=0)
+    every = {tuple(row) for row in np.vstack([existing, new])}
+    assert len(every) == 9  # the 3 x 3 grid, each level pair once
+    with pytest.raises(DataError, match="only 6 new distinct rows fit in these ranges"):
+        doe.extend(levels, existing, 7, seed=0)
+
+
 def test_the_command_writes_the_design_and_reports_its_quality(tmp_path, bounds):
     out = tmp_path / "design.csv"
     result = CliRunner().invoke(main, ["design", "--bounds", str(bounds), "--n", "32",
