@@ -79,13 +79,15 @@ class ModelCard:
     scaling: dict[str, Any]
     training: dict[str, Any]
     metrics: dict[str, Any]
+    sensitivity: dict[str, Any] | None = None
     ensemble: dict[str, Any] | None = None
     onnx: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         card = asdict(self)
-        if card["ensemble"] is None:
-            del card["ensemble"]
+        for optional in ("sensitivity", "ensemble"):
+            if card[optional] is None:
+                del card[optional]
         return card
 
 
@@ -100,6 +102,7 @@ def write_bundle(
     training_info: Mapping[str, Any],
     description: str = "",
     extra_files: Mapping[str, bytes] | None = None,
+    sensitivity: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export ``model`` and publish it as the next version of ``name`` in ``repo``.
 
@@ -122,6 +125,8 @@ def write_bundle(
         Free text for the card.
     extra_files : mapping of str to bytes, optional
         More files for the version directory, e.g. ``{"parity.png": ...}``.
+    sensitivity : mapping, optional
+        The card's ``sensitivity`` section (:func:`training.pipeline.sensitivity_section`).
 
     Returns
     -------
@@ -159,6 +164,7 @@ def write_bundle(
         **describe(model),
         training=jsonable({**_training_defaults(model), **training_info}),
         metrics=jsonable(metrics),
+        sensitivity=None if sensitivity is None else jsonable(sensitivity),
         ensemble=_ensemble_section(model),
     )
     model_dir = Path(repo) / name

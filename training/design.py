@@ -29,7 +29,9 @@ import numpy as np
 
 from training.errors import DataError, ParameterError
 
-__all__ = ["METHODS", "Factor", "bounds_toml", "design", "extend", "quality", "read_bounds"]
+__all__ = ["METHODS", "Factor", "bounds_toml", "design", "extend", "factors_from", "factors_of",
+           "quality",
+           "read_bounds"]
 
 METHODS = ("lhs", "sobol", "halton")
 # Candidates per requested point for extend (at least MIN_POOL): the greedy choice is as good
@@ -71,6 +73,26 @@ class Factor:
                 return (np.log(values) - math.log(self.low)) / (
                     math.log(self.high) - math.log(self.low))
         return (values - self.low) / (self.high - self.low)
+
+
+def factors_of(card: dict) -> list[Factor]:
+    """A model's inputs as design factors: the training range, log where the card scales the
+    inputs by their logarithm."""
+    log = (card.get("scaling") or {}).get("inputs", {}).get("method") == "log"
+    return factors_from(card["inputs"], log)
+
+
+def factors_from(specs: Sequence[dict], log: bool) -> list[Factor]:
+    """Factors from ``{"name", "unit", "min", "max"}`` input specs (the card's ``inputs``)."""
+    factors = []
+    for spec in specs:
+        low, high = spec.get("min"), spec.get("max")
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high)) or (
+                not low < high):
+            raise DataError(f"input {spec['name']!r} has no finite training range in the card "
+                            f"(min {low!r}, max {high!r}): nothing to sample within")
+        factors.append(Factor(spec["name"], float(low), float(high), spec.get("unit", ""), log))
+    return factors
 
 
 def read_bounds(path: str | Path) -> list[Factor]:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.design import Factor, unit_design
-from training.errors import DataError
 
-__all__ = ["Suggestion", "factors_of", "suggest"]
+__all__ = ["Suggestion", "suggest"]
 
 # Candidates per suggested row (at least MIN_POOL): the scores are as good as the pool is dense.
 POOL_PER_ROW, MIN_POOL = 256, 4096
@@ -34,21 +33,6 @@ class Suggestion:
     mean: np.ndarray
     std: np.ndarray
     score: np.ndarray
-
-
-def factors_of(card: dict) -> list[Factor]:
-    """The model's inputs as design factors: the training range, log where the card scales
-    the inputs by their logarithm."""
-    log = (card.get("scaling") or {}).get("inputs", {}).get("method") == "log"
-    factors = []
-    for spec in card["inputs"]:
-        low, high = spec.get("min"), spec.get("max")
-        if not all(isinstance(v, int | float) and math.isfinite(v) for v in (low, high)) or (
-                not low < high):
-            raise DataError(f"input {spec['name']!r} has no finite training range in the card "
-                            f"(min {low!r}, max {high!r}): nothing to suggest within")
-        factors.append(Factor(spec["name"], float(low), float(high), spec.get("unit", ""), log))
-    return factors
 
 
 def suggest(factors: Sequence[Factor], predict: Callable[[np.ndarray], tuple], k: int,

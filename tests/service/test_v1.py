@@ -7,6 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from service import create_app
+from service.settings import Settings
+from tests.bundles import make_bundle
+
 
 def test_list_models(client):
     models = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
@@ -98,3 +102,14 @@ def test_predict_values_keep_float32_short_repr(client):
 def test_predict_empty_instances(client):
     response = client.post("/v1/models/linear:predict", json={"instances": []})
     assert (response.status_code, response.get_json()) == (200, {"predictions": []})
+
+
+def test_a_cards_sensitivity_indices_are_shown_with_the_model(tmp_path):
+    """``surrogate train`` stores Sobol' indices in the card; KServe's model endpoint shows
+    the card, so a client sees which inputs matter without reading the bundle."""
+    indices = {"y0": {"S1": {"x0": 0.7, "x1": 0.2}, "ST": {"x0": 0.8, "x1": 0.3}}}
+    make_bundle(tmp_path, "ranked", card_overrides={"sensitivity": {"n": 4096,
+                                                                    "indices": indices}})
+    client = create_app(Settings(model_repository=tmp_path)).test_client()
+    shown = client.get("/v1/models/ranked").get_json()
+    assert shown["sensitivity"] == {"n": 4096, "indices": indices} and shown["ready"] is True

@@ -64,6 +64,13 @@ def test_train_writes_a_complete_bundle(table, tmp_path):
     assert card["training"]["rows"]["fit"] == 120
     assert "cross-validated metrics" in result.output and "RMSE" in result.output
     assert "chose alpha" in result.output
+    # Sobol' indices of the fitted model, per output and input; z = exp(2a) + b: a dominates.
+    sensitivity = card["sensitivity"]
+    assert sensitivity["n"] == 4096 and sensitivity["evaluations"] == 4096 * 4
+    indices = sensitivity["indices"]
+    assert set(indices) == {"y", "z"} and set(indices["z"]["ST"]) == {"a", "b"}
+    assert set(indices["z"]) == {"S1", "ST", "S1_conf", "ST_conf", "DGSM"}
+    assert indices["z"]["S1"]["a"] > 0.7 > indices["z"]["S1"]["b"]
     assert (tmp_path / "m" / "config.pbtxt").is_file()
     assert _train(table, tmp_path).exit_code == 0
     assert (tmp_path / "m" / "2" / "model.onnx").is_file()

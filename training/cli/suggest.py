@@ -31,11 +31,12 @@ def suggest(name, k, out, exclude, version, repo, seed) -> None:
     from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, STD_TENSOR, read_card, version_dir
     from training import suggest as next_runs
     from training.data import load_table
+    from training.design import factors_of
 
     try:
         directory = version_dir(Path(repo), name, version)
         card = read_card(directory)
-        factors = next_runs.factors_of(card)
+        factors = factors_of(card)
         inputs = [f.name for f in factors]
         done = None if exclude is None else load_table(exclude, inputs, [],
                                                        for_training=False).X
