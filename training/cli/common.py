@@ -252,3 +252,12 @@ def write_whole(path: Path, text: str) -> None:
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def model_version_options(command):
+    """``--version`` and ``--repo``: the options of a command on one version of a model."""
+    command = click.option(
+        "--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
+        type=click.Path(file_okay=False), help="Model repository directory.")(command)
+    return click.option("--version", "version", type=click.IntRange(min=1), default=None,
+                        help="Model version (default: the latest).")(command)

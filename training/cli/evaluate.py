@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import failed, failures, metrics_table, run_graph
+from training.cli.common import failed, failures, metrics_table, model_version_options, run_graph
 from training.jsonable import jsonable
 
 
@@ -21,10 +21,7 @@ from training.jsonable import jsonable
 @click.argument("name")
 @click.option("--data", "table", required=True, type=click.Path(dir_okay=False),
               help="CSV or Parquet table with the model's input and output columns.")
-@click.option("--version", "version", type=click.IntRange(min=1), default=None,
-              help="Model version (default: the latest).")
-@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
-              type=click.Path(file_okay=False), help="Model repository directory.")
+@model_version_options
 @click.option("--fail-above", type=click.FloatRange(min=0), default=None, metavar="RELRMSE",
               help="Exit with status 1 when any output's RMSE/std is above this.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliUsageError, failed, failures, run_graph
+from training.cli.common import CliUsageError, failed, failures, model_version_options, run_graph
 
 
 @click.command()
@@ -15,10 +15,7 @@ from training.cli.common import CliUsageError, failed, failures, run_graph
 @click.option("--n", "n", type=int, default=None,
               help="Base samples, a power of two (default 8192; the model runs N (inputs + 2) "
                    "times).")
-@click.option("--version", "version", type=click.IntRange(min=1), default=None,
-              help="Model version (default: the latest).")
-@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
-              type=click.Path(file_okay=False), help="Model repository directory.")
+@model_version_options
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Where to write the bar chart (default: sensitivity-NAME-vVERSION.png).")
 @click.option("--seed", type=int, default=0, show_default=True)

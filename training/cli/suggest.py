@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError, failed, failures, run_graph, write_whole
+from training.cli.common import (
+    CliError,
+    failed,
+    failures,
+    model_version_options,
+    run_graph,
+    write_whole,
+)
 
 
 @click.command()
@@ -19,10 +26,7 @@ from training.cli.common import CliError, failed, failures, run_graph, write_who
 @click.option("--exclude", "exclude", default=None, type=click.Path(dir_okay=False),
               help="A table of runs already done or under way (CSV or Parquet with the "
                    "model's input columns): suggestions keep away from its rows.")
-@click.option("--version", "version", type=click.IntRange(min=1), default=None,
-              help="Model version (default: the latest).")
-@click.option("--repo", default="models", show_default=True, envvar="SURROGATE_MODEL_REPOSITORY",
-              type=click.Path(file_okay=False), help="Model repository directory.")
+@model_version_options
 @click.option("--seed", type=int, default=None, help="Seed of the candidate pool.")
 def suggest(name, k, out, exclude, version, repo, seed) -> None:
     """Suggest K simulations for ensemble model NAME: the rows of its training domain where its
