@@ -346,6 +346,9 @@ def test_show_prints_the_card_readably(trained):
     assert f"{low:.6g} .. {high:.6g}" in result.output
     assert "8 tanh -> 2 identity" in result.output
     assert "held-out metrics" in result.output and "bundle: ok" in result.output
+    ranked = sorted(card["sensitivity"]["indices"]["z"]["ST"].items(), key=lambda kv: -kv[1])
+    assert ("inputs that matter for z (total Sobol' index): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in ranked)) in result.output
     raw = CliRunner().invoke(main, ["show", "m", "--repo", str(trained), "--json"])
     assert json.loads(raw.output) == card
     missing = CliRunner().invoke(main, ["show", "nope", "--repo", str(trained)])

@@ -139,6 +139,24 @@ def show(name, version, repo, as_json) -> None:
         console.print(metrics_table(title, metrics["per_output"]))
         if metrics.get("source"):
             say(metrics["source"])
+    for line in _sensitivity_lines(card.get("sensitivity")):
+        say(line)
+
+
+def _sensitivity_lines(section) -> list[str]:
+    """One line per output: the inputs by total Sobol' index, largest first."""
+    indices = (section or {}).get("indices") if isinstance(section, dict) else None
+    if not isinstance(indices, dict):
+        return []
+    lines = []
+    for output, figures in indices.items():
+        total = (figures or {}).get("ST") if isinstance(figures, dict) else None
+        if not isinstance(total, dict) or not total:
+            continue
+        ranked = sorted(total.items(), key=lambda item: -float(item[1]))
+        lines.append(f"inputs that matter for {output} (total Sobol' index): "
+                     + ", ".join(f"{name} {float(value):.2f}" for name, value in ranked))
+    return lines
 
 
 def _inputs_table(card: dict):
