@@ -43,6 +43,7 @@ from bench.scenarios import (
 from bench.serving import GunicornSpec, Server, cpu_seconds, memory_mb, start_gunicorn
 
 RESULTS = Path(__file__).with_name("results")
+OURS_WORKER = "service.gunicorn_worker.JsonErrorWorker"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,8 +144,11 @@ def _start_all(args, systems, models: Models, stack: ExitStack, notes: list[str]
     log_dir = args.out / "logs"
     common = (args.workers, args.threads, args.worker_class)
     extra = tuple(args.gunicorn_arg)
+    # Ours runs as `surrogate serve` runs it: gthread as the service's own worker class (JSON
+    # refusals, one access line, its socket opened once the models are loaded).
+    ours_class = OURS_WORKER if args.worker_class == "gthread" else args.worker_class
     specs = {
-        OURS: GunicornSpec(args.ours_app, *common,
+        OURS: GunicornSpec(args.ours_app, args.workers, args.threads, ours_class,
                            {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
                             **dict(kv.split("=", 1) for kv in args.ours_env)}, extra),
         HELLO: GunicornSpec("bench.peers.hello:create_app()", *common, {}, extra),
