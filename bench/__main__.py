@@ -40,10 +40,16 @@ from bench.scenarios import (
     load_for,
     plan,
 )
-from bench.serving import GunicornSpec, Server, cpu_seconds, memory_mb, start_gunicorn
+from bench.serving import (
+    OURS_WORKER,
+    GunicornSpec,
+    Server,
+    cpu_seconds,
+    memory_mb,
+    start_gunicorn,
+)
 
 RESULTS = Path(__file__).with_name("results")
-OURS_WORKER = "service.gunicorn_worker.JsonErrorWorker"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from bench.serving import GunicornSpec, Server, memory_mb, start_gunicorn
+from bench.serving import OURS_WORKER, GunicornSpec, Server, memory_mb, start_gunicorn
 from service import bundle_format as fmt
 
 RESULTS = Path(__file__).with_name("results")
@@ -86,7 +86,7 @@ def repository(workdir: Path, count: int) -> Path:
 
 
 def measure(repo: Path, count: int, workers: int, log_dir: Path) -> Measurement:
-    spec = GunicornSpec("service:create_app()", workers=workers,
+    spec = GunicornSpec("service:create_app()", workers=workers, worker_class=OURS_WORKER,
                         env={"SURROGATE_MODEL_REPOSITORY": str(repo)})
     started = time.monotonic()
     server = start_gunicorn(f"many-{count}", spec, log_dir)

@@ -22,6 +22,9 @@ from pathlib import Path
 START_SECONDS = 120.0
 STOP_SECONDS = 30.0
 GUNICORN_CONFIG = "python:service.gunicorn_config"
+# The worker class `surrogate serve` runs (gthread, with the service's JSON refusals and its
+# socket opened once the models are loaded).
+OURS_WORKER = "service.gunicorn_worker.JsonErrorWorker"
 # What a BLAS or OpenMP library reads to size its thread pool: one per worker thread, fair to
 # the scikit-learn peer (more only measures oversubscription of the two cores).
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
