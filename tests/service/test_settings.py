@@ -145,6 +145,19 @@ def test_server_settings_defaults_follow_the_platform():
     assert (ours.bind, ours.workers, ours.threads) == ("127.0.0.1:9124", 5, 4)
 
 
+def test_connections_are_spread_unless_workers_are_recycled():
+    from service.settings import ServerSettings
+
+    assert ServerSettings.from_env({}).reuse_port is True
+    # A recycled worker would reset the connections queued on its own socket.
+    recycled = ServerSettings.from_env({"SURROGATE_MAX_REQUESTS": "1000"})
+    assert recycled.reuse_port is False and recycled.max_requests_jitter == 100
+    both = ServerSettings.from_env({"SURROGATE_MAX_REQUESTS": "1000",
+                                    "SURROGATE_REUSE_PORT": "true"})
+    assert both.reuse_port is True  # said explicitly, it is kept
+    assert ServerSettings.from_env({"SURROGATE_REUSE_PORT": "false"}).reuse_port is False
+
+
 def test_server_settings_read_every_field():
     from service.settings import ServerSettings
 
