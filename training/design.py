@@ -30,8 +30,7 @@ import numpy as np
 from training.errors import DataError, ParameterError
 
 __all__ = ["METHODS", "Factor", "bounds_toml", "design", "extend", "factors_from", "factors_of",
-           "quality",
-           "read_bounds"]
+           "quality", "read_bounds", "to_physical", "to_unit_cube", "unit_design"]
 
 METHODS = ("lhs", "sobol", "halton")
 # Candidates per requested point for extend (at least MIN_POOL): the greedy choice is as good
@@ -173,7 +172,7 @@ def _factor(path: Path, name: str, table) -> Factor:
 def design(factors: Sequence[Factor], n: int, method: str = "lhs",
            seed: int | None = None) -> np.ndarray:
     """``n`` points of a space-filling ``method`` design, shape (n, len(factors))."""
-    return _physical(factors, unit_design(len(factors), n, method, seed))
+    return to_physical(factors, unit_design(len(factors), n, method, seed))
 
 
 def unit_design(d: int, n: int, method: str, seed: int | None) -> np.ndarray:
@@ -216,9 +215,9 @@ def extend(factors: Sequence[Factor], existing: np.ndarray, n: int,
     if n < 1:
         raise ParameterError(f"the number of points must be at least 1, got {n}")
     pool_size = 2 ** math.ceil(math.log2(max(MIN_POOL, POOL_PER_POINT * n)))
-    candidates = _physical(factors, unit_design(len(factors), pool_size, "sobol", seed))
-    pool = _unit(factors, candidates)  # where the candidates land, integers rounded
-    sample = np.clip(_unit(factors, existing), 0.0, 1.0)
+    candidates = to_physical(factors, unit_design(len(factors), pool_size, "sobol", seed))
+    pool = to_unit_cube(factors, candidates)  # where the candidates land, integers rounded
+    sample = np.clip(to_unit_cube(factors, existing), 0.0, 1.0)
     nearest = cdist(pool, sample).min(axis=1) if len(sample) else np.full(len(pool), np.inf)
     nearest[nearest == 0] = -np.inf  # a row the table has: never repeated
     discrepancy = float(qmc.discrepancy(sample)) if len(sample) else 0.0
@@ -250,16 +249,18 @@ def quality(factors: Sequence[Factor], rows: np.ndarray) -> dict[str, float]:
     from scipy.spatial.distance import pdist
     from scipy.stats import qmc
 
-    unit = _unit(factors, rows)
+    unit = to_unit_cube(factors, rows)
     discrepancy = float(qmc.discrepancy(np.clip(unit, 0.0, 1.0))) if len(unit) > 1 else math.nan
     distance = float(np.min(pdist(unit))) if len(unit) > 1 else math.nan
     return {"discrepancy": discrepancy, "min_distance": distance}
 
 
-def _physical(factors: Sequence[Factor], unit: np.ndarray) -> np.ndarray:
+def to_physical(factors: Sequence[Factor], unit: np.ndarray) -> np.ndarray:
+    """Points of the unit cube, (rows, factors), to the factors' values."""
     return np.column_stack([f.from_unit(unit[:, i]) for i, f in enumerate(factors)])
 
 
-def _unit(factors: Sequence[Factor], rows: np.ndarray) -> np.ndarray:
+def to_unit_cube(factors: Sequence[Factor], rows: np.ndarray) -> np.ndarray:
+    """Rows of the factors' values to the unit cube (outside it where outside the ranges)."""
     rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(factors))
     return np.column_stack([f.to_unit(rows[:, i]) for i, f in enumerate(factors)])

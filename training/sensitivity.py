@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from training.design import Factor, unit_design
+from training.design import Factor, to_physical, unit_design
 from training.errors import ParameterError
 
 __all__ = ["DEFAULT_N", "indices"]
@@ -70,7 +70,7 @@ def indices(factors: Sequence[Factor], outputs: Sequence[str],
 def _dgsm(factors, predict, jacobian, n, rng) -> np.ndarray:
     """(outputs, inputs): the upper bounds of ST from the mean squared derivatives."""
     unit = unit_design(len(factors), n, "sobol", int(rng.integers(2**31)))
-    x = np.column_stack([f.from_unit(unit[:, i]) for i, f in enumerate(factors)])
+    x = to_physical(factors, unit)
     y, jac = predict(x), jacobian(x)  # (rows, outputs), (rows, outputs, inputs)
     widths = np.array([math.log(f.high / f.low) if f.log else f.high - f.low for f in factors])
     # d y / d log x = x dy/dx for log-uniform inputs.

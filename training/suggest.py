@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.design import Factor, unit_design
+from training.design import Factor, to_physical, to_unit_cube, unit_design
 
 __all__ = ["Suggestion", "suggest"]
 
@@ -40,14 +40,12 @@ def suggest(factors: Sequence[Factor], predict: Callable[[np.ndarray], tuple], k
     """``k`` rows to simulate next; ``predict(x) -> (mean, std)`` for an (n, inputs) array."""
     pool_size = 2 ** math.ceil(math.log2(max(MIN_POOL, POOL_PER_ROW * k)))
     unit = unit_design(len(factors), pool_size, "sobol", seed)
-    x = np.column_stack([f.from_unit(unit[:, i]) for i, f in enumerate(factors)])
+    x = to_physical(factors, unit)
     mean, std = predict(x)
     spread = mean.std(axis=0)
     spread = np.where(spread > 0, spread, 1.0)
     score = np.max(std / spread, axis=1)
-    done_unit = np.empty((0, len(factors)))
-    if done is not None and len(done):
-        done_unit = np.column_stack([f.to_unit(done[:, i]) for i, f in enumerate(factors)])
+    done_unit = to_unit_cube(factors, np.empty((0, len(factors))) if done is None else done)
     radius = math.sqrt(len(factors)) * (k + len(done_unit)) ** (-1.0 / len(factors)) / 2
     damping = np.ones(len(unit))
     for row in done_unit:

@@ -58,8 +58,7 @@ def sensitivity(name, n, version, repo, plot, seed, as_json) -> None:
     if as_json:
         click.echo(json.dumps(table, indent=2))
         return
-    number = card.get("version", version_dir(Path(repo), name, version).name)
-    plot = Path(plot or f"sensitivity-{name}-v{number}.png")
+    plot = Path(plot or f"sensitivity-{name}-v{directory.name}.png")
     _print(name, table)
     try:
         plot.write_bytes(_chart(name, table))
