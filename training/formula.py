@@ -13,7 +13,7 @@ expression, Python or C syntax). An op outside :data:`SUPPORTED_OPS` is refused 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, read_card, version_
 from training.formula_code import render_c, render_python
 from training.formula_render import Signature, render_expression, render_layered
 from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
+from training.formula_tangent import PARTIALS, clip_partials, gelu_partials, mean_partials
 
 __all__ = [
     "MAX_TERMS",
@@ -36,7 +37,9 @@ __all__ = [
     "FormulaError",
     "FormulaGraph",
     "export_formula",
+    "read_bundle",
     "read_network",
+    "read_outputs",
 ]
 
 # The largest single expression (numbers and variables, all outputs) written: COMSOL's own
@@ -82,6 +85,7 @@ _ELEMENTWISE: dict[str, tuple[str, dict[str, float]]] = {
     "HardSigmoid": ("max(0.0, min(1.0, {alpha}*{0} + {beta}))", {"alpha": 0.2, "beta": 0.5}),
     "HardSwish": ("{0}*max(0.0, min(1.0, {0}/6.0 + 0.5))", {}),
     "Mish": ("{0}*tanh(" + _SOFTPLUS + ")", {}),
+    "Sqrt": ("sqrt({0})", {}),  # an ensemble's spread
 }
 _GELU = {
     "none": "0.5*{0}*(1.0 + erf(0.7071067811865476*{0}))",
@@ -112,17 +116,27 @@ def read_network(model: onnx.ModelProto, output: str = OUTPUT_TENSOR) -> Formula
         For an op outside :data:`SUPPORTED_OPS`, a shape other than one row vector per sample,
         or a missing output.
     """
+    network, _ = read_outputs(model, (output,))
+    return network
+
+
+def read_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> tuple[FormulaGraph, tuple]:
+    """Like :func:`read_network`, for several graph outputs sharing their steps (an ensemble's
+    ``outputs`` and ``std``): the graph, its ``output`` the first one's, and each one's variable."""
     graph = model.graph
-    if output not in {value.name for value in graph.output}:
-        raise FormulaError(f"model.onnx has no output {output!r}")
+    for output in outputs:
+        if output not in {value.name for value in graph.output}:
+            raise FormulaError(f"model.onnx has no output {output!r}")
     walk = _Walk({tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer})
     name, walk.n_inputs = _graph_input(graph, walk.constants)
     walk.vectors[name] = "v0"
-    for node in _nodes_computing(graph, output):
+    for node in _nodes_computing(graph, outputs):
         walk.translate(node)
-    if output not in walk.vectors:
-        raise FormulaError(f"model.onnx computes {output!r} without using its input")
-    return FormulaGraph(walk.n_inputs, walk.steps, walk.vectors[output])
+    for output in outputs:
+        if output not in walk.vectors:
+            raise FormulaError(f"model.onnx computes {output!r} without using its input")
+    variables = tuple(walk.vectors[output] for output in outputs)
+    return FormulaGraph(walk.n_inputs, walk.steps, variables[0]), variables
 
 
 def _graph_input(graph: onnx.GraphProto, constants: dict) -> tuple[str, int]:
@@ -136,10 +150,10 @@ def _graph_input(graph: onnx.GraphProto, constants: dict) -> tuple[str, int]:
     return inputs[0].name, dims[1].dim_value
 
 
-def _nodes_computing(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
-    """The nodes ``output`` depends on, in the graph's (topological) order."""
+def _nodes_computing(graph: onnx.GraphProto, outputs: Sequence[str]) -> list[onnx.NodeProto]:
+    """The nodes the ``outputs`` depend on, in the graph's (topological) order."""
     producer = {name: index for index, node in enumerate(graph.node) for name in node.output}
-    needed, pending = set(), [output]
+    needed, pending = set(), list(outputs)
     while pending:
         index = producer.get(pending.pop())
         if index is not None and index not in needed:
@@ -210,7 +224,7 @@ class _Walk:
         return Affine(source, weight, bias)
 
     def _elementwise(self, node: onnx.NodeProto) -> Elementwise:
-        template = _template(node)
+        template, partials = _templates(node)
         operands = [name for name in node.input if name]
         runtime = [self._vector(node, name) for name in operands if name not in self.constants]
         if not runtime:
@@ -224,7 +238,7 @@ class _Walk:
             else self.vectors[name]
             for name in operands
         )
-        return Elementwise(template, resolved, size)
+        return Elementwise(template, resolved, size, partials)
 
     @staticmethod
     def _broadcast(node: onnx.NodeProto, value: np.ndarray | None, size: int) -> np.ndarray:
@@ -242,39 +256,43 @@ class _Walk:
         return flat
 
 
-def _template(node: onnx.NodeProto) -> str:
-    """The node's template, with its attributes written in."""
+def _templates(node: onnx.NodeProto) -> tuple[str, tuple[str, ...]]:
+    """The node's value template and its partial derivatives (C, one per operand), with its
+    attributes written in."""
     attrs = {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
     if node.op_type == "Gelu":
         approximate = attrs.get("approximate", b"none")
-        return _GELU[approximate.decode() if isinstance(approximate, bytes) else approximate]
+        approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
+        return _GELU[approximate], gelu_partials(approximate)
     if node.op_type == "Mean":  # an ensemble's mean over its members
         terms = " + ".join(f"{{{index}}}" for index in range(len(node.input)))
-        return f"({terms})/{len(node.input)}.0"
+        return f"({terms})/{len(node.input)}.0", mean_partials(len(node.input))
     if node.op_type == "Clip":
-        bounds = [index for index in (1, 2) if len(node.input) > index and node.input[index]]
+        bounds = tuple(index for index in (1, 2) if len(node.input) > index and node.input[index])
         return {(): "{0}", (1,): "max({0}, {1})", (2,): "min({0}, {1})",
-                (1, 2): "min(max({0}, {1}), {2})"}[tuple(bounds)]  # fmt: skip
+                (1, 2): "min(max({0}, {1}), {2})"}[bounds], clip_partials(bounds)  # fmt: skip
     template, defaults = _ELEMENTWISE[node.op_type]
     values = {name: str(np.float32(attrs.get(name, value))) for name, value in defaults.items()}
     # Attributes go in as literals now; operand placeholders stay for the renderers.
-    return template.format(*(f"{{{i}}}" for i in range(len(node.input))), **values)
+    operands = [f"{{{i}}}" for i in range(len(node.input))]
+    return (template.format(*operands, **values),
+            tuple(p.format(*operands, **values) for p in PARTIALS[node.op_type]))
 
 
-def _version_dir(repo: str | os.PathLike, name: str, version: int | None) -> Path:
+def read_bundle(repo: str | os.PathLike, name: str,
+                version: int | None) -> tuple[Path, dict[str, Any], onnx.ModelProto]:  # fmt: skip
+    """The version directory of a model, its card and its ``model.onnx`` (without external
+    data); FormulaError for an unknown model or version or an unreadable bundle."""
     try:
-        return version_dir(repo, name, version)
+        path = version_dir(repo, name, version)
     except ValueError as exc:
         raise FormulaError(str(exc)) from None
-
-
-def _load(path: Path) -> tuple[dict[str, Any], onnx.ModelProto]:
     try:
         card = read_card(path)
         model = onnx.load(path / MODEL_FILE, load_external_data=False)
     except (OSError, ValueError, DecodeError) as exc:  # BundleFormatError is a ValueError
         raise FormulaError(f"cannot read the bundle {path}: {exc}") from None
-    return card, model
+    return path, card, model
 
 
 def export_formula(
@@ -316,8 +334,7 @@ def export_formula(
     """
     if fmt not in RENDERERS:
         raise FormulaError(f"unknown format {fmt!r}; formats: {', '.join(RENDERERS)}")
-    path = _version_dir(repo, name, version)
-    card, model = _load(path)
+    path, card, model = read_bundle(repo, name, version)
     network = read_network(model)
     signature = Signature.from_card(card, path)
     n_outputs = network.size(network.output)

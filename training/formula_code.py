@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from training.formula_render import Signature, literal, translate, wrapped_literal
-from training.formula_steps import Affine, Elementwise, FormulaGraph
+from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGraph
 
-__all__ = ["render_c", "render_python"]
+__all__ = ["render_c", "render_c_tangent", "render_python"]
 
 _PYTHON_HELPERS = {
     "_exp": "def _exp(x):\n    try:\n        return math.exp(x)\n"
@@ -77,39 +77,111 @@ def _c_array(values: Sequence) -> str:
     return "{" + ", ".join(literal(v) for v in values) + "}"
 
 
-def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[str]) -> list[str]:
-    """The statements computing ``var``; its tables are appended to ``constants``."""
+def _c_ref(source: str, index: str) -> str:
+    return f"{'in' if source == 'v0' else source}[{index}]"
 
-    def ref(source: str, index: str) -> str:
-        return f"{'in' if source == 'v0' else source}[{index}]"
 
-    if isinstance(step, Affine):
-        weight, bias = f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
-        rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
-        n_in = len(step.weight[0])
-        constants += [f"static const double {weight}[{step.size}][{n_in}] = {{\n{rows}}};",
-                      f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
-        return [f"double {var}[{step.size}];",
-                f"for (int i = 0; i < {step.size}; ++i) {{",
-                f"    double s = {bias}[i];",
-                f"    for (int j = 0; j < {n_in}; ++j)",
-                f"        s += {weight}[i][j] * {ref(step.source, 'j')};",
-                f"    {var}[i] = s;",
-                "}"]  # fmt: skip
+def _c_affine_tables(var: str, step: Affine, prefix: str) -> tuple[str, str, list[str]]:
+    """The names of the step's weight and bias tables, and their definitions."""
+    weight, bias = f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
+    rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
+    return weight, bias, [
+        f"static const double {weight}[{step.size}][{len(step.weight[0])}] = {{\n{rows}}};",
+        f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
+
+
+def _c_operands(var: str, step: Elementwise, prefix: str, constants: list[str]) -> list[str]:
+    """The C text of each operand of ``step`` at element ``i``; its tables go to ``constants``."""
     args = []
     for index, operand in enumerate(step.operands):
         if isinstance(operand, str):
-            args.append(ref(operand, "i"))
+            args.append(_c_ref(operand, "i"))
         elif operand.size == 1:
             args.append(wrapped_literal(operand[0]))
         else:
             table = f"{prefix}_C{var[1:]}_{index}"
             constants.append(f"static const double {table}[{operand.size}] = {_c_array(operand)};")
             args.append(f"{table}[i]")
-    text = translate(step.template, "c").format(*args)
+    return args
+
+
+def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[str]) -> list[str]:
+    """The statements computing ``var``; its tables are appended to ``constants``."""
+    if isinstance(step, Affine):
+        weight, bias, tables = _c_affine_tables(var, step, prefix)
+        constants += tables
+        return [f"double {var}[{step.size}];",
+                f"for (int i = 0; i < {step.size}; ++i) {{",
+                f"    double s = {bias}[i];",
+                f"    for (int j = 0; j < {len(step.weight[0])}; ++j)",
+                f"        s += {weight}[i][j] * {_c_ref(step.source, 'j')};",
+                f"    {var}[i] = s;",
+                "}"]  # fmt: skip
+    text = translate(step.template, "c").format(*_c_operands(var, step, prefix, constants))
     return [f"double {var}[{step.size}];",
             f"for (int i = 0; i < {step.size}; ++i)",
             f"    {var}[i] = {text};"]  # fmt: skip
+
+
+def _tangent_ref(source: str, index: str) -> str:
+    return f"{'din' if source == 'v0' else 'd' + source}[{index}]"
+
+
+def _c_tangent_step(var: str, step: Affine | Elementwise, prefix: str) -> list[str]:
+    """The statements computing ``d<var>``, the derivative of ``var`` along the input direction
+    ``din``, after :func:`_c_step` has computed the values (and defined the tables)."""
+    if isinstance(step, Affine):
+        weight = _c_affine_tables(var, step, prefix)[0]
+        return [f"for (int i = 0; i < {step.size}; ++i) {{",
+                "    double s = 0.0;",
+                f"    for (int j = 0; j < {len(step.weight[0])}; ++j)",
+                f"        s += {weight}[i][j] * {_tangent_ref(step.source, 'j')};",
+                f"    d{var}[i] = s;",
+                "}"]  # fmt: skip
+    if len(step.partials) != len(step.operands):
+        raise FormulaError(f"step {var} ({step.template}) has no derivative")
+    args = _c_operands(var, step, prefix, [])
+    terms = [f"({partial.format(*args)})*{_tangent_ref(operand, 'i')}"
+             for partial, operand in zip(step.partials, step.operands, strict=True)
+             if isinstance(operand, str)]  # fmt: skip
+    return [f"for (int i = 0; i < {step.size}; ++i)",
+            f"    d{var}[i] = {' + '.join(terms)};"]
+
+
+def render_c_tangent(network: FormulaGraph, outputs: Sequence[str], function: str) -> str:
+    """C99 definitions (tables, then ``void <function>(const double *in, const double *din,
+    double *out, double *dout)``) computing the variables ``outputs`` one after another into
+    ``out`` and, when ``din`` is not NULL, their derivatives along the input direction ``din``
+    into ``dout``: forward-mode differentiation, exact up to rounding."""
+    constants: list[str] = []
+    values: list[str] = []
+    both: list[str] = []
+    for var, step in network.steps.items():
+        lines = _c_step(var, step, function, constants)
+        values += lines
+        both += [*lines, f"double d{var}[{step.size}];", *_c_tangent_step(var, step, function)]
+    offset = 0
+    for var in outputs:
+        size = network.size(var)
+        copy = [f"for (int i = 0; i < {size}; ++i)", f"    out[{offset} + i] = {_c_ref(var, 'i')};"]
+        values += copy
+        both += [*copy, f"for (int i = 0; i < {size}; ++i)",
+                 f"    dout[{offset} + i] = {_tangent_ref(var, 'i')};"]  # fmt: skip
+        offset += size
+
+    def define(signature: str, body: list[str]) -> str:
+        return f"{signature}\n{{\n" + "".join(f"    {line}\n" for line in body) + "}\n"
+
+    value_function, tangent_function = f"{function}_values", f"{function}_tangents"
+    return "\n\n".join([
+        "\n".join(constants),
+        define(f"static void {value_function}(const double *in, double *out)", values),
+        define(f"static void {tangent_function}(const double *in, const double *din, "
+               "double *out, double *dout)", both),
+        define(f"void {function}(const double *in, const double *din, double *out, double *dout)",
+               ["if (din)", f"    {tangent_function}(in, din, out, dout);", "else",
+                f"    {value_function}(in, out);"]),
+    ])  # fmt: skip
 
 
 def render_c(network: FormulaGraph, signature: Signature) -> str:

@@ -33,11 +33,14 @@ class Affine:
 
 @dataclass(frozen=True)
 class Elementwise:
-    """``y[i] = template.format(operand_0[i], operand_1[i], ...)``, constants broadcast."""
+    """``y[i] = template.format(operand_0[i], operand_1[i], ...)``, constants broadcast;
+    ``partials``: the derivative of ``y[i]`` by each operand, in C
+    (:mod:`training.formula_tangent`)."""
 
     template: str
     operands: tuple[Operand, ...]
     size: int
+    partials: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def _assert_agrees(got: np.ndarray, expected: np.ndarray) -> None:
     assert deviation <= TOLERANCE, f"deviation {deviation:.3g} x max |output|"
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RENDERERS)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_agrees_with_onnxruntime(repo, tmp_path, activation, fmt):
     name = f"act_{activation}"
@@ -185,7 +185,7 @@ def test_every_activation_agrees_with_onnxruntime(repo, tmp_path, activation, fm
     _assert_agrees(_run(fmt, repo, name, X, tmp_path), _onnxruntime(version_dir, X))
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RENDERERS)
 @pytest.mark.parametrize("y_scaling", SCALINGS)
 @pytest.mark.parametrize("x_scaling", X_SCALINGS)
 def test_every_scaling_agrees_with_onnxruntime(repo, tmp_path, x_scaling, y_scaling, fmt):
@@ -220,7 +220,7 @@ def _hand_made_bundle(repo: Path) -> Path:
     return version_dir
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", RENDERERS)
 def test_ops_beyond_the_exporter_agree_with_onnxruntime(tmp_path, fmt):
     version_dir = _hand_made_bundle(tmp_path / "repo")
     X = _probe()
@@ -228,8 +228,8 @@ def test_ops_beyond_the_exporter_agree_with_onnxruntime(tmp_path, fmt):
                    _onnxruntime(version_dir, X))  # fmt: skip
 
 
-def test_cli_formats_are_the_renderers():
-    assert set(FORMATS) == set(RENDERERS)
+def test_cli_formats_are_the_renderers_and_the_fmu():
+    assert set(FORMATS) == {*RENDERERS, "fmu"}
 
 
 def test_expression_reads_like_comsol(repo):
