@@ -21,6 +21,7 @@ __all__ = [
     "remove_abandoned",
     "remove_if_empty",
     "rename_new",
+    "replace_whole",
     "staged_dir",
     "staged_file",
     "write_synced",
@@ -76,6 +77,13 @@ def staged_dir(parent: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_whole(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a hidden fsynced sibling renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with staged_file(path.parent, data) as staged:
+        os.replace(staged, path)
 
 
 def rename_new(source: Path, target: Path) -> bool:

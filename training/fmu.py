@@ -39,7 +39,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from service.bundle_format import MODEL_FILE, OUTPUT_TENSOR, STD_TENSOR
-from training.atomic import staged_file
+from training.atomic import replace_whole
 from training.errors import TrainingError
 from training.formula import read_bundle, read_outputs
 from training.formula_code import render_c_tangent
@@ -411,6 +411,4 @@ def _write_zip(output: Path, files: dict[str, bytes]) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):
             archive.writestr(name, files[name])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with staged_file(output.parent, buffer.getvalue()) as staged:
-        os.replace(staged, output)
+    replace_whole(output, buffer.getvalue())

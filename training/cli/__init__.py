@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "training.cli.evaluate:evaluate",
     "design": "training.cli.design:design",
     "suggest": "training.cli.suggest:suggest",
+    "loop": "training.cli.loop:loop",
     "sensitivity": "training.cli.sensitivity:sensitivity",
     "models": "training.cli.models:models",
     "show": "training.cli.models:show",

@@ -243,15 +243,9 @@ def run_graph(model_path: Path, X, names: list[str]) -> list:
 
 def write_whole(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: a hidden sibling renamed over it."""
-    import os
+    from training.atomic import replace_whole
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    replace_whole(path, text.encode("utf-8"))
 
 
 def model_version_options(command):

@@ -1,0 +1,1 @@
+"""Simulator commands for ``surrogate loop``, run as processes of their own."""
