@@ -19,6 +19,7 @@ from service.logs import configure_logging
 from service.registry import ModelRegistry
 from service.security import install_security
 from service.settings import Settings
+from service.ui import install_ui
 from service.web import install_request_hooks
 
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(views_v1.bp)
     app.register_blueprint(views_v1.root)
     app.register_blueprint(openapi.bp)
+    if settings.ui:
+        install_ui(app)
     # Inference (V2 infer, V1 predict) is answered in front of Flask (see service.frontend).
     app.wsgi_app = InferenceFrontEnd(app)  # type: ignore[method-assign]
     app.add_url_rule("/metrics", "metrics", _metrics)

@@ -20,8 +20,10 @@ from flask import Flask, Response, request
 from service.errors import Unauthorized
 from service.settings import Settings
 
-# Endpoints (Flask endpoint names) open to anyone whatever the keys.
-OPEN_ENDPOINTS = frozenset({"v2.live", "v2.ready", "v1_root.live", "openapi.spec"})
+# Endpoints (Flask endpoint names) open to anyone whatever the keys; the model browser's pages
+# and scripts hold no data (they ask for the key and send it with every API call).
+OPEN_ENDPOINTS = frozenset({"v2.live", "v2.ready", "v1_root.live", "openapi.spec",
+                            "ui.index", "ui.model_page", "ui.static_file"})
 CORS_METHODS = "GET, POST, OPTIONS"
 CORS_REQUEST_HEADERS = (
     "Authorization, Content-Type, Content-Encoding, Inference-Header-Content-Length, X-Request-ID"

@@ -48,6 +48,8 @@ repository_control    SURROGATE_REPOSITORY_CONTROL    true      Allow repository
 cors_origins          SURROGATE_CORS_ORIGINS          unset     Comma-separated origins allowed by
                                                                 CORS (``*`` for any); unset: no
                                                                 CORS headers (browsers refuse).
+ui                    SURROGATE_UI                    true      The model browser at ``/ui/`` (and
+                                                                ``/`` redirecting browsers there).
 batch_delay_ms        SURROGATE_BATCH_DELAY_MS        0         Dynamic batching: how long a request
                                                                 may wait for others to the same
                                                                 model to run as one ORT call; 0 off.
@@ -192,6 +194,7 @@ class Settings(_FromEnv):
     metrics_auth: bool = False
     repository_control: bool = True
     cors_origins: str = ""
+    ui: bool = True
     batch_delay_ms: float = 0.0
     batch_max_rows: int = 1024
     chunk_rows: int = 4096
