@@ -428,6 +428,36 @@ def _ops_paths() -> dict[str, Any]:
     }
 
 
+def _ui_paths() -> dict[str, Any]:
+    """The model browser (service.ui; absent with SURROGATE_UI=false): its pages and files hold
+    no model data and are open; the plots are model data."""
+    html = {"200": {"description": "The page (its script reads the data from the API).",
+                    "content": {"text/html": {"schema": {"type": "string"}}}}}
+    static = {"name": "file", "in": "path", "required": True, "example": "app.js",
+              "schema": {"type": "string", "enum": ["app.js", "style.css"]}}
+    plot = {"name": "plot", "in": "path", "required": True, "example": "parity.png",
+            "schema": {"type": "string", "enum": ["convergence.png", "parity.png"]}}
+    return {
+        "/ui/": {"get": _operation("The model browser: every model", html, security=OPEN,
+                                   tag="ui")},
+        "/ui/models/{name}": {"parameters": [_ref("parameters", "name")], "get": _operation(
+            "The model browser: one model", dict(html), errors=("404",), security=OPEN,
+            tag="ui")},
+        "/ui/static/{file}": {"parameters": [static], "get": _operation(
+            "The browser's script and style", {"200": {"description": "The file.", "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "text/css": {"schema": {"type": "string"}}}}},
+            errors=("404",), security=OPEN, tag="ui")},
+        "/ui/plots/{name}/{version}/{plot}": {
+            "parameters": [_ref("parameters", "name"), _ref("parameters", "version"), plot],
+            "get": _operation("A plot of the model's bundle", {"200": {
+                "description": "The PNG written at training.",
+                "content": {"image/png": {"schema": {"type": "string",
+                                                     "contentEncoding": "binary"}}}}},
+                errors=("401", "404", "503"), tag="ui")},
+    }
+
+
 def build_spec(version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 description of the service, for server version ``version``."""
     return {
@@ -436,8 +466,10 @@ def build_spec(version: str) -> dict[str, Any]:
                  "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
         "tags": [{"name": "v2", "description": "V2 Open Inference Protocol"},
                  {"name": "v1", "description": "V1 convenience API, named inputs"},
-                 {"name": "ops", "description": "Operations"}],
-        "paths": {**_ops_paths(), **_health_paths(), **_model_paths(), **_repository_paths()},
+                 {"name": "ops", "description": "Operations"},
+                 {"name": "ui", "description": "The model browser (SURROGATE_UI)"}],
+        "paths": {**_ops_paths(), **_health_paths(), **_model_paths(), **_repository_paths(),
+                  **_ui_paths()},
         "components": {
             "schemas": SCHEMAS,
             "responses": ERROR_RESPONSES,

@@ -17,6 +17,7 @@ from importlib import resources
 
 from flask import Blueprint, Flask, Response, redirect, request
 
+from service.bundle_format import is_valid_name
 from service.errors import NotFound
 from service.web import app_registry
 
@@ -49,14 +50,16 @@ def index() -> Response:
 
 @bp.get("/models/<name>")
 def model_page(name: str) -> Response:
+    if not is_valid_name(name):
+        raise NotFound(f"no model can be named {name!r}")
     return _page("model.html")  # the script reads the name from the address
 
 
-@bp.get("/static/<name>")
-def static_file(name: str) -> Response:
-    if name not in _STATIC:
-        raise NotFound(f"no file {name!r} in the model browser")
-    return Response(_file(name), 200, _HEADERS, mimetype=_STATIC[name])
+@bp.get("/static/<file>")
+def static_file(file: str) -> Response:
+    if file not in _STATIC:
+        raise NotFound(f"no file {file!r} in the model browser")
+    return Response(_file(file), 200, _HEADERS, mimetype=_STATIC[file])
 
 
 @bp.get("/plots/<name>/<version>/<plot>")

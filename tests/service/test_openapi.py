@@ -12,7 +12,7 @@ from service.openapi import build_spec
 from tests.v2 import json_request
 
 KEY = "test-key"
-PATH_PARAMETERS = {"name": "linear", "version": "1"}
+PATH_PARAMETERS = {"name": "linear", "version": "1", "file": "app.js", "plot": "parity.png"}
 BODIES = {"/v2/models/{name}/infer": json_request([1.0, 2.0], [1, 2]),
           "/v1/models/{name}:predict": {"instances": [[1.0, 2.0]]}}
 
