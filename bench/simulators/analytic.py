@@ -1,10 +1,9 @@
-"""A simulator command for ``surrogate loop``: one of the analytic functions of
-``training.functions`` (borehole by default), read and written the way the loop asks.
+"""``surrogate simulate`` with faults, for testing how ``surrogate loop`` handles a simulator
+that fails on some rows:
 
     python bench/simulators/analytic.py [--function NAME] INPUT.csv
 
-reads the input rows from the CSV (also ``$SURROGATE_INPUT``) and writes them with the output
-columns to ``$SURROGATE_OUTPUT``. For testing the loop's handling of a failing simulator:
+computes the function as ``surrogate simulate`` does, then
 
 ``SIM_FAIL_FRACTION``  share of the rows that fail, chosen by a hash of the row (so a row fails
                        every time): half of them get NaN outputs, half are left out of the
@@ -16,15 +15,14 @@ columns to ``$SURROGATE_OUTPUT``. For testing the loop's handling of a failing s
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
+from training.cli.simulate import read_inputs, write_outputs
 from training.functions import FUNCTIONS
 
 
@@ -34,31 +32,21 @@ def main() -> int:
     parser.add_argument("input", nargs="?", default=os.environ.get("SURROGATE_INPUT"))
     args = parser.parse_args()
     fn = FUNCTIONS[args.function]
-    inputs = [spec[0] for spec in fn.inputs]
-    outputs = [spec[0] for spec in fn.outputs]
-    with open(args.input, newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
-    X = np.array([[float(row[name]) for name in inputs] for row in rows]).reshape(-1, len(inputs))
+    names, outputs = [spec[0] for spec in fn.inputs], [spec[0] for spec in fn.outputs]
+    rows, X = read_inputs(args.input, names)
     time.sleep(float(os.environ.get("SIM_SLEEP", "0")) * len(rows))
     Y = np.asarray(fn(X), dtype=float).reshape(len(X), -1)
     share = float(os.environ.get("SIM_FAIL_FRACTION", "0"))
-    dropped = False
-    with open(os.environ["SURROGATE_OUTPUT"], "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(inputs + outputs)
-        for row, x, y in zip(rows, X, Y, strict=True):
-            draw = int(hashlib.sha256(repr(x.tolist()).encode()).hexdigest()[:8], 16) / 2**32
-            if draw < share / 2:
-                y = np.full_like(y, math.nan)
-            elif draw < share:
-                dropped = True
-                continue
-            writer.writerow([row[name] for name in inputs] + [repr(float(v)) for v in y])
+    draws = np.array([int(hashlib.sha256(repr(x.tolist()).encode()).hexdigest()[:8], 16) / 2**32
+                      for x in X])  # fmt: skip
+    Y[draws < share / 2] = np.nan
+    keep = ~((draws >= share / 2) & (draws < share))
+    write_outputs(os.environ["SURROGATE_OUTPUT"], names, rows, outputs, Y, keep)
     log = os.environ.get("SIM_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as file:
             file.write(f"{os.getppid()} {len(rows)}\n")
-    return 3 if dropped else 0
+    return 0 if keep.all() else 3
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from service.repository import scan
-from tests.loops import check_finished_state, loop_args, rows, write_bounds, xs
+from tests.loops import BOREHOLE, INPUTS, check_finished_state, loop_args, rows, write_bounds, xs
 from training.cli import main
 
 
@@ -100,3 +101,20 @@ def test_missing_options_and_outputs_that_are_inputs_are_usage_errors(bounds, tm
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "--outputs names inputs: rw" in result.output
     assert not (tmp_path / "loop").exists()
+
+
+def test_surrogate_simulate_is_a_simulator_and_names_a_missing_column(tmp_path):
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    X = np.array([[spec[2] for spec in BOREHOLE.inputs], [spec[3] for spec in BOREHOLE.inputs]])
+    lines = [",".join(INPUTS), *(",".join(map(repr, row)) for row in X.tolist())]
+    source.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(main, ["simulate", "--function", "borehole", str(source)],
+                                env={"SURROGATE_OUTPUT": str(target)})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = rows(target)
+    assert xs(written) == [tuple(r) for r in X.tolist()]
+    np.testing.assert_allclose([float(r["Q"]) for r in written], BOREHOLE(X).ravel())
+    source.write_text("rw,r\n0.1,200\n")
+    result = CliRunner().invoke(main, ["simulate", "--output", str(target), str(source)])
+    assert result.exit_code == 1 and "no column Tu, Hu, Tl, Hl, L, Kw" in result.output
+    assert len(result.output.strip().splitlines()) == 1

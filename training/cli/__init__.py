@@ -22,6 +22,7 @@ COMMANDS = {
     "design": "training.cli.design:design",
     "suggest": "training.cli.suggest:suggest",
     "loop": "training.cli.loop:loop",
+    "simulate": "training.cli.simulate:simulate",
     "sensitivity": "training.cli.sensitivity:sensitivity",
     "models": "training.cli.models:models",
     "show": "training.cli.models:show",
