@@ -155,3 +155,23 @@ def test_cpu_sessions_share_one_arena_and_cuda_sessions_keep_their_own():
         cuda.get_session_config_entry("session.use_env_allocators")
     assert session_options(Settings(), [CPU]).get_session_config_entry(
         "session.use_env_allocators") == "1"  # registering twice in a process is fine
+
+
+def test_the_quick_domain_check_agrees_with_the_full_one(tmp_path):
+    """Requests of a few rows are checked in Python, larger ones in numpy: the same answer at
+    every size, on the bounds, just past them, and for NaN (inside, as numpy compares it)."""
+    bundle = make_bundle(tmp_path, "m", n_inputs=3)
+    model = OnnxModel.load(BundleRef("m", 1, bundle.path), Settings(model_repository=tmp_path),
+                           [CPU])  # fmt: skip
+    low, high = model.domain_low, model.domain_high
+    rng = np.random.default_rng(0)
+    edges = np.array([low, high, np.nextafter(low, -np.inf), np.nextafter(high, np.inf),
+                      np.full(3, np.nan, dtype=np.float32)], dtype=np.float32)  # fmt: skip
+    for rows in range(1, 9):
+        for _ in range(40):
+            x = rng.uniform(low - 0.2 * (high - low), high + 0.2 * (high - low), (rows, 3))
+            x = x.astype(np.float32)
+            picks = rng.integers(0, len(edges), (rows, 3))
+            mask = rng.random((rows, 3)) < 0.5
+            x[mask] = edges[picks, np.arange(3)][mask]
+            assert model.any_out_of_domain(x) == bool(model.out_of_domain(x).any()), x
