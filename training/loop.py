@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -328,7 +328,12 @@ class Loop:
         """Carry the loop on until the budget is spent or the target reached; the reason.
 
         KeyboardInterrupt stops the simulators under way and leaves the directory resumable.
+        A second loop on the same directory meanwhile is refused (LoopError).
         """
+        with _exclusive(self.directory):
+            return self._run(say)
+
+    def _run(self, say: Callable[[str], None]) -> str:
         settings = self.settings
         if not self.rounds and not len(self.pending) and not self.spent:
             n = min(settings.initial, settings.budget)
@@ -531,6 +536,22 @@ class Loop:
             ax.legend()
             replace_whole(self.directory / PLOT_FILE, figure_png(fig))
             plt.close(fig)
+
+
+@contextmanager
+def _exclusive(directory: Path):
+    """Hold the loop directory's lock (``.lock``, advisory, released when the process ends)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(directory / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise LoopError(f"another surrogate loop is running in {directory}") from None
+        yield
 
 
 def _tagged(index: int, *args) -> tuple[int, ChunkResult]:

@@ -118,3 +118,22 @@ def test_surrogate_simulate_is_a_simulator_and_names_a_missing_column(tmp_path):
     result = CliRunner().invoke(main, ["simulate", "--output", str(target), str(source)])
     assert result.exit_code == 1 and "no column Tu, Hu, Tl, Hl, L, Kw" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_keeps_the_loops_settings(tmp_path):
+    result = CliRunner().invoke(main, ["loop", "--resume", str(tmp_path), "--batch", "5"])
+    assert result.exit_code == 2 and "only --budget can change (--batch given)" in result.output
+    result = CliRunner().invoke(main, ["loop", "--resume", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "holds no loop" in result.output
+
+
+def test_a_second_loop_on_the_same_directory_is_refused(bounds, tmp_path):
+    import fcntl
+
+    args = loop_args(bounds, tmp_path, "--initial", "8", "--batch", "4", "--budget", "12")
+    first = CliRunner().invoke(main, args + ["--simulator", "false"])  # creates the directory
+    assert first.exit_code == 1
+    with open(tmp_path / "loop" / ".lock", "w") as lock:  # as a running loop holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = CliRunner().invoke(main, ["loop", "--resume", str(tmp_path / "loop")])
+    assert result.exit_code == 1 and "another surrogate loop is running in" in result.output

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from training.cli.common import CliUsageError, failed, failures, split_list
 
@@ -52,11 +53,19 @@ from training.cli.common import CliUsageError, failed, failures, split_list
               help="Seconds a simulator call may take; its rows fail after that.")
 @click.option("--resume", type=click.Path(file_okay=False), default=None,
               help="Carry on the loop in this directory, with its settings.")
-def loop(**options) -> None:
+@click.pass_context
+def loop(ctx: click.Context, **options) -> None:
     """Run the engineer's loop unattended: an initial design, the simulator, an ensemble, the
     next simulations where it is least sure, until --budget simulations or --target."""
     from training.loop import Loop, LoopSettings
 
+    if options["resume"]:
+        given = [f"--{'dir' if flag == 'directory' else flag.replace('_', '-')}"
+                 for flag in _SETTINGS_FLAGS
+                 if ctx.get_parameter_source(flag) is ParameterSource.COMMANDLINE]
+        if given:
+            raise CliUsageError(f"--resume carries on with the loop's own settings; only "
+                                f"--budget can change ({', '.join(given)} given)")
     try:
         if options["resume"]:
             runner = Loop.resume(options["resume"])
@@ -75,6 +84,12 @@ def loop(**options) -> None:
     except failures() as exc:
         raise failed(exc, f"{runner.directory}: ") from None
     click.echo(f"done: {reason}; report in {runner.directory / 'report.md'}")
+
+
+# Options fixed when the loop starts (all but --resume and --budget).
+_SETTINGS_FLAGS = ("simulator", "bounds", "name", "outputs", "repo", "directory", "initial",
+                   "batch", "target", "ensemble", "hidden", "activation", "time_budget", "seed",
+                   "n_jobs", "scheduler", "chunk", "timeout")
 
 
 def _directory(options: dict) -> Path:
