@@ -23,9 +23,8 @@ from service.web import app_registry
 
 bp = Blueprint("ui", __name__, url_prefix="/ui")
 
-# The pages and the files they load, by URL name; nothing else under the folder is served.
+# The files the page loads, by URL name; nothing else under the folder is served.
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
-_PAGES = ("index.html", "model.html")
 # The bundle files a model page shows.
 PLOTS = frozenset({"convergence.png", "parity.png"})
 
@@ -39,20 +38,21 @@ def _file(name: str) -> bytes:
     return (resources.files("service") / "ui_static" / name).read_bytes()
 
 
-def _page(name: str) -> Response:
-    return Response(_file(name), 200, _HEADERS, mimetype="text/html")
+def _page() -> Response:
+    """The one page: its script shows the list or a model, as the address says."""
+    return Response(_file("app.html"), 200, _HEADERS, mimetype="text/html")
 
 
 @bp.get("/")
 def index() -> Response:
-    return _page("index.html")
+    return _page()
 
 
 @bp.get("/models/<name>")
 def model_page(name: str) -> Response:
     if not is_valid_name(name):
         raise NotFound(f"no model can be named {name!r}")
-    return _page("model.html")  # the script reads the name from the address
+    return _page()  # the script reads the name from the address
 
 
 @bp.get("/static/<file>")

@@ -447,7 +447,9 @@ async function loadPlots() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  const start = document.body.dataset.page === "model" ? startModel : startIndex;
+  const onModel = location.pathname.startsWith("/ui/models/");
+  byId(onModel ? "model-page" : "index-page").hidden = false;
+  const start = onModel ? startModel : startIndex;
   setUpKeyForm(start);
   run(start);
 });

@@ -237,7 +237,7 @@ def test_pages_send_a_strict_policy_and_hold_no_inline_script(server):
         assert not re.search(r"\son[a-z]+\s*=", page.text)  # no inline handlers
         assert not re.search(r"https?://", page.text)  # nothing from another origin
     assert requests.get(server.url + "/ui/static/app.js", timeout=5).status_code == 200
-    assert requests.get(server.url + "/ui/static/index.html", timeout=5).status_code == 404
+    assert requests.get(server.url + "/ui/static/app.html", timeout=5).status_code == 404
 
 
 def test_plots_come_from_the_bundle_only(browser, server):

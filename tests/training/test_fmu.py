@@ -24,6 +24,7 @@ from fmpy.fmi2 import FMU2Model, FMU2Slave
 from fmpy.fmi3 import FMU3Slave
 from fmpy.validation import validate_fmu
 
+from tests.training.test_ensemble import plane  # two inputs, two positive outputs
 from training.activations import ACTIVATIONS
 from training.bundle import write_bundle
 from training.cli import main
@@ -44,14 +45,6 @@ def _specs(X: np.ndarray, inputs, outputs, units: dict[str, str]):
             [{"name": n, "unit": units.get(n, "")} for n in outputs])  # fmt: skip
 
 
-def _plane(n_rows: int = 80) -> tuple[np.ndarray, np.ndarray]:
-    """Two inputs, two positive outputs (for log scaling)."""
-    rng = np.random.default_rng(1)
-    X = rng.uniform([0.05, 990.0], [0.15, 1110.0], (n_rows, 2))
-    u = (X - [0.05, 990.0]) / [0.1, 120.0]
-    return X, np.column_stack([np.exp(u[:, 0] * u[:, 1]), 1.5 + np.sin(3 * u[:, 0]) - u[:, 1]])
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """The demo models' architectures on their tables (a few epochs: these tests are about the
@@ -65,7 +58,7 @@ def repo(tmp_path_factory) -> Path:
         write_bundle(model.fit(data.X, data.Y), repo, spec.name, inputs=inputs,
                      outputs=outputs, metrics={}, training_info={},
                      description=spec.description)  # fmt: skip
-    X, Y = _plane()
+    X, Y = plane()
     inputs, outputs = _specs(X, ("d", "T-in"), ("Q", "class"), {"d": "m", "T-in": "K"})
     member = SurrogateMLP(hidden_layer_sizes=(8, 8), solver="adam", max_iter=30, alpha=1e-6)
     ensemble = SurrogateEnsemble(member, n_members=3, random_state=0).fit(X, Y)
@@ -262,6 +255,40 @@ def test_two_instances_in_one_process_do_not_interfere(repo, units, tmp_path, fm
         slave.freeInstance()
 
 
+@pytest.mark.parametrize("fmi", FMI)
+def test_fmu_states_are_saved_restored_and_serialized(repo, units, tmp_path, fmi):
+    from fmpy.fmi1 import FMICallException
+
+    card = _card(repo, "thermal_actuator")
+    slave, refs = _slave(units["thermal_actuator", fmi], fmi, tmp_path)
+    inputs = [refs[s["name"]] for s in card["inputs"]]
+    outputs = [refs[s["name"]] for s in card["outputs"]]
+    low = np.array([s["min"] for s in card["inputs"]])
+    high = np.array([s["max"] for s in card["inputs"]])
+    get, set_, free = ((slave.getFMUstate, slave.setFMUstate, slave.freeFMUstate) if fmi == 2
+                       else (slave.getFMUState, slave.setFMUState, slave.freeFMUState))
+    load = slave.deSerializeFMUstate if fmi == 2 else slave.deserializeFMUState
+    _set(slave, fmi, inputs, low + 0.3 * (high - low))
+    first = _get(slave, fmi, outputs)
+    saved = get()
+    serialized = slave.serializeFMUState(saved)
+    _set(slave, fmi, inputs, low + 0.9 * (high - low))
+    assert not np.allclose(_get(slave, fmi, outputs), first)
+    set_(saved)
+    np.testing.assert_array_equal(_get(slave, fmi, outputs), first)
+    _set(slave, fmi, inputs, high)
+    restored = load(serialized)
+    set_(restored)
+    np.testing.assert_array_equal(_get(slave, fmi, inputs), low + 0.3 * (high - low))
+    np.testing.assert_array_equal(_get(slave, fmi, outputs), first)
+    with pytest.raises(FMICallException):  # bytes of another unit
+        load(b"\x00" * len(serialized))
+    for state in (saved, restored):
+        free(state)
+    slave.terminate()
+    slave.freeInstance()
+
+
 def test_model_exchange_reports_the_range_at_events(repo, units, tmp_path):
     """in_domain changes at an event: the event indicators are the distances to the range."""
     card = _card(repo, "thermal_actuator")
@@ -392,7 +419,7 @@ def _tangent_library(version_dir: Path, workdir: Path, names: list[str]):
 def test_tangents_of_every_activation_equal_the_exact_jacobian(tmp_path, activation):
     """Against the estimator's own Jacobian (float64) to 1e-5, and jacobian.onnx to 1e-4: in
     float32, onnxruntime's GELU derivative is 2e-5 off the float64 value, the C one 8e-7."""
-    X, Y = _plane()
+    X, Y = plane()
     inputs, outputs = _specs(X, ("d", "T"), ("Q", "P"), {})
     model = SurrogateMLP(hidden_layer_sizes=(6, 5), activation=activation, solver="adam",
                          max_iter=5, random_state=0).fit(X, Y)  # fmt: skip

@@ -166,15 +166,6 @@ SM_EXPORT fmi2Status fmi2GetReal(fmi2Component c, const fmi2ValueReference vr[],
     return fmi2OK;
 }
 
-SM_EXPORT fmi2Status fmi2GetInteger(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
-                                    fmi2Integer value[])
-{
-    (void)vr;
-    (void)value;
-    NEED_INSTANCE();
-    return nvr ? fail(c, "fmi2GetInteger: the unit has no Integer") : fmi2OK;
-}
-
 SM_EXPORT fmi2Status fmi2GetBoolean(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
                                     fmi2Boolean value[])
 {
@@ -183,15 +174,6 @@ SM_EXPORT fmi2Status fmi2GetBoolean(fmi2Component c, const fmi2ValueReference vr
         if (sm_get_boolean(&INSTANCE->core, vr[i], &value[i]))
             return fail(c, "fmi2GetBoolean: a value reference is not a Boolean");
     return fmi2OK;
-}
-
-SM_EXPORT fmi2Status fmi2GetString(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
-                                   fmi2String value[])
-{
-    (void)vr;
-    (void)value;
-    NEED_INSTANCE();
-    return nvr ? fail(c, "fmi2GetString: the unit has no String") : fmi2OK;
 }
 
 SM_EXPORT fmi2Status fmi2SetReal(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
@@ -204,60 +186,41 @@ SM_EXPORT fmi2Status fmi2SetReal(fmi2Component c, const fmi2ValueReference vr[],
     return fmi2OK;
 }
 
-SM_EXPORT fmi2Status fmi2SetInteger(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
-                                    const fmi2Integer value[])
-{
-    (void)vr;
-    (void)value;
-    NEED_INSTANCE();
-    return nvr ? fail(c, "fmi2SetInteger: the unit has no Integer") : fmi2OK;
-}
+/* Getters and setters of the types the unit has no variable of. */
+#define NO_VARIABLES(function, type, message)                                              \
+    SM_EXPORT fmi2Status function(fmi2Component c, const fmi2ValueReference vr[], size_t nvr, \
+                                  type value[])                                              \
+    {                                                                                        \
+        (void)vr;                                                                            \
+        (void)value;                                                                         \
+        NEED_INSTANCE();                                                                     \
+        return nvr ? fail(c, #function ": " message) : fmi2OK;                               \
+    }
 
-SM_EXPORT fmi2Status fmi2SetBoolean(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
-                                    const fmi2Boolean value[])
-{
-    (void)vr;
-    (void)value;
-    NEED_INSTANCE();
-    return nvr ? fail(c, "fmi2SetBoolean: in_domain is an output") : fmi2OK;
-}
-
-SM_EXPORT fmi2Status fmi2SetString(fmi2Component c, const fmi2ValueReference vr[], size_t nvr,
-                                   const fmi2String value[])
-{
-    (void)vr;
-    (void)value;
-    NEED_INSTANCE();
-    return nvr ? fail(c, "fmi2SetString: the unit has no String") : fmi2OK;
-}
+NO_VARIABLES(fmi2GetInteger, fmi2Integer, "the unit has no Integer")
+NO_VARIABLES(fmi2GetString, fmi2String, "the unit has no String")
+NO_VARIABLES(fmi2SetInteger, const fmi2Integer, "the unit has no Integer")
+NO_VARIABLES(fmi2SetBoolean, const fmi2Boolean, "in_domain is an output")
+NO_VARIABLES(fmi2SetString, const fmi2String, "the unit has no String")
 
 SM_EXPORT fmi2Status fmi2GetFMUstate(fmi2Component c, fmi2FMUstate *state)
 {
     NEED_INSTANCE();
-    if (!*state)
-        *state = calloc(1, sizeof(SmCore));
-    if (!*state)
-        return fail(c, "fmi2GetFMUstate: out of memory");
-    memcpy(*state, &INSTANCE->core, sizeof(SmCore));
-    return fmi2OK;
+    return sm_state_save(&INSTANCE->core, state) ? fail(c, "fmi2GetFMUstate: out of memory")
+                                                  : fmi2OK;
 }
 
 SM_EXPORT fmi2Status fmi2SetFMUstate(fmi2Component c, fmi2FMUstate state)
 {
     NEED_INSTANCE();
-    if (!state)
-        return fail(c, "fmi2SetFMUstate: no state");
-    memcpy(&INSTANCE->core, state, sizeof(SmCore));
-    return fmi2OK;
+    return sm_state_restore(&INSTANCE->core, state) ? fail(c, "fmi2SetFMUstate: no state")
+                                                    : fmi2OK;
 }
 
 SM_EXPORT fmi2Status fmi2FreeFMUstate(fmi2Component c, fmi2FMUstate *state)
 {
     NEED_INSTANCE();
-    if (state) {
-        free(*state);
-        *state = NULL;
-    }
+    sm_state_free(state);
     return fmi2OK;
 }
 
@@ -283,14 +246,10 @@ SM_EXPORT fmi2Status fmi2SerializeFMUstate(fmi2Component c, fmi2FMUstate state,
 SM_EXPORT fmi2Status fmi2DeSerializeFMUstate(fmi2Component c, const fmi2Byte bytes[],
                                              size_t size, fmi2FMUstate *state)
 {
-    SmCore restored;
     NEED_INSTANCE();
-    if (sm_deserialize(&restored, (const unsigned char *)bytes, size))
-        return fail(c, "fmi2DeSerializeFMUstate: the bytes are not a state of this unit");
-    if (fmi2GetFMUstate(c, state) != fmi2OK)
-        return fmi2Error;
-    memcpy(*state, &restored, sizeof restored);
-    return fmi2OK;
+    return sm_state_from_bytes((const unsigned char *)bytes, size, state)
+               ? fail(c, "fmi2DeSerializeFMUstate: the bytes are not a state of this unit")
+               : fmi2OK;
 }
 
 SM_EXPORT fmi2Status fmi2GetDirectionalDerivative(fmi2Component c,

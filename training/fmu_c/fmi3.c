@@ -344,30 +344,21 @@ SM_EXPORT fmi3Status fmi3GetVariableDependencies(fmi3Instance instance,
 SM_EXPORT fmi3Status fmi3GetFMUState(fmi3Instance instance, fmi3FMUState *state)
 {
     NEED_INSTANCE();
-    if (!*state)
-        *state = calloc(1, sizeof(SmCore));
-    if (!*state)
-        return fail(instance, "fmi3GetFMUState: out of memory");
-    memcpy(*state, &INSTANCE->core, sizeof(SmCore));
-    return fmi3OK;
+    return sm_state_save(&INSTANCE->core, state) ? fail(instance, "fmi3GetFMUState: out of memory")
+                                                  : fmi3OK;
 }
 
 SM_EXPORT fmi3Status fmi3SetFMUState(fmi3Instance instance, fmi3FMUState state)
 {
     NEED_INSTANCE();
-    if (!state)
-        return fail(instance, "fmi3SetFMUState: no state");
-    memcpy(&INSTANCE->core, state, sizeof(SmCore));
-    return fmi3OK;
+    return sm_state_restore(&INSTANCE->core, state) ? fail(instance, "fmi3SetFMUState: no state")
+                                                    : fmi3OK;
 }
 
 SM_EXPORT fmi3Status fmi3FreeFMUState(fmi3Instance instance, fmi3FMUState *state)
 {
     NEED_INSTANCE();
-    if (state) {
-        free(*state);
-        *state = NULL;
-    }
+    sm_state_free(state);
     return fmi3OK;
 }
 
@@ -381,27 +372,22 @@ SM_EXPORT fmi3Status fmi3SerializedFMUStateSize(fmi3Instance instance, fmi3FMUSt
 }
 
 SM_EXPORT fmi3Status fmi3SerializeFMUState(fmi3Instance instance, fmi3FMUState state,
-                                           fmi3Byte serializedState[], size_t size)
+                                           fmi3Byte bytes[], size_t size)
 {
     NEED_INSTANCE();
     if (!state || size < sm_serialized_size())
         return fail(instance, "fmi3SerializeFMUState: buffer too small");
-    sm_serialize(state, serializedState);
+    sm_serialize(state, (unsigned char *)bytes);
     return fmi3OK;
 }
 
-SM_EXPORT fmi3Status fmi3DeserializeFMUState(fmi3Instance instance,
-                                             const fmi3Byte serializedState[], size_t size,
-                                             fmi3FMUState *state)
+SM_EXPORT fmi3Status fmi3DeserializeFMUState(fmi3Instance instance, const fmi3Byte bytes[],
+                                             size_t size, fmi3FMUState *state)
 {
-    SmCore restored;
     NEED_INSTANCE();
-    if (sm_deserialize(&restored, serializedState, size))
-        return fail(instance, "fmi3DeserializeFMUState: the bytes are not a state of this unit");
-    if (fmi3GetFMUState(instance, state) != fmi3OK)
-        return fmi3Error;
-    memcpy(*state, &restored, sizeof restored);
-    return fmi3OK;
+    return sm_state_from_bytes((const unsigned char *)bytes, size, state)
+               ? fail(instance, "fmi3DeserializeFMUState: the bytes are not a state of this unit")
+               : fmi3OK;
 }
 
 SM_EXPORT fmi3Status fmi3GetDirectionalDerivative(fmi3Instance instance,

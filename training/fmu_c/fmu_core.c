@@ -1,4 +1,5 @@
 /* See fmu_core.h. No allocation and no global state: everything lives in the caller's SmCore. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "fmu_core.h"
@@ -183,7 +184,33 @@ int sm_adjoint(SmCore *core, const unsigned *unknown, size_t n_unknown,
     return 0;
 }
 
-/* A state is tagged with the model's token, so bytes of another FMU are refused. */
+int sm_state_save(const SmCore *core, void **state)
+{
+    if (!*state)
+        *state = calloc(1, sizeof(SmCore));
+    if (!*state)
+        return -1;
+    memcpy(*state, core, sizeof *core);
+    return 0;
+}
+
+int sm_state_restore(SmCore *core, const void *state)
+{
+    if (!state)
+        return -1;
+    memcpy(core, state, sizeof *core);
+    return 0;
+}
+
+void sm_state_free(void **state)
+{
+    if (state) {
+        free(*state);
+        *state = NULL;
+    }
+}
+
+/* Bytes are tagged with the model's token, so the bytes of another unit are refused. */
 static const char tag[] = SM_TOKEN;
 
 size_t sm_serialized_size(void)
@@ -191,16 +218,17 @@ size_t sm_serialized_size(void)
     return sizeof tag + sizeof(SmCore);
 }
 
-void sm_serialize(const SmCore *core, unsigned char *bytes)
+void sm_serialize(const void *state, unsigned char *bytes)
 {
     memcpy(bytes, tag, sizeof tag);
-    memcpy(bytes + sizeof tag, core, sizeof *core);
+    memcpy(bytes + sizeof tag, state, sizeof(SmCore));
 }
 
-int sm_deserialize(SmCore *core, const unsigned char *bytes, size_t size)
+int sm_state_from_bytes(const unsigned char *bytes, size_t size, void **state)
 {
+    SmCore restored;
     if (size != sm_serialized_size() || memcmp(bytes, tag, sizeof tag) != 0)
         return -1;
-    memcpy(core, bytes + sizeof tag, sizeof *core);
-    return 0;
+    memcpy(&restored, bytes + sizeof tag, sizeof restored);
+    return sm_state_save(&restored, state);
 }

@@ -69,9 +69,14 @@ int sm_directional(SmCore *core, const unsigned *unknown, size_t n_unknown,
 /* result_j = sum_i seed_i d unknown_i / d known_j; 0 or -1. */
 int sm_adjoint(SmCore *core, const unsigned *unknown, size_t n_unknown,
                const unsigned *known, size_t n_known, const double *seed, double *result);
-/* The state as bytes: the size, and the copy out and in (0 or -1 for bytes of another FMU). */
+/* FMU states: a copy of the core, allocated when *state is NULL (0, or -1 out of memory),
+ * restored (-1: no state), freed, and as bytes: the size, the copy out, and a state read back
+ * (-1 for bytes of another unit, or out of memory). */
+int sm_state_save(const SmCore *core, void **state);
+int sm_state_restore(SmCore *core, const void *state);
+void sm_state_free(void **state);
 size_t sm_serialized_size(void);
-void sm_serialize(const SmCore *core, unsigned char *bytes);
-int sm_deserialize(SmCore *core, const unsigned char *bytes, size_t size);
+void sm_serialize(const void *state, unsigned char *bytes);
+int sm_state_from_bytes(const unsigned char *bytes, size_t size, void **state);
 
 #endif
