@@ -190,7 +190,8 @@ class OnnxModel:
         self.domain_low = np.array(low, dtype=np.float32)
         self.domain_high = np.array(high, dtype=np.float32)
         # The same bounds as Python floats, row by row, for small requests (see out_of_domain).
-        self._domain_pairs = tuple(zip(self.domain_low.tolist(), self.domain_high.tolist()))
+        self._domain_pairs = tuple(zip(self.domain_low.tolist(), self.domain_high.tolist(),
+                                       strict=True))
         # Each output is computed by model.onnx, or by the extra graph the card lists it in.
         described = {o.name: (o.type, graph_shape(o.shape)) for o in session.get_outputs()}
         self._graph_of: dict[str, ExtraGraph | None] = dict.fromkeys(described)
