@@ -195,7 +195,7 @@ function outputs() { return model.card.outputs; }
 function buildControls() {
   const box = byId("controls");
   box.replaceChildren();
-  model.values = inputs().map((spec) => (spec.min + spec.max) / 2);
+  model.values = inputs().map((spec) => Number(((spec.min + spec.max) / 2).toPrecision(6)));
   inputs().forEach((spec, index) => {
     const step = (spec.max - spec.min) / 1000 || "any";
     const slider = el("input", { type: "range", min: spec.min, max: spec.max, step,
@@ -400,6 +400,14 @@ function renderValue(value) {
   return el("span", { text: fmt(value) });
 }
 
+function rowsText(rows) {
+  if (typeof rows === "number") return `${rows} rows`;
+  if (rows && typeof rows.fit === "number") {
+    return `fit on ${rows.fit} of ${rows.total ?? rows.fit} rows`;
+  }
+  return "";
+}
+
 function renderCard() {
   const card = model.card, training = card.training || {}, scaling = card.scaling || {};
   const selection = training.selection || {};
@@ -409,11 +417,13 @@ function renderCard() {
     ["Outputs", card.outputs.map(describe).join("; ")],
     ["Input scaling", scaling.inputs && scaling.inputs.method],
     ["Output scaling", scaling.outputs && scaling.outputs.method],
-    ["Training", [training.estimator, training.rows !== undefined ? `${training.rows} rows` : "",
+    ["Training", [training.estimator, rowsText(training.rows),
       training.epochs !== undefined ? `${training.epochs} epochs` : "",
       training.alpha !== undefined ? `alpha ${fmt(training.alpha)}` : ""].filter(Boolean).join(", ")],
     ["Regularization chosen by", selection.method ? `${selection.method}${selection.folds ? `, ${selection.folds} folds` : ""}` : ""],
     ["Ensemble", card.ensemble ? `${card.ensemble.members} members` : ""],
+    ["Training time", typeof training.fit_seconds === "number" ? `${fmt(training.fit_seconds)} s` : ""],
+    ["Data", training.data && training.data.source],
     ["Created", card.created],
   ]));
   const metrics = card.metrics || {};
