@@ -135,9 +135,8 @@ def export_fmu(
 
 def _variables(signature: Signature, *, ensemble: bool) -> list[_Variable]:
     """Every variable, in value-reference order (fmu_core.h)."""
-    inputs = [port for port in signature.inputs]
-    n_in = len(inputs)
-    all_inputs = tuple(range(1, n_in + 1))
+    inputs = signature.inputs
+    all_inputs = tuple(range(1, len(inputs) + 1))
     variables = [_Variable("time", 0, "independent", "continuous", "Real",
                            "simulation time (the unit has no dynamics)")]  # fmt: skip
     for vr, port in enumerate(inputs, start=1):
@@ -300,31 +299,23 @@ def _write_variables(parent: ET.Element, variables: list[_Variable], fmi: int) -
 
 def _write_structure(parent: ET.Element, variables: list[_Variable], fmi: int) -> None:
     """Outputs, initial unknowns (the outputs) and, in FMI 3, the event indicators, each with
-    the inputs it depends on (FMI 2 numbers variables from 1 in list order: vr + 1)."""
-    def unknown(tag: str, variable: _Variable) -> None:
-        refs = [str(vr + 1 if fmi == 2 else vr) for vr in variable.depends_on]
-        attributes = {("index" if fmi == 2 else "valueReference"):
-                      str(variable.vr + 1 if fmi == 2 else variable.vr),
-                      "dependencies": " ".join(refs),
-                      "dependenciesKind": " ".join(["dependent"] * len(refs))}  # fmt: skip
-        ET.SubElement(groups.get(tag, parent), "Unknown" if fmi == 2 else tag, attributes)
+    the inputs it depends on. FMI 2 names variables by their 1-based position in ModelVariables
+    (vr + 1 here) and groups the unknowns; FMI 3 names them by value reference."""
+    def unknown(group: ET.Element, tag: str, variable: _Variable) -> None:
+        number = (lambda vr: str(vr + 1)) if fmi == 2 else str
+        ET.SubElement(group, "Unknown" if fmi == 2 else tag, {
+            ("index" if fmi == 2 else "valueReference"): number(variable.vr),
+            "dependencies": " ".join(number(vr) for vr in variable.depends_on),
+            "dependenciesKind": " ".join(["dependent"] * len(variable.depends_on)),
+        })  # fmt: skip
 
     outputs = [v for v in variables if v.causality == "output"]
-    groups = {}
-    if fmi == 2:
-        groups = {"Output": ET.SubElement(parent, "Outputs"),
-                  "InitialUnknown": ET.SubElement(parent, "InitialUnknowns")}  # fmt: skip
-    for variable in outputs:
-        unknown("Output", variable)
-    if fmi == 3:
-        for variable in outputs:
-            unknown("InitialUnknown", variable)
-        for variable in variables:
-            if variable.causality == "local":
-                unknown("EventIndicator", variable)
-    else:
-        for variable in outputs:
-            unknown("InitialUnknown", variable)
+    indicators = [v for v in variables if v.causality == "local"] if fmi == 3 else []
+    for tag, listed in (("Output", outputs), ("InitialUnknown", outputs),
+                        ("EventIndicator", indicators)):
+        group = ET.SubElement(parent, f"{tag}s") if fmi == 2 and listed else parent
+        for variable in listed:
+            unknown(group, tag, variable)
 
 
 def _build_description(identifier: str, source_files: list[str]) -> bytes:
