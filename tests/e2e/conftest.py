@@ -88,3 +88,11 @@ def cluster(tmp_path_factory) -> Iterator[tuple[str, set[int]]]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """A headless chromium (tests.e2e.browser), one per test module."""
+    from tests.e2e.browser import chromium
+
+    yield from chromium()

@@ -192,3 +192,20 @@ def test_the_readme_surrogate_commands_work_as_written(demo_repo, demo_server, t
     design = (work / "borehole-design.csv").read_text().splitlines()
     assert design[0] == "rw,r,Tu,Hu,Tl,Hl,L,Kw" and len(design) == 65
     assert "void borehole(" in (work / "borehole.c").read_text()
+
+
+def test_the_browser_lists_the_demo_models_and_shows_their_cards(browser, demo_server):
+    """The model browser on the real demo models (headless chromium, tests/e2e/browser.py)."""
+    from tests.e2e.browser import css, screenshot, wait_in
+
+    browser.get(demo_server.url + "/")
+    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
+    names = {row.get_attribute("data-model") for row in css(browser, "#models tbody tr")}
+    assert names == {"borehole", "thermal_actuator", "surface"}
+    screenshot(browser, "index-demo")
+    browser.get(demo_server.url + "/ui/models/thermal_actuator")
+    wait_in(browser, lambda b: css(b, "#prediction tbody tr[data-output]")
+            and css(b, "#sensitivity tbody tr"), "the thermal actuator's page")  # fmt: skip
+    assert len(css(browser, "#sensitivity tbody tr")) == 4  # 2 outputs x 2 inputs
+    assert "16 tanh → 16 tanh → 2 identity" in css(browser, "#card-summary")[0].text
+    screenshot(browser, "model-demo-thermal_actuator")

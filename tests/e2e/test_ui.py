@@ -9,25 +9,22 @@ ensemble, a model whose description is HTML meant to run, and a broken bundle.
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from tests.e2e.server import running_server, wait_for
+from tests.e2e.browser import css, screenshot, wait_in
+from tests.e2e.server import running_server
 from training.bundle import write_bundle
 from training.ensemble import SurrogateEnsemble
 from training.estimator import SurrogateMLP
 from training.functions import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "ui"
 HOSTILE = '<script>window.__xss = 1</script><img src="x" onerror="window.__xss = 2"> & done'
 THERMAL = FUNCTIONS["thermal_actuator"]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def _publish(repo: Path, name: str, model, fn, X, description: str = "") -> None:
@@ -70,47 +67,10 @@ def server(repo, tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    assert not missing, f"{missing}: apt-get install chromium chromium-driver (.ci/run does)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,2000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_script_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _screenshot(browser, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, max(800, min(int(height) + 40, 6000)))
-    assert browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-
-
-def _css(browser, selector: str):
-    from selenium.webdriver.common.by import By
-
-    return browser.find_elements(By.CSS_SELECTOR, selector)
-
-
-def _wait(browser, condition, what: str):
-    return wait_for(lambda: condition(browser), what, seconds=20)
-
-
 def _open_model(browser, server, name: str) -> None:
     browser.get(f"{server.url}/ui/models/{name}")
-    _wait(browser, lambda b: _css(b, "#prediction tbody tr[data-output]")
-          and _css(b, "#curve circle"), f"the {name} page")  # fmt: skip
+    wait_in(browser, lambda b: css(b, "#prediction tbody tr[data-output]")
+          and css(b, "#curve circle"), f"the {name} page")  # fmt: skip
 
 
 def _set_input(browser, kind: str, name: str, value: float) -> None:
@@ -140,14 +100,14 @@ def _v2(server, name: str, row: list[float]) -> np.ndarray:
 
 def test_root_sends_browsers_to_the_index_which_lists_every_model(browser, server):
     browser.get(server.url + "/")
-    _wait(browser, lambda b: _css(b, "#models tbody tr[data-model]"), "the model list")
+    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
     assert browser.current_url == server.url + "/ui/"
-    rows = {row.get_attribute("data-model"): row.text for row in _css(browser, "#models tbody tr")}
+    rows = {row.get_attribute("data-model"): row.text for row in css(browser, "#models tbody tr")}
     assert set(rows) == {"thermal_actuator", "ensemble", "hostile", "broken"}
     assert "READY" in rows["thermal_actuator"] and "V [V] 1 .. 5" in rows["thermal_actuator"]
     assert "UNAVAILABLE" in rows["broken"] and "model.json is not valid JSON" in rows["broken"]
     assert requests.get(server.url + "/", timeout=5).json() == {"status": "alive"}  # probes
-    _screenshot(browser, "index")
+    screenshot(browser, "index")
 
 
 def test_moving_a_slider_shows_what_the_v2_endpoint_returns(browser, server):
@@ -156,15 +116,15 @@ def test_moving_a_slider_shows_what_the_v2_endpoint_returns(browser, server):
     before = _shown(browser)
     moved = low_v + 0.8 * (high_v - low_v)
     _set_input(browser, "range", "V", moved)
-    _wait(browser, lambda b: _shown(b) != before, "the prediction after the slider moved")
-    number = _css(browser, "#controls input[type=number][data-input='V']")[0]
+    wait_in(browser, lambda b: _shown(b) != before, "the prediction after the slider moved")
+    number = css(browser, "#controls input[type=number][data-input='V']")[0]
     shown_v = float(number.get_attribute("value"))
     assert shown_v == pytest.approx(moved, rel=1e-3)  # the slider's step
     expected = _v2(server, "thermal_actuator", [shown_v, (low_l + high_l) / 2])
     got = _shown(browser)
     assert [got["displacement"], got["T_max"]] == pytest.approx(list(expected), rel=1e-6)
-    assert not _css(browser, "#domain-warning")[0].is_displayed()
-    _screenshot(browser, "model-thermal_actuator")
+    assert not css(browser, "#domain-warning")[0].is_displayed()
+    screenshot(browser, "model-thermal_actuator")
 
 
 def test_the_response_curve_is_the_v1_predictions(browser, server):
@@ -178,14 +138,14 @@ def test_the_response_curve_is_the_v1_predictions(browser, server):
     xs = [float(x) for x, _ in curve["points"]]
     ys = [float(y) for _, y in curve["points"]]
     held = [float(b.get_attribute("value"))
-            for b in _css(browser, "#controls input[type=number]")][1]  # fmt: skip
+            for b in css(browser, "#controls input[type=number]")][1]  # fmt: skip
     body = {"inputs": {"V": xs, "L": [held] * len(xs)}}
     answer = requests.post(f"{server.url}/v1/models/thermal_actuator:predict", json=body,
                            timeout=10)  # fmt: skip
     assert ys == pytest.approx(answer.json()["outputs"]["displacement"], rel=1e-6)
     low, high = THERMAL.inputs[0][2:]
     assert min(xs) < low and max(xs) > high  # past the range, which the band marks
-    band = _css(browser, "#curve rect.training")[0]
+    band = css(browser, "#curve rect.training")[0]
     assert float(band.get_attribute("width")) > 0
 
 
@@ -193,34 +153,34 @@ def test_an_input_past_its_range_shows_the_domain_warning(browser, server):
     _open_model(browser, server, "thermal_actuator")
     high = THERMAL.inputs[1][3]
     _set_input(browser, "number", "L", high * 1.5)
-    _wait(browser, lambda b: _css(b, "#domain-warning")[0].is_displayed(), "the domain warning")
-    warning = _css(browser, "#domain-warning")[0].text
+    wait_in(browser, lambda b: css(b, "#domain-warning")[0].is_displayed(), "the domain warning")
+    warning = css(browser, "#domain-warning")[0].text
     assert "Outside the training range: L (trained on" in warning
-    box = _css(browser, "#controls input[type=number][data-input='L']")[0]
+    box = css(browser, "#controls input[type=number][data-input='L']")[0]
     assert "outside" in box.get_attribute("class")
     _set_input(browser, "number", "L", high * 0.9)
-    _wait(browser, lambda b: not _css(b, "#domain-warning")[0].is_displayed(), "no warning")
+    wait_in(browser, lambda b: not css(b, "#domain-warning")[0].is_displayed(), "no warning")
 
 
 def test_an_ensemble_shows_its_spread_and_the_map(browser, server):
     _open_model(browser, server, "ensemble")
-    stds = _css(browser, "#prediction tbody td.std")
+    stds = css(browser, "#prediction tbody td.std")
     assert stds and all(cell.is_displayed() and float(cell.text) >= 0 for cell in stds)
-    assert _css(browser, "#curve polygon.band")
-    _wait(browser, lambda b: _css(b, "#map")[0].get_attribute("data-cells"), "the map")
-    canvas = _css(browser, "#map")[0]
+    assert css(browser, "#curve polygon.band")
+    wait_in(browser, lambda b: css(b, "#map")[0].get_attribute("data-cells"), "the map")
+    canvas = css(browser, "#map")[0]
     assert int(canvas.get_attribute("data-cells")) == 32 * 32
     assert float(canvas.get_attribute("data-min")) < float(canvas.get_attribute("data-max"))
-    _screenshot(browser, "model-ensemble")
+    screenshot(browser, "model-ensemble")
 
 
 def test_card_text_is_shown_as_text_and_never_runs(browser, server):
     _open_model(browser, server, "hostile")
-    assert _css(browser, "#description")[0].text == HOSTILE
+    assert css(browser, "#description")[0].text == HOSTILE
     assert browser.execute_script("return window.__xss === undefined")
-    assert not _css(browser, "#description img, #description script")
+    assert not css(browser, "#description img, #description script")
     browser.get(f"{server.url}/ui/")
-    _wait(browser, lambda b: _css(b, "#models tbody tr[data-model]"), "the model list")
+    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
     assert browser.execute_script("return window.__xss === undefined")
 
 
@@ -244,9 +204,9 @@ def test_plots_come_from_the_bundle_only(browser, server):
     answer = requests.get(f"{server.url}/ui/plots/thermal_actuator/1/parity.png", timeout=5)
     assert answer.status_code == 200 and answer.content[:4] == b"\x89PNG"
     _open_model(browser, server, "thermal_actuator")
-    _wait(browser, lambda b: _css(b, "#parity")[0].get_attribute("naturalWidth") not in
+    wait_in(browser, lambda b: css(b, "#parity")[0].get_attribute("naturalWidth") not in
           (None, "0"), "the parity plot")  # fmt: skip
-    assert _css(browser, "#parity")[0].get_attribute("src").startswith("blob:")
+    assert css(browser, "#parity")[0].get_attribute("src").startswith("blob:")
     for path, status in (("thermal_actuator/1/model.json", 404),
                          ("thermal_actuator/1/..%2Fmodel.json", 404),
                          ("thermal_actuator/9/parity.png", 404), ("broken/1/parity.png", 503)):
@@ -261,10 +221,10 @@ def test_with_an_api_key_the_page_asks_for_it_and_keeps_it_in_the_tab(browser, r
         assert requests.get(server.url + "/ui/plots/thermal_actuator/1/parity.png",
                             timeout=5).status_code == 401  # fmt: skip
         browser.get(server.url + "/ui/")
-        _wait(browser, lambda b: _css(b, "#key-panel")[0].is_displayed(), "the key prompt")
-        _css(browser, "#key-input")[0].send_keys("s3cret")
-        _css(browser, "#key-form button")[0].click()
-        _wait(browser, lambda b: _css(b, "#models tbody tr[data-model]"), "the models")
+        wait_in(browser, lambda b: css(b, "#key-panel")[0].is_displayed(), "the key prompt")
+        css(browser, "#key-input")[0].send_keys("s3cret")
+        css(browser, "#key-form button")[0].click()
+        wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the models")
         assert browser.execute_script("return sessionStorage.getItem('surrogate-api-key')") \
             == "s3cret"
         assert browser.execute_script("return localStorage.length") == 0
