@@ -124,8 +124,9 @@ def read_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> tuple[Formul
     """Like :func:`read_network`, for several graph outputs sharing their steps (an ensemble's
     ``outputs`` and ``std``): the graph, its ``output`` the first one's, and each one's variable."""
     graph = model.graph
+    present = {value.name for value in graph.output}
     for output in outputs:
-        if output not in {value.name for value in graph.output}:
+        if output not in present:
             raise FormulaError(f"model.onnx has no output {output!r}")
     walk = _Walk({tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer})
     name, walk.n_inputs = _graph_input(graph, walk.constants)

@@ -81,17 +81,15 @@ def _c_ref(source: str, index: str) -> str:
     return f"{'in' if source == 'v0' else source}[{index}]"
 
 
-def _c_affine_tables(var: str, step: Affine, prefix: str) -> tuple[str, str, list[str]]:
-    """The names of the step's weight and bias tables, and their definitions."""
-    weight, bias = f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
-    rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
-    return weight, bias, [
-        f"static const double {weight}[{step.size}][{len(step.weight[0])}] = {{\n{rows}}};",
-        f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
+def _c_affine_names(var: str, prefix: str) -> tuple[str, str]:
+    """The names of an affine step's weight and bias tables."""
+    return f"{prefix}_W{var[1:]}", f"{prefix}_B{var[1:]}"
 
 
-def _c_operands(var: str, step: Elementwise, prefix: str, constants: list[str]) -> list[str]:
-    """The C text of each operand of ``step`` at element ``i``; its tables go to ``constants``."""
+def _c_operands(var: str, step: Elementwise, prefix: str,
+                constants: list[str] | None) -> list[str]:  # fmt: skip
+    """The C text of each operand of ``step`` at element ``i``; the definitions of its tables
+    are appended to ``constants`` (None: they are defined already)."""
     args = []
     for index, operand in enumerate(step.operands):
         if isinstance(operand, str):
@@ -100,7 +98,9 @@ def _c_operands(var: str, step: Elementwise, prefix: str, constants: list[str]) 
             args.append(wrapped_literal(operand[0]))
         else:
             table = f"{prefix}_C{var[1:]}_{index}"
-            constants.append(f"static const double {table}[{operand.size}] = {_c_array(operand)};")
+            if constants is not None:
+                constants.append(
+                    f"static const double {table}[{operand.size}] = {_c_array(operand)};")
             args.append(f"{table}[i]")
     return args
 
@@ -108,8 +108,11 @@ def _c_operands(var: str, step: Elementwise, prefix: str, constants: list[str]) 
 def _c_step(var: str, step: Affine | Elementwise, prefix: str, constants: list[str]) -> list[str]:
     """The statements computing ``var``; its tables are appended to ``constants``."""
     if isinstance(step, Affine):
-        weight, bias, tables = _c_affine_tables(var, step, prefix)
-        constants += tables
+        weight, bias = _c_affine_names(var, prefix)
+        rows = "".join(f"    {_c_array(row)},\n" for row in step.weight)
+        constants += [
+            f"static const double {weight}[{step.size}][{len(step.weight[0])}] = {{\n{rows}}};",
+            f"static const double {bias}[{step.size}] = {_c_array(step.bias)};"]
         return [f"double {var}[{step.size}];",
                 f"for (int i = 0; i < {step.size}; ++i) {{",
                 f"    double s = {bias}[i];",
@@ -131,7 +134,7 @@ def _c_tangent_step(var: str, step: Affine | Elementwise, prefix: str) -> list[s
     """The statements computing ``d<var>``, the derivative of ``var`` along the input direction
     ``din``, after :func:`_c_step` has computed the values (and defined the tables)."""
     if isinstance(step, Affine):
-        weight = _c_affine_tables(var, step, prefix)[0]
+        weight, _ = _c_affine_names(var, prefix)
         return [f"for (int i = 0; i < {step.size}; ++i) {{",
                 "    double s = 0.0;",
                 f"    for (int j = 0; j < {len(step.weight[0])}; ++j)",
@@ -140,7 +143,7 @@ def _c_tangent_step(var: str, step: Affine | Elementwise, prefix: str) -> list[s
                 "}"]  # fmt: skip
     if len(step.partials) != len(step.operands):
         raise FormulaError(f"step {var} ({step.template}) has no derivative")
-    args = _c_operands(var, step, prefix, [])
+    args = _c_operands(var, step, prefix, None)
     terms = [f"({partial.format(*args)})*{_tangent_ref(operand, 'i')}"
              for partial, operand in zip(step.partials, step.operands, strict=True)
              if isinstance(operand, str)]  # fmt: skip
