@@ -44,6 +44,7 @@ from training.errors import TrainingError
 from training.formula import read_bundle, read_outputs
 from training.formula_code import render_c_tangent
 from training.formula_render import Signature, literal
+from training.pipeline import installed_version
 
 __all__ = ["FMI_VERSIONS", "FmuError", "export_fmu", "find_compiler"]
 
@@ -110,7 +111,7 @@ def export_fmu(
     identifier = signature.function
     sources = {
         "surrogate_model.h": _model_header(signature, len(names), token),
-        "surrogate_model.c": _model_source(signature, network, variables),
+        "surrogate_model.c": _model_source(signature, model_variables, network, variables),
         **{file: (resources.files("training") / "fmu_c" / file).read_text("utf-8")
            for file in (*_CORE, f"fmi{fmi}.c")},
     }  # fmt: skip
@@ -158,12 +159,12 @@ def _variables(signature: Signature, *, ensemble: bool) -> list[_Variable]:
             variables.append(_Variable(f"{port.name}_{suffix}", len(variables), "local",
                                        "continuous", "Real", description, port.unit,
                                        depends_on=(vr,)))  # fmt: skip
-    taken: dict[str, int] = {}
+    taken: set[str] = set()
     for variable in variables:
         if variable.name in taken:
             raise FmuError(f"two FMU variables would be named {variable.name!r}; rename the "
                            "model's input or output that takes that name")
-        taken[variable.name] = variable.vr
+        taken.add(variable.name)
     return variables
 
 
@@ -186,13 +187,16 @@ def _model_header(signature: Signature, n_graph_outputs: int, token: str) -> str
     ])  # fmt: skip
 
 
-def _model_source(signature: Signature, network, variables: tuple[str, ...]) -> str:
+def _model_source(signature: Signature, model_variables: list[_Variable], network,
+                  graph_variables: tuple[str, ...]) -> str:  # fmt: skip
+    """The network's C, and the inputs' ranges and start values as modelDescription.xml has
+    them."""
     def table(values) -> str:
         return "{" + ", ".join(literal(float(v)) for v in values) + "}"
 
-    low = [port.low for port in signature.inputs]
-    high = [port.high for port in signature.inputs]
-    start = [(a + b) / 2 for a, b in zip(low, high, strict=True)]
+    inputs = [v for v in model_variables if v.causality == "input"]
+    low, high, start = ([v.low for v in inputs], [v.high for v in inputs],
+                        [v.start for v in inputs])
     header = signature.header(lambda i, p: f"in[{i}]", lambda i, p: f"out[{i}]")
     comment = "\n".join(["/*", *(f" * {line.replace('*/', '* /')}" for line in header), " */"])
     return "\n\n".join([
@@ -201,7 +205,7 @@ def _model_source(signature: Signature, network, variables: tuple[str, ...]) -> 
         f"const double sm_min[SM_N_INPUTS] = {table(low)};\n"
         f"const double sm_max[SM_N_INPUTS] = {table(high)};\n"
         f"const double sm_start[SM_N_INPUTS] = {table(start)};",
-        render_c_tangent(network, variables, "sm_evaluate"),
+        render_c_tangent(network, graph_variables, "sm_evaluate"),
     ])  # fmt: skip
 
 
@@ -219,7 +223,8 @@ def _model_description(fmi: int, card: dict[str, Any], signature: Signature,
         ("guid" if fmi == 2 else "instantiationToken"): token,
         "description": str(card.get("description") or f"surrogate {signature.model}"),
         "version": str(signature.version),
-        "generationTool": f"{_TOOL} {_package_version()} (surrogate export --format fmu)",
+        "generationTool": f"{_TOOL} {installed_version(_TOOL) or 'unknown'} "
+                          "(surrogate export --format fmu)",
         "generationDateAndTime": now,
         "variableNamingConvention": "flat",
     })  # fmt: skip
@@ -344,15 +349,6 @@ def _documentation(card: dict[str, Any], variables: list[_Variable], sha256: str
         "<table><tr><th>variable</th><th>value reference</th><th>causality</th><th>unit</th>"
         f"<th>description</th></tr>\n{rows}</table>\n</body></html>\n"
     ).encode()
-
-
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("surrogate-serving")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _platform_folder(fmi: int) -> tuple[str, str]:

@@ -316,7 +316,7 @@ def _training_info(data, job, model, params, epochs, fit_seconds, fit_rows) -> d
         "refit_on_all_rows": bool(job.refit and job.test_fraction),
         "data": {"source": Path(data.source).name, "sha256": data.sha256},
         "fit_seconds": round(fit_seconds, 3),
-        "library_versions": {lib: _version(lib) for lib in _LIBRARIES},
+        "library_versions": {lib: installed_version(lib) for lib in _LIBRARIES},
     }
     return info
 
@@ -354,7 +354,8 @@ def _fit_log(model) -> list[str]:
     ]
 
 
-def _version(distribution: str) -> str | None:
+def installed_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``; None when it is not installed."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
