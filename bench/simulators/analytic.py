@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from training.cli.simulate import read_inputs, write_outputs
+from training.cli.simulate import write_outputs
+from training.data import load_table
 from training.functions import FUNCTIONS
 
 
@@ -33,19 +34,19 @@ def main() -> int:
     args = parser.parse_args()
     fn = FUNCTIONS[args.function]
     names, outputs = [spec[0] for spec in fn.inputs], [spec[0] for spec in fn.outputs]
-    rows, X = read_inputs(args.input, names)
-    time.sleep(float(os.environ.get("SIM_SLEEP", "0")) * len(rows))
+    X = load_table(args.input, names, [], for_training=False).X
+    time.sleep(float(os.environ.get("SIM_SLEEP", "0")) * len(X))
     Y = np.asarray(fn(X), dtype=float).reshape(len(X), -1)
     share = float(os.environ.get("SIM_FAIL_FRACTION", "0"))
     draws = np.array([int(hashlib.sha256(repr(x.tolist()).encode()).hexdigest()[:8], 16) / 2**32
                       for x in X])  # fmt: skip
     Y[draws < share / 2] = np.nan
     keep = ~((draws >= share / 2) & (draws < share))
-    write_outputs(os.environ["SURROGATE_OUTPUT"], names, rows, outputs, Y, keep)
+    write_outputs(os.environ["SURROGATE_OUTPUT"], names, outputs, X, Y, keep)
     log = os.environ.get("SIM_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as file:
-            file.write(f"{os.getppid()} {len(rows)}\n")
+            file.write(f"{os.getppid()} {len(X)}\n")
     return 0 if keep.all() else 3
 
 

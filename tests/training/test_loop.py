@@ -116,7 +116,7 @@ def test_surrogate_simulate_is_a_simulator_and_names_a_missing_column(tmp_path):
     np.testing.assert_allclose([float(r["Q"]) for r in written], BOREHOLE(X).ravel())
     source.write_text("rw,r\n0.1,200\n")
     result = CliRunner().invoke(main, ["simulate", "--output", str(target), str(source)])
-    assert result.exit_code == 1 and "no column Tu, Hu, Tl, Hl, L, Kw" in result.output
+    assert result.exit_code == 1 and "no column 'Tu', 'Hu', 'Tl', 'Hl', 'L', 'Kw'" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 

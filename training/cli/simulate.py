@@ -10,34 +10,19 @@ from pathlib import Path
 
 import click
 
-from training.cli.common import CliError
+from training.cli.common import CliError, failed, failures
 
 
-def read_inputs(path: str | os.PathLike, names: list[str]):
-    """The rows of the CSV at ``path`` (as read) and their ``names`` columns as an array."""
-    import numpy as np
-
-    with open(path, newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
-    missing = [name for name in names if rows and name not in rows[0]]
-    if missing:
-        raise CliError(f"{path}: no column {', '.join(missing)}")
-    try:
-        X = np.array([[float(row[name]) for name in names] for row in rows], dtype=float)
-    except ValueError as exc:
-        raise CliError(f"{path}: {exc}") from None
-    return rows, X.reshape(len(rows), len(names))
-
-
-def write_outputs(path: str | os.PathLike, names: list[str], rows: list[dict], outputs: list[str],
-                  Y, keep=None) -> None:  # fmt: skip
-    """The input rows as read, each with its outputs; ``keep[i]`` False leaves row i out."""
+def write_outputs(path: str | os.PathLike, names: list[str], outputs: list[str], X, Y,
+                  keep=None) -> None:  # fmt: skip
+    """The input rows with their outputs, every number as ``repr`` writes it (read back exactly);
+    ``keep[i]`` False leaves row i out."""
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(names + outputs)
-        for index, (row, y) in enumerate(zip(rows, Y, strict=True)):
+        for index, (x, y) in enumerate(zip(X, Y, strict=True)):
             if keep is None or keep[index]:
-                writer.writerow([row[name] for name in names] + [repr(float(v)) for v in y])
+                writer.writerow([repr(float(v)) for v in (*x, *y)])
 
 
 @click.command()
@@ -52,6 +37,7 @@ def simulate(function_name, output, input_path) -> None:
     write the rows with its output columns, as surrogate loop asks of a simulator."""
     import numpy as np
 
+    from training.data import load_table
     from training.functions import FUNCTIONS
 
     if function_name not in FUNCTIONS:
@@ -61,6 +47,9 @@ def simulate(function_name, output, input_path) -> None:
         raise CliError("no input: give INPUT or set SURROGATE_INPUT")
     fn = FUNCTIONS[function_name]
     names, outputs = [spec[0] for spec in fn.inputs], [spec[0] for spec in fn.outputs]
-    rows, X = read_inputs(input_path, names)
+    try:
+        X = load_table(input_path, names, [], for_training=False).X
+    except failures() as exc:
+        raise failed(exc) from None
     Y = np.asarray(fn(X), dtype=float).reshape(len(X), -1)
-    write_outputs(Path(output), names, rows, outputs, Y)
+    write_outputs(Path(output), names, outputs, X, Y)
