@@ -13,6 +13,7 @@ the inference path.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
 from flask import Blueprint, Flask, Response, redirect, request
@@ -34,7 +35,9 @@ _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 
 
+@cache
 def _file(name: str) -> bytes:
+    """A file of the package's ui_static folder, read once per process."""
     return (resources.files("service") / "ui_static" / name).read_bytes()
 
 
