@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from training.fitting import Notifier, Settings
+from training.fitting import RACE_FOLDS, Notifier, Settings
 from training.network import Network, fitted_network, hidden_sizes, layer_activations
 from training.optim import (
     AdamSettings,
@@ -33,11 +33,13 @@ from training.plan import (
     make_plan,
 )
 from training.procedure import Outcome, Recipe, fit_fixed, fit_selected
-from training.scaling import Scaler, column_names
+from training.scaling import Scaler, auto_output_scaling, column_names
 from training.selection import PATHS
 
-__all__ = ["DivergenceError", "SurrogateMLP"]
+__all__ = ["AUTO_ACTIVATIONS", "DivergenceError", "SurrogateMLP"]
 
+# The hidden activations activation="auto" races (in this order: a tie keeps the first).
+AUTO_ACTIVATIONS = ("tanh", "silu")
 
 
 class SurrogateMLP(RegressorMixin, BaseEstimator):
@@ -57,9 +59,13 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : int or sequence of int, default=(64, 64)
         Width of each hidden layer.
-    activation : str or sequence of str, default="tanh"
+    activation : str or sequence of str, default="auto"
         Hidden-layer activation: one name for all hidden layers, or one per hidden layer. Names
-        and aliases from :data:`training.activations.ACTIVATIONS`.
+        and aliases from :data:`training.activations.ACTIVATIONS`. ``"auto"`` (with
+        ``alpha="auto"``): tanh and SiLU race on the first fold of the selection (both paths
+        each) and the one validating better is cross-validated and fitted; tanh is smoother and
+        usually wins on smooth tables, SiLU on tables with kinks or local bumps. With a given
+        ``alpha``, ``"auto"`` is tanh. ``activations_`` and ``selection_`` tell which.
     output_activation : str, default="identity"
         Activation of the output layer.
     solver : {"auto", "adam", "lbfgs"}, default="auto"
@@ -111,15 +117,17 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         the gradient gains from it).
     x_scaling : {"standard", "minmax", "none"}, default="standard"
         Scaling of the inputs, per column.
-    y_scaling : {"standard", "minmax", "log", "none"}, default="standard"
-        Scaling of the outputs, per column; ``"log"`` for positive outputs spanning decades.
+    y_scaling : {"auto", "standard", "minmax", "log", "none"}, default="auto"
+        Scaling of the outputs, per column; ``"log"`` fits the logarithm of positive outputs.
+        ``"auto"``: ``"log"`` when every output is positive, some output spans two decades, and
+        the logarithm is the less skewed (products and powers of the inputs), else
+        ``"standard"``; ``y_scaler_.method`` tells which.
     cv : int, default=5
         Folds of the selection (``alpha="auto"``); fewer for tables under ``2 cv`` rows.
     time_budget : float or None, default=None
         Seconds the whole fit may take, selection included. The plan is shrunk to fit it and
-        every phase stops at it. None: 60 s up to 1000 rows, growing as the square root of
-        the rows to 600 s at 100,000 rows (the plan itself takes about 40 s for 1000 rows on 2
-        cores).
+        every phase stops at it. None: 4.5 s up to 100 rows, 54 s at 1000 rows, 540 s from
+        100,000 rows on, log-log in between (:func:`training.plan.default_time_budget`).
     n_jobs : int or None, default=None
         Parallel selection tasks: None or -1 uses every core (one process each), except inside a
         joblib or Dask worker, where the tasks run one after another.
@@ -150,14 +158,17 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     alpha_ : float
         The L2 penalty of the fitted model (chosen, or ``alpha``).
     cv_results_ : dict of lists or None
-        Every candidate of the selection: ``params`` (``{"alpha", "path"}``),
+        Every candidate of the selection: ``params`` (``{"activation", "alpha", "path",
+        "inputs"}``),
         ``mean_val_loss``, ``std_val_loss``, ``split<k>_val_loss``, ``mean_iterations``,
         ``rank_val_loss`` (half MSE in scaled space, lower is better); None without selection.
     best_params_ : dict or None
-        ``{"alpha", "path"}`` of the winner; None without selection.
+        ``{"activation", "alpha", "path", "inputs"}`` of the winner; None without selection.
     selection_ : dict
-        How the model was made: ``method`` ("cv" or "fixed"), folds, rows, the winner, its mean
-        validation loss, seconds, and whether the time budget cut the plan.
+        How the model was made: ``method`` ("cv" or "fixed"), folds, rows, the winner (its
+        activation, and ``activation_race``: each raced activation's best validation loss on
+        the first fold), its mean validation loss, seconds, and whether the time budget cut
+        the plan.
     heldout_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         For every training row, a prediction (physical units) by a model that did not train on
         it: the fold models' for the rows of a cross-validated selection, the final model's for
@@ -182,7 +193,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     def __init__(
         self,
         hidden_layer_sizes=(64, 64),
-        activation="tanh",
+        activation="auto",
         output_activation="identity",
         solver="auto",
         alpha="auto",
@@ -199,7 +210,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         lbfgs_gtol=1e-12,
         lbfgs_maxcor="auto",
         x_scaling="standard",
-        y_scaling="standard",
+        y_scaling="auto",
         cv=4,
         time_budget=None,
         n_jobs=None,
@@ -256,20 +267,24 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         self._y_1d = y.ndim == 1
         y = y.reshape(len(y), -1)
-        activations = layer_activations(
-            self.activation, self.output_activation, len(hidden_sizes(self.hidden_layer_sizes))
-        )
+        hidden = hidden_sizes(self.hidden_layer_sizes)
+        auto = self.alpha == "auto"
+        candidates = AUTO_ACTIVATIONS if self.activation == "auto" else (self.activation,)
+        nets = [Network((X.shape[1], *hidden, y.shape[1]),
+                        layer_activations(name, self.output_activation, len(hidden)))
+                for name in candidates]
         self.x_scaler_ = Scaler(self.x_scaling).fit(X)
-        self.y_scaler_ = Scaler(self.y_scaling).fit(y, y_names)
+        y_method = auto_output_scaling(y) if self.y_scaling == "auto" else self.y_scaling
+        self.y_scaler_ = Scaler(y_method).fit(y, y_names)
         x, z = self.x_scaler_.transform(X), self.y_scaler_.transform(y)
         rng = check_random_state(self.random_state)
-        net = Network((X.shape[1], *hidden_sizes(self.hidden_layer_sizes), y.shape[1]), activations)
         budget = self._budget(len(X))
         deadline = started + budget
-        auto = self.alpha == "auto"
         plan = make_plan(
-            # The input screening may run the chosen path once more on every fold.
-            len(X), net.n_params, cv=self.cv, n_paths=len(PATHS) + 1 if auto else 0,
+            # The input screening may run the chosen path once more on every fold; a second
+            # activation races on one fold.
+            len(X), nets[0].n_params, cv=self.cv, n_paths=len(PATHS) + 1 if auto else 0,
+            race_tasks=(len(nets) - 1) * len(PATHS) * RACE_FOLDS if auto else 0,
             maxcor=self._maxcor(len(X)), time_budget=budget,
             workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
             path_iterations=self._path_iterations(),
@@ -282,12 +297,12 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         # on a 2-core machine.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
                 _once_each(DivergenceWarning):
-            outcome = procedure(net, x, z, plan, recipe, rng, deadline, notifier)
-        self._set_fitted(net, outcome)
+            outcome = procedure(nets, x, z, plan, recipe, rng, deadline, notifier)
+        self._set_fitted(outcome)
         seconds = time.time() - started
         self.selection_.update(seconds=round(seconds, 3), planned_seconds=round(plan.seconds, 1),
                                time_budget=budget,
-                               budget_reached=seconds >= budget or plan.seconds >= budget)
+                               budget_reached=seconds >= budget or plan.shrunk)
         return self
 
     def _settings(self, rows: int) -> Settings:
@@ -372,8 +387,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _set_fitted(self, net: Network, outcome: Outcome) -> None:
-        layers, history = outcome.layers, outcome.history
+    def _set_fitted(self, outcome: Outcome) -> None:
+        net, layers, history = outcome.net, outcome.layers, outcome.history
         self.n_outputs_ = net.sizes[-1]
         self.coefs_ = [c.copy() for c in layers.coefs]
         self.intercepts_ = [b.copy() for b in layers.intercepts]

@@ -11,10 +11,11 @@ from training.network import hidden_sizes
 from training.optim import SCHEDULES
 from training.scaling import SCALINGS
 
-__all__ = ["SOLVERS", "X_SCALINGS", "check_parameters"]
+__all__ = ["SOLVERS", "X_SCALINGS", "Y_SCALINGS", "check_parameters"]
 
 SOLVERS: tuple[str, ...] = ("auto", "adam", "lbfgs")
 X_SCALINGS: tuple[str, ...] = ("standard", "minmax", "none")
+Y_SCALINGS: tuple[str, ...] = ("auto", *SCALINGS)
 
 
 def check_parameters(est) -> None:
@@ -22,7 +23,7 @@ def check_parameters(est) -> None:
     _choice("solver", est.solver, SOLVERS)
     _choice("learning_rate", est.learning_rate, SCHEDULES)
     _choice("x_scaling", est.x_scaling, X_SCALINGS)
-    _choice("y_scaling", est.y_scaling, SCALINGS)
+    _choice("y_scaling", est.y_scaling, Y_SCALINGS)
     hidden_sizes(est.hidden_layer_sizes)
     _number("n_iter_no_change", est.n_iter_no_change, Integral, low=1)
     if est.lbfgs_maxcor != "auto":

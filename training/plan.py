@@ -5,9 +5,11 @@ estimator's settings, never from the clock, so a seeded fit is the same on every
 time budget is a deadline on top: the plan is shrunk up front when the work model below says it
 would not fit, and every phase stops at the deadline if the machine is slower than modelled.
 
-Measured on the 2-core machine this project is tested on (numpy + OpenBLAS, one BLAS thread):
-a full-batch gradient costs about ``0.33 ns`` per row and parameter, an L-BFGS iteration with 50
-stored pairs adds about ``1.7 ns`` per pair and parameter, and Python adds about 0.1 ms a step.
+Measured on the 2-core machines this project is tested on (numpy + OpenBLAS, one BLAS thread),
+whose speed varies by 2x from day to day (a gradient over 1000 rows of a 4,801-parameter network
+took 1.6 ms on one, 3.2 to 5.6 ms on another): a full-batch gradient costs about ``0.6 ns`` per
+row and parameter, an L-BFGS iteration adds about ``3 ns`` per stored pair and parameter, and
+Python adds about 0.25 ms a step (line search included).
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ __all__ = [
 ]
 
 # Work model (seconds), for sizing only.
-ROW_PARAM_SECONDS = 0.33e-9
-PAIR_PARAM_SECONDS = 1.7e-9
-STEP_SECONDS = 1e-4
+ROW_PARAM_SECONDS = 0.6e-9
+PAIR_PARAM_SECONDS = 3e-9
+STEP_SECONDS = 2.5e-4
+# The plan is sized to this share of the time budget: the rest is for what the model leaves
+# out (starting worker processes, a machine slower than modelled) before the deadline cuts.
+PLANNED_SHARE = 0.85
+# The default time budget (rows, seconds), interpolated log-log between the points and constant
+# outside them: 4.5 s at 100 rows and 54 s at 1000 keep fits under the 5 s and 60 s the
+# project promises, and a large table gets up to 9 minutes.
+BUDGET_SECONDS = ((100, 4.5), (1000, 54.0), (100_000, 540.0))
 
 # Tables up to this many rows choose their regularization by K-fold cross-validation on every
 # row, and the exported model is the winner trained on all of them. Larger tables choose on a
@@ -49,17 +58,26 @@ FINAL_SHARE = 1.0
 # passes over them (epochs of Adam, L-BFGS iterations), shrinking as the table grows.
 VALIDATION_FRACTION, VALIDATION_MAX_ROWS = 0.1, 10_000
 WARMUP_EPOCHS = 100
-# A selection modelled to take less than this on one core runs in this process: starting worker
-# processes (about a second each, importing numpy and scipy) would not pay off.
-PARALLEL_MIN_SECONDS = 4.0
+# A selection modelled to take less than this on one core runs in this process: forking worker
+# processes (about 0.05 s a pool, three pools a fit) and sending them the data would not pay off.
+PARALLEL_MIN_SECONDS = 1.0
+# Two selection tasks side by side on the two cores each ran 1.3x slower than alone (100 rows,
+# 670 iterations: 0.58 s against 0.45 s; shared caches and memory bandwidth).
+PARALLEL_EFFICIENCY = 0.75
 # A fit at a given alpha, from scratch, gets two paths' worth of L-BFGS iterations.
 FIXED_ALPHA_PATHS = 2
 
 
 def default_time_budget(n_rows: int) -> float:
-    """Seconds the default fit may take at most: 60 up to 1000 rows, then growing with the
-    square root of the rows, to 10 minutes at 100,000 rows and beyond."""
-    return float(min(600.0, 60.0 * math.sqrt(max(n_rows, 1000) / 1000.0)))
+    """Seconds the default fit may take at most (:data:`BUDGET_SECONDS`): 4.5 up to 100 rows,
+    54 at 1000, 540 (9 minutes) from 100,000 rows on, log-log in between."""
+    points = BUDGET_SECONDS
+    rows = min(max(n_rows, points[0][0]), points[-1][0])
+    for (r0, s0), (r1, s1) in zip(points, points[1:], strict=False):
+        if rows <= r1:
+            slope = math.log(s1 / s0) / math.log(r1 / r0)
+            return float(s0 * (rows / r0) ** slope)
+    return float(points[-1][1])
 
 
 def auto_maxcor(rows: int) -> int:
@@ -99,6 +117,8 @@ class Plan:
         Parallel tasks of the selection.
     seconds : float
         The modelled time of the whole fit.
+    shrunk : bool
+        Whether the plan was cut down to fit the time budget.
     task_slot : float
         Seconds one selection task (a path on a fold) may take: its modelled time, stretched
         by the budget's slack. A slower machine (or a loaded one) cuts every step of the path
@@ -115,6 +135,7 @@ class Plan:
     large_batch: int
     workers: int
     seconds: float
+    shrunk: bool = False
     task_slot: float = 0.0
 
 
@@ -125,6 +146,7 @@ def make_plan(
     cv: int,
     n_paths: int,
     maxcor: int,
+    race_tasks: int = 0,
     time_budget: float,
     workers: int,
     validation_fraction: float | None,
@@ -132,7 +154,9 @@ def make_plan(
 ) -> Plan:
     """The plan for a table of ``n_rows`` and a network of ``n_params`` parameters.
 
-    ``validation_fraction`` None holds out nothing from small tables and
+    ``n_paths`` selection tasks run on every fold, ``race_tasks`` more on one fold (the paths
+    of the other activations, which race on one fold). ``validation_fraction`` None holds out
+    nothing from small tables and
     :data:`VALIDATION_FRACTION` (at most :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
     number holds out that fraction from any table. ``path_iterations`` overrides the iterations
     of a path (``lbfgs_maxiter``).
@@ -152,13 +176,15 @@ def make_plan(
         path_iterations = PATH_ITERATIONS
     final_iterations = max(25, round(FINAL_SHARE * path_iterations))
     epochs, batch = (large_schedule(train) if large else (0, 0))
-    tasks = folds * n_paths
+    tasks = folds * n_paths + (race_tasks if folds else 0)
     fold_rows = sel - sel // max(folds, 1) if folds else sel
     per_task = (path_iterations + WARMUP_EPOCHS) * seconds_per_iteration(
         fold_rows, n_params, maxcor)
     if not tasks or tasks * per_task < PARALLEL_MIN_SECONDS:
         workers = 1
     workers = max(1, min(workers, tasks)) if tasks else 1
+    if workers > 1:  # tasks side by side run slower than alone
+        per_task /= PARALLEL_EFFICIENCY
 
     def modelled(scale: float) -> float:
         train_it = seconds_per_iteration(train, n_params, maxcor)
@@ -171,8 +197,10 @@ def make_plan(
             seconds += epochs * scale * seconds_per_iteration(train, n_params, 0) * 1.5
         return seconds
 
-    # Shrink every part alike when the modelled time would not fit the budget.
-    scale = min(1.0, time_budget / max(modelled(1.0), 1e-9))
+    # Shrink every part alike when the modelled time would not fit the planned share of the
+    # budget.
+    planned = PLANNED_SHARE * time_budget
+    scale = min(1.0, planned / max(modelled(1.0), 1e-9))
     slack = max(1.0, time_budget / max(modelled(scale), 1e-9))
     return Plan(
         folds=folds,
@@ -184,6 +212,7 @@ def make_plan(
         large_batch=batch,
         workers=workers,
         seconds=modelled(scale),
+        shrunk=scale < 1.0,
         task_slot=per_task * scale * slack if tasks else 0.0,
     )
 

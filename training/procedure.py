@@ -27,7 +27,7 @@ from training.fitting import (
 from training.network import Layers, Network, Problem
 from training.optim import History
 from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan
-from training.selection import PATHS, Selection, merged
+from training.selection import PATHS, Selection, hidden_activation, merged
 
 __all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
 
@@ -59,6 +59,7 @@ class Recipe:
 class Outcome:
     """A fitted network and how it came about (the history in scaled units)."""
 
+    net: Network
     layers: Layers
     history: History
     validation_curve: list[float] | None
@@ -71,10 +72,10 @@ class Outcome:
     best_params: dict | None = None
 
 
-def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
-                 deadline: float, notifier: Notifier) -> Outcome:
-    """Choose by cross-validation (the L2 path and step, then which inputs), then train the
-    winner on the training rows."""
+def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
+                 rng: np.random.RandomState, deadline: float, notifier: Notifier) -> Outcome:
+    """Choose by cross-validation (the activation of ``nets`` by a race on one fold, the L2
+    path and step, then which inputs), then train the winner on the training rows."""
     train, val = split(len(x), plan.validation_rows, rng)
     sel = train if len(train) <= plan.selection_rows else np.sort(
         rng.choice(train, plan.selection_rows, replace=False))
@@ -83,21 +84,25 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
     fold_seed = int(rng.randint(2**31 - 1))
     notifier.phase = "selection"
     started = time.time()
-    chosen = select(net, x[sel], z[sel], plan, settings, seeds, fold_seed, deadline, notifier)
+    chosen = select(nets, x[sel], z[sel], plan, settings, seeds, fold_seed, deadline, notifier)
+    net, activation, race = chosen.net, hidden_activation(chosen.net.activations), chosen.race
     log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
+    if race:
+        log.append("activation race on fold 0, best validation loss: " + ", ".join(
+            f"{name} {loss:.3g}" for name, loss in race.items()) + f"; {activation} won")
     n_inputs = x.shape[1]
-    tables = [(chosen.cv_results, {"inputs": n_inputs})]
+    tables = [(chosen.cv_results, {"activation": activation, "inputs": n_inputs})]
     dropped: list[int] = []
     tried: list[list[int]] = []
     # The same folds and seeds along the chosen path, without each set of weak inputs in turn.
     for weak in screen_inputs(net, x[sel], z[sel], chosen):
         active = np.setdiff1d(np.arange(n_inputs), weak)
         notifier.phase = "screening"
-        trial = select(net.on_inputs(active), x[sel][:, active], z[sel], plan, settings, seeds,
-                       fold_seed, deadline, notifier, paths=(chosen.path,))
+        trial = select([net.on_inputs(active)], x[sel][:, active], z[sel], plan, settings,
+                       seeds, fold_seed, deadline, notifier, paths=(chosen.path,))
         log += [f"screening {len(active)} inputs, fold {r.fold}: {line}"
                 for r in trial.results for line in r.log]
-        tables.append((trial.cv_results, {"inputs": len(active)}))
+        tables.append((trial.cv_results, {"activation": activation, "inputs": len(active)}))
         tried.append([int(i) for i in weak])
         if np.all(_fold_losses(trial) < _fold_losses(chosen)):
             chosen, dropped = trial, [int(i) for i in weak]
@@ -143,7 +148,10 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
     cv_results = merged(tables)
     selection = {
         "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
-        "candidates": len(cv_results["params"]), "path": chosen.path,
+        "candidates": len(cv_results["params"]), "activation": activation,
+        # The activations raced on the first fold: their best validation loss there.
+        "activation_race": {name: _finite(loss) for name, loss in race.items()},
+        "path": chosen.path,
         "alpha": chosen.alpha, "mean_val_loss": _best_loss(chosen),
         # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
         "smaller_alpha_overfits": overfits,
@@ -157,9 +165,13 @@ def fit_selected(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.
         "selection_seconds": round(selection_seconds, 3),
     }
     layers = net.views(net.widened(work, problem.theta, active)) if dropped else problem.layers
-    return Outcome(layers, history, curve, chosen.alpha, heldout, kind, selection, log,
-                   cv_results, {"alpha": chosen.alpha, "path": chosen.path,
-                                "inputs": int(len(active))})
+    return Outcome(net, layers, history, curve, chosen.alpha, heldout, kind, selection, log,
+                   cv_results, {"activation": activation, "alpha": chosen.alpha,
+                                "path": chosen.path, "inputs": int(len(active))})
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:
@@ -200,10 +212,11 @@ def _fold_losses(chosen: Selection) -> np.ndarray:
     return np.array([results[f"split{k}_val_loss"][best] for k in range(len(chosen.folds))])
 
 
-def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.RandomState,
-              deadline: float, notifier: Notifier) -> Outcome:
-    """One fit at the given alpha (or the fallback for a table too small to cross-validate)."""
-    log = []
+def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
+              rng: np.random.RandomState, deadline: float, notifier: Notifier) -> Outcome:
+    """One fit at the given alpha (or the fallback for a table too small to cross-validate),
+    with the first of ``nets``."""
+    net, log = nets[0], []
     alpha = FALLBACK_ALPHA if recipe.alpha == "auto" else float(recipe.alpha)
     if recipe.alpha == "auto":
         log.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
@@ -227,7 +240,7 @@ def fit_fixed(net: Network, x, z, plan: Plan, recipe: Recipe, rng: np.random.Ran
     heldout = _validation_predictions(net, problem, x, z, val)
     selection = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
                  "final_rows": int(len(train)), "validation_rows": int(len(val))}
-    return Outcome(problem.layers, history, list(history.validation) if has_val else None,
+    return Outcome(net, problem.layers, history, list(history.validation) if has_val else None,
                    alpha, heldout, "validation" if has_val else None, selection, log)
 
 

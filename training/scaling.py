@@ -13,9 +13,13 @@ import numpy as np
 
 from training.errors import DataError, ParameterError
 
-__all__ = ["SCALINGS", "Scaler", "column_names"]
+__all__ = ["SCALINGS", "Scaler", "auto_output_scaling", "column_names"]
 
 SCALINGS: tuple[str, ...] = ("standard", "minmax", "log", "none")
+# Outputs spanning at least this ratio (max / min) in some column are fitted as logarithms, when
+# the logarithm is also the more symmetric (see auto_output_scaling); columns spanning less than
+# LOG_COLUMN_SPAN are not asked.
+LOG_SPAN, LOG_COLUMN_SPAN = 100.0, 10.0
 
 
 def _safe_scale(scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -30,6 +34,34 @@ def column_names(table) -> list[str] | None:
         return [str(c) for c in table.columns]
     name = getattr(table, "name", None)
     return None if name is None else [str(name)]
+
+
+def auto_output_scaling(y: np.ndarray) -> str:
+    """``"log"`` for outputs to fit as logarithms, else ``"standard"`` (``y_scaling="auto"``).
+
+    Log when every value is positive, some column spans two decades (max / min >= 100), and
+    every column spanning a decade is less skewed as a logarithm than as it is. Such outputs are
+    typically products and powers of the inputs (flows, stresses, rates, Arrhenius terms): in
+    log space they are sums, much easier to fit, and a fit there keeps its relative error on
+    the small values as well as the large. Outputs that span decades only through a long tail
+    the logarithm turns the other way keep the standard scaling.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 3 or not np.all(y > 0) or not np.all(np.isfinite(y)):
+        return "standard"
+    span = y.max(axis=0) / y.min(axis=0)
+    if span.max() < LOG_SPAN:
+        return "standard"
+    wide = span >= LOG_COLUMN_SPAN
+    linear, logged = _skewness(y[:, wide]), _skewness(np.log(y[:, wide]))
+    return "log" if np.all(np.abs(logged) < np.abs(linear)) else "standard"
+
+
+def _skewness(x: np.ndarray) -> np.ndarray:
+    """Sample skewness per column (the third standardized moment)."""
+    centred = x - x.mean(axis=0)
+    std = centred.std(axis=0)
+    return np.mean(centred**3, axis=0) / np.where(std > 0, std, 1.0) ** 3
 
 
 def _column_name(names: Sequence[str] | None, index: int) -> str:

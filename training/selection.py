@@ -36,7 +36,17 @@ from training.optim import (
     run_lbfgs,
 )
 
-__all__ = ["PATHS", "PathResult", "PathTask", "Selection", "choose", "merged", "ranks", "run_path"]
+__all__ = [
+    "PATHS",
+    "PathResult",
+    "PathTask",
+    "Selection",
+    "choose",
+    "hidden_activation",
+    "merged",
+    "ranks",
+    "run_path",
+]
 
 # name -> alphas, largest first; every step is a candidate.
 PATHS: dict[str, tuple[float, ...]] = {
@@ -51,6 +61,13 @@ _STEP_WEIGHTS = (8.0, 4.0, 3.0, 2.5, 1.6, 1.0)
 # of a step often gets worse for a few hundred iterations before it improves, and Ishigami's
 # selection then took alpha 1, test error 0.73 instead of 0.33.)
 PATIENCE = 2
+
+
+def hidden_activation(activations) -> str:
+    """The hidden layers' activation of a network, from its layers' names (or Activations), the
+    output layer's last: one name when they share it, else the names joined by commas."""
+    names = [getattr(a, "name", a) for a in activations][:-1]
+    return names[0] if len(set(names)) == 1 else ",".join(names)  # "" without hidden layers
 
 
 def step_iterations(n_steps: int, total: int) -> list[int]:
@@ -88,6 +105,7 @@ class PathResult:
 
     path: str
     fold: int
+    activation: str = ""  # of the hidden layers (hidden_activation)
     alphas: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
@@ -106,7 +124,7 @@ def run_path(task: PathTask) -> PathResult:
     that diverges ends the path (the steps before it stay candidates); the recoveries of Adam
     (a lower learning rate) are recorded in ``notices``."""
     started = time.perf_counter()
-    result = PathResult(task.path, task.fold)
+    result = PathResult(task.path, task.fold, hidden_activation(task.activations))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DivergenceWarning)
         try:
@@ -200,6 +218,8 @@ class Selection:
     cv_results: dict
     results: list[PathResult]
     folds: list = field(default_factory=list)  # (train rows, validation rows) per fold
+    net: Network | None = None  # the network cross-validated (the race's winner)
+    race: dict = field(default_factory=dict)  # activation -> best validation loss on fold 0
 
     def smaller_alpha_overfits(self) -> bool:
         """Whether the step after the winner, on its path, validated worse on average (or was

@@ -237,6 +237,16 @@ def test_the_card_records_the_choice(table, tmp_path):
         "inputs"] == 2 - len(selection["dropped_inputs"])
     assert "out-of-fold predictions" in json.loads(
         (tmp_path / "m" / "1" / "model.json").read_text())["metrics"]["source"]
+    # The activation race (--activation auto, the default): both, and the winner.
+    race = selection["activation_race"]
+    assert set(race) == {"tanh", "silu"} and selection["activation"] in race
+    assert {c["activation"] for c in selection["candidates"]} == {selection["activation"]}
+
+
+def test_auto_activation_goes_alone(table, tmp_path):
+    result = _train(table, tmp_path, "--activation", "auto,tanh")
+    assert result.exit_code == 2 and "--activation: auto chooses one activation" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_error_notices():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.scaling import SCALINGS, Scaler
+from training.scaling import SCALINGS, Scaler, auto_output_scaling
 
 
 @pytest.fixture
@@ -73,3 +73,25 @@ def test_dict_round_trip_is_json(table):
 def test_unknown_method():
     with pytest.raises(ValueError, match="standard, minmax, log, none"):
         Scaler("robust")
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        # Products and powers spanning decades: the logarithm is their natural scale.
+        (lambda u: np.exp(6 * u[:, 0] + 3 * u[:, 1]), "log"),
+        (lambda u: (0.1 + u[:, 0]) ** -2 * (1 + u[:, 1]), "log"),
+        # A second output that is not positive, or that spans little: standard for all.
+        (lambda u: np.column_stack([np.exp(6 * u[:, 0]), u[:, 1] - 0.5]), "standard"),
+        (lambda u: 1 + u[:, 0] + u[:, 1], "standard"),
+        # A decade only (borehole-like): standard.
+        (lambda u: 3 + 30 * u[:, 0] * u[:, 1], "standard"),
+        # Spanning decades only through a few values near zero, which the logarithm stretches
+        # into a longer tail the other way: standard.
+        (lambda u: u[:, 0] ** 3 + 1e-9, "standard"),
+    ],
+)
+def test_auto_output_scaling(make, expected):
+    u = np.random.default_rng(1).uniform(0, 1, (500, 2))
+    y = make(u).reshape(500, -1)
+    assert auto_output_scaling(y) == expected

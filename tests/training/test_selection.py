@@ -13,10 +13,13 @@ from scipy.optimize import rosen, rosen_der
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
-from training.plan import SELECTION_ROWS, make_plan
+from training.plan import PLANNED_SHARE, SELECTION_ROWS, default_time_budget, make_plan
 from training.selection import PATHS, PathTask, run_path, step_iterations
 
-QUICK = {"hidden_layer_sizes": (12,), "lbfgs_maxiter": 120, "max_iter": 30, "random_state": 0}
+# With a time budget these fits never reach: a deadline that cuts a step would make the models
+# depend on the clock.
+QUICK = {"hidden_layer_sizes": (12,), "lbfgs_maxiter": 120, "max_iter": 30, "random_state": 0,
+         "time_budget": 600}
 
 
 def smooth(X: np.ndarray) -> np.ndarray:
@@ -49,6 +52,18 @@ def test_the_default_chooses_by_cross_validation(fitted):
     # Every input matters here, so none was screened out.
     assert fitted.selection_["screened_inputs"] == fitted.selection_["dropped_inputs"] == []
     assert fitted.best_params_["inputs"] == 3
+    # activation="auto": tanh and SiLU raced on the first fold; the winner was cross-validated.
+    race, chosen = fitted.selection_["activation_race"], fitted.selection_["activation"]
+    assert set(race) == {"tanh", "silu"} and chosen == min(race, key=race.get)
+    assert fitted.activations_ == (chosen, "identity") and fitted.best_params_["activation"] == chosen
+    assert {params["activation"] for params in results["params"]} == {chosen}
+    assert any(f"{chosen} won" in line for line in fitted.fit_log_)
+
+
+def test_an_explicit_activation_is_not_raced(table):
+    model = SurrogateMLP(**QUICK, activation="relu").fit(*table)
+    assert model.activations_ == ("relu", "identity") and model.selection_["activation_race"] == {}
+    assert model.best_params_["activation"] == "relu"
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -118,6 +133,7 @@ def test_explicit_alpha_keeps_its_meaning(table):
     assert model.alpha_ == 1e-4 and model.cv_results_ is None and model.best_params_ is None
     assert model.selection_["method"] == "fixed" and model.heldout_kind_ is None
     assert np.isnan(model.heldout_prediction_).all()
+    assert model.activations_ == ("tanh", "identity")  # "auto" without a selection: tanh
 
 
 def test_a_seed_gives_the_same_model_in_one_process_or_several(table):
@@ -181,27 +197,37 @@ def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
 
 
 def test_the_plan_follows_the_table():
-    small = make_plan(30, 4801, cv=4, n_paths=2, maxcor=50, time_budget=60, workers=2,
-                      validation_fraction=None)
-    medium = make_plan(1000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=60, workers=2,
-                       validation_fraction=None)
-    large = make_plan(100_000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=600, workers=2,
-                      validation_fraction=None)
+    def plan(rows, budget, **changes):
+        settings = {"n_params": 4801, "cv": 4, "n_paths": 2, "maxcor": 50,
+                    "time_budget": budget, "workers": 2, "validation_fraction": None, **changes}
+        return make_plan(rows, **settings)
+
+    small, medium, large = (plan(rows, 10_000) for rows in (30, 1000, 100_000))
     assert small.path_iterations == medium.path_iterations == large.path_iterations == 3000
-    small_net = make_plan(30, 300, cv=4, n_paths=2, maxcor=10, time_budget=60, workers=2,
-                          validation_fraction=None)
-    assert small_net.workers == 1 and medium.workers == 2  # too little work for processes
+    assert not (small.shrunk or medium.shrunk or large.shrunk)
+    tiny = plan(30, 10_000, n_params=300, maxcor=10, path_iterations=50)
+    assert tiny.workers == 1 and medium.workers == 2  # too little work for processes
     assert (small.validation_rows, medium.validation_rows, large.validation_rows) == (0, 0, 10_000)
     assert large.large_epochs > 0 and large.large_batch > 200 and medium.large_epochs == 0
-    assert medium.seconds < 45 and large.seconds <= 600
-    shrunk = make_plan(1000, 4801, cv=4, n_paths=2, maxcor=50, time_budget=5, workers=2,
-                       validation_fraction=None)
-    assert shrunk.seconds <= 5 + 1e-9 and shrunk.path_iterations < medium.path_iterations
+    # The default budgets: the plan takes its planned share and is shrunk where it must be.
+    for rows in (100, 1000, 100_000):
+        budget = default_time_budget(rows)
+        fitted = plan(rows, budget)
+        assert fitted.seconds <= PLANNED_SHARE * budget + 1e-9
+        assert fitted.shrunk == (fitted.path_iterations < 3000)
+    assert default_time_budget(100) <= 5 and default_time_budget(1000) <= 60
+    assert default_time_budget(100_000) <= 600 and default_time_budget(30) == 4.5
+    shrunk = plan(1000, 5)
+    assert shrunk.shrunk and shrunk.path_iterations < medium.path_iterations
     # A task's slot is its modelled time, stretched by the budget's slack: all of the budget
-    # is shared out, and a shrunk plan has no slack.
-    rounds = 8 / medium.workers
-    assert rounds * medium.task_slot < 60 and medium.task_slot > medium.seconds / rounds / 2
-    assert rounds * shrunk.task_slot < shrunk.seconds
+    # is shared out, and a shrunk plan has little slack.
+    budgeted = plan(1000, 600)
+    rounds = 8 / budgeted.workers
+    assert rounds * budgeted.task_slot < 600
+    assert budgeted.task_slot > budgeted.seconds / rounds / 2
+    assert rounds * shrunk.task_slot < 5
+    # A race of a second activation on one fold adds its tasks.
+    assert plan(1000, 10_000, race_tasks=2).seconds > medium.seconds
     assert sum(step_iterations(6, 1000)) == pytest.approx(1000, abs=6)
 
 
@@ -217,7 +243,8 @@ def test_the_callback_sees_the_phases(table):
     phases = [info["phase"] for info in rich]
     assert phases[0] == "selection" and phases[-1] == "fit"
     tasks = [info for info in rich if info["phase"] == "selection"]
-    assert [t["done"] for t in tasks] == list(range(1, 9)) and tasks[-1]["total"] == 8
+    # Two paths on four folds, and the second activation's two paths on the race's fold.
+    assert [t["done"] for t in tasks] == list(range(1, 11)) and tasks[-1]["total"] == 10
     assert all(info["seconds_left"] >= 0 for info in rich)
 
 

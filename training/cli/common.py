@@ -181,9 +181,16 @@ def selection_line(model, inputs=()) -> str:
         return ""
     if chosen["method"] != "cv":
         return f"alpha {chosen['alpha']:g} (given)"
-    line = (f"chose alpha {chosen['alpha']:g} ({chosen['path']} path) by {chosen['folds']}-fold "
-            f"cross-validation of {chosen['candidates']} candidates on {chosen['rows']} rows "
-            f"in {chosen['selection_seconds']:.0f} s")
+    race = chosen.get("activation_race") or {}
+    activation = (f"{chosen['activation']} (won the race against "
+                  f"{', '.join(a for a in race if a != chosen['activation'])}), " if race
+                  else "")
+    line = (f"chose {activation}alpha {chosen['alpha']:g} ({chosen['path']} path) by "
+            f"{chosen['folds']}-fold cross-validation of {chosen['candidates']} candidates on "
+            f"{chosen['rows']} rows in {chosen['selection_seconds']:.0f} s")
+    scaler = getattr(model, "y_scaler_", None)
+    if scaler is not None and scaler.method == "log" and getattr(model, "y_scaling", "") == "auto":
+        line += "; fitted the outputs' logarithm (they span decades)"
     dropped = chosen.get("dropped_inputs")
     if dropped:
         names = list(inputs) or list(getattr(model, "feature_names_in_", ()))

@@ -39,7 +39,8 @@ from training.cli.common import CliUsageError, failed, failures, split_list
 @click.option("--ensemble", type=click.IntRange(min=2), default=5, show_default=True,
               help="Members of each round's ensemble (its spread chooses the next rows).")
 @click.option("--hidden", default="32,32", show_default=True, help="Hidden layer sizes.")
-@click.option("--activation", default="tanh", show_default=True, help="Hidden activation.")
+@click.option("--activation", default="auto", show_default=True,
+              help="Hidden activation (auto: tanh and silu race in the cross-validation).")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds each member's fit may take (default: the estimator's).")
 @click.option("--seed", type=int, default=0, show_default=True)

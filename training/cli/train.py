@@ -36,8 +36,9 @@ _PASSTHROUGH = {
 @click.command()
 @table_options("Model name in the repository.")
 @click.option("--hidden", default="64,64", show_default=True, help="Hidden layer sizes.")
-@click.option("--activation", default="tanh", show_default=True,
-              help="One activation for all hidden layers, or one per layer: relu,elu.")
+@click.option("--activation", default="auto", show_default=True,
+              help="One activation for all hidden layers, or one per layer: relu,elu "
+                   "(auto: tanh and silu race in the cross-validation).")
 @click.option("--output-activation", default=None, help="Activation of the output layer.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs.")
 @click.option("--solver", default=None, help="auto (default), adam or lbfgs.")
@@ -50,11 +51,13 @@ _PASSTHROUGH = {
               help="Folds of the cross-validation that chooses the L2 penalty (default 4).")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
-              help="Bound on the whole fit, selection included (default: 60 s up to 1000 rows, "
-                   "growing to 600 s at 100,000 rows).")
+              help="Bound on the whole fit, selection included (default: 4.5 s up to 100 rows, "
+                   "54 s at 1000, 540 s from 100,000 rows on).")
 @click.option("--x-scaling", type=click.Choice(["standard", "minmax", "none"]), default=None)
-@click.option("--y-scaling", type=click.Choice(["standard", "minmax", "log", "none"]),
-              default=None)
+@click.option("--y-scaling", type=click.Choice(["auto", "standard", "minmax", "log", "none"]),
+              default=None,
+              help="Scaling of the outputs (default auto: log for positive outputs spanning "
+                   "decades whose logarithm is the less skewed, else standard).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--ensemble", type=click.IntRange(min=2), default=None,
               help="Train a deep ensemble of this many members (seeds SEED, SEED+1, ...); the "
@@ -104,7 +107,11 @@ def _job(options: dict):
         raise CliUsageError(f"--name: {exc}") from exc
     params = {"hidden_layer_sizes": _hidden(options["hidden"])}
     activations = split_list(options["activation"])
-    _check_activations(activations + split_list(options["output_activation"]))
+    if "auto" in activations and len(activations) > 1:
+        raise CliUsageError("--activation: auto chooses one activation for all hidden layers; "
+                            "give it alone, or name one activation per layer")
+    _check_activations([a for a in activations if a != "auto"]
+                       + split_list(options["output_activation"]))
     params["activation"] = activations[0] if len(activations) == 1 else tuple(activations)
     params.update({param: options[flag] for flag, param in _PASSTHROUGH.items()
                    if options[flag] is not None})
