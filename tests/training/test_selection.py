@@ -55,7 +55,8 @@ def test_the_default_chooses_by_cross_validation(fitted):
     # activation="auto": tanh and SiLU raced on the first fold; the winner was cross-validated.
     race, chosen = fitted.selection_["activation_race"], fitted.selection_["activation"]
     assert set(race) == {"tanh", "silu"} and chosen == min(race, key=race.get)
-    assert fitted.activations_ == (chosen, "identity") and fitted.best_params_["activation"] == chosen
+    assert fitted.activations_ == (chosen, "identity")
+    assert fitted.best_params_["activation"] == chosen
     assert {params["activation"] for params in results["params"]} == {chosen}
     assert any(f"{chosen} won" in line for line in fitted.fit_log_)
 
