@@ -266,7 +266,12 @@ def run_one(contender: Contender, case: Case, rows: int, seed: int) -> Result:
         notes.append("noise estimated" if case.noise else "default nugget")
     chosen = getattr(model, "best_params_", None)
     if chosen:
-        notes.append(f"alpha {chosen['alpha']:g} ({chosen['path']})")
+        activation = chosen.get("activation")
+        notes.append(f"{activation + ', ' if activation else ''}alpha {chosen['alpha']:g} "
+                     f"({chosen['path']})")
+    scaler = getattr(model, "y_scaler_", None)
+    if scaler is not None and scaler.method == "log":
+        notes.append("log outputs")
     if hasattr(model, "predict_members"):
         notes.append(member_note(model, X_test, y_test))
     return Result(contender.label, relative_rmse(predicted, y_test), fit_seconds, predict_us,
