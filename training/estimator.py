@@ -283,8 +283,9 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         plan = make_plan(
             # The input screening may run the chosen path once more on every fold; a second
             # activation races on one fold.
-            len(X), nets[0].n_params, cv=self.cv, n_paths=len(PATHS) + 1 if auto else 0,
+            len(X), nets[0].n_params, cv=self.cv, n_paths=len(PATHS) if auto else 0,
             race_tasks=(len(nets) - 1) * len(PATHS) * RACE_FOLDS if auto else 0,
+            screening_paths=1 if auto else 0,
             maxcor=self._maxcor(len(X)), time_budget=budget,
             workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
             path_iterations=self._path_iterations(),

@@ -119,6 +119,10 @@ class Plan:
         The modelled time of the whole fit.
     shrunk : bool
         Whether the plan was cut down to fit the time budget.
+    unscreened_iterations : int
+        L-BFGS iterations the final fit of a small table gets on top of ``final_iterations``
+        when the input screening finds nothing to try: its share of the plan, spent on the
+        model instead.
     task_slot : float
         Seconds one selection task (a path on a fold) may take: its modelled time, stretched
         by the budget's slack. A slower machine (or a loaded one) cuts every step of the path
@@ -136,6 +140,7 @@ class Plan:
     workers: int
     seconds: float
     shrunk: bool = False
+    unscreened_iterations: int = 0
     task_slot: float = 0.0
 
 
@@ -147,6 +152,7 @@ def make_plan(
     n_paths: int,
     maxcor: int,
     race_tasks: int = 0,
+    screening_paths: int = 0,
     time_budget: float,
     workers: int,
     validation_fraction: float | None,
@@ -155,9 +161,10 @@ def make_plan(
     """The plan for a table of ``n_rows`` and a network of ``n_params`` parameters.
 
     ``n_paths`` selection tasks run on every fold, ``race_tasks`` more on one fold (the paths
-    of the other activations, which race on one fold). ``validation_fraction`` None holds out
-    nothing from small tables and
-    :data:`VALIDATION_FRACTION` (at most :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
+    of the other activations, which race on one fold), and ``screening_paths`` more on every
+    fold when the input screening finds inputs to try without. ``validation_fraction`` None
+    holds out nothing from small tables and :data:`VALIDATION_FRACTION` (at most
+    :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
     number holds out that fraction from any table. ``path_iterations`` overrides the iterations
     of a path (``lbfgs_maxiter``).
     """
@@ -176,7 +183,8 @@ def make_plan(
         path_iterations = PATH_ITERATIONS
     final_iterations = max(25, round(FINAL_SHARE * path_iterations))
     epochs, batch = (large_schedule(train) if large else (0, 0))
-    tasks = folds * n_paths + (race_tasks if folds else 0)
+    screening = folds * screening_paths
+    tasks = folds * n_paths + screening + (race_tasks if folds else 0)
     fold_rows = sel - sel // max(folds, 1) if folds else sel
     per_task = (path_iterations + WARMUP_EPOCHS) * seconds_per_iteration(
         fold_rows, n_params, maxcor)
@@ -213,6 +221,9 @@ def make_plan(
         workers=workers,
         seconds=modelled(scale),
         shrunk=scale < 1.0,
+        unscreened_iterations=0 if large or not screening else int(
+            math.ceil(screening / workers) * per_task * scale
+            / seconds_per_iteration(train, n_params, maxcor)),
         task_slot=per_task * scale * slack if tasks else 0.0,
     )
 

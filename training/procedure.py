@@ -118,6 +118,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     if small and overfits:
         share = round(OVERFIT_FINE_TUNE_SHARE * plan.final_iterations)
         plan = replace(plan, final_iterations=max(5, share))
+    elif small and not tried:  # the screening's share of the plan goes to the model
+        plan = replace(plan, final_iterations=plan.final_iterations + plan.unscreened_iterations)
     if small:  # the chosen fold model, trained further on every row; its history goes on
         end = best.history_ends[chosen.step]
         fold_loss, fold_val = list(best.history_loss[:end]), list(best.history_val[:end])

@@ -117,7 +117,10 @@ def test_noise_makes_it_choose_a_stronger_penalty(table):
     # Where smaller alphas overfit, the fold model is trained on for a third of the fine-tune a
     # table gets whose smallest alpha validated best (training on to convergence refits noise).
     assert not clean.selection_["smaller_alpha_overfits"]
-    assert rough.selection_["final_iterations"] == round(clean.selection_["final_iterations"] / 3)
+    assert rough.selection_["final_iterations"] == round(QUICK["lbfgs_maxiter"] / 3)
+    # The clean table had no inputs to screen: the screening's share went to the model.
+    assert clean.selection_["screened_inputs"] == []
+    assert clean.selection_["final_iterations"] > QUICK["lbfgs_maxiter"]
 
 
 def test_held_out_predictions_come_from_models_that_did_not_see_the_row(fitted, table):
