@@ -128,8 +128,8 @@ def select(
 
     With several ``nets`` (networks differing in their activations) they race on the first fold
     first (:data:`RACE_FOLDS`): the one whose best candidate validates best there is
-    cross-validated on the other folds, the others stop (their candidates are in
-    ``Selection.race``)."""
+    cross-validated on the other folds, the others stop (``Selection.race`` keeps each one's
+    best validation loss on that fold)."""
     from sklearn.model_selection import KFold
 
     folds = list(KFold(plan.folds, shuffle=True, random_state=fold_seed).split(x))

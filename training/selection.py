@@ -9,10 +9,12 @@ RMSE of the validation-best step): strong 0.11 / weak 0.24 on an 8-input periodi
 path is right everywhere, and a cold fit at one alpha lost to the better path on all four. The
 validation loss told the better one every time.
 
-Every path runs on every fold (``2 K`` independent tasks, in local processes or wherever a
-``joblib.parallel_config`` sends them); a path stops on a fold once its validation loss has
-risen for two steps in a row, as on noisy tables, where the small alphas only fit the noise. The
-candidate (path, step) with the lowest mean validation loss over the folds wins.
+Every path runs on every fold (``2 K`` independent tasks, in processes forked from the fitting
+one or wherever a ``joblib.parallel_config`` sends them; with ``activation="auto"`` the other
+activation's two paths race on the first fold first, see :func:`training.fitting.select`); a
+path stops on a fold once its validation loss has risen for two steps in a row, as on noisy
+tables, where the small alphas only fit the noise. The candidate (path, step) with the lowest
+mean validation loss over the folds wins.
 """
 
 from __future__ import annotations
