@@ -133,9 +133,7 @@ def select(
     from sklearn.model_selection import KFold
 
     folds = list(KFold(plan.folds, shuffle=True, random_state=fold_seed).split(x))
-    racing = len(nets) > 1
-    total = len(paths) * (len(folds) + (len(nets) - 1) * RACE_FOLDS * racing)
-    progress = _Progress(notifier, total)
+    progress = _Progress(notifier, len(paths) * (len(folds) + (len(nets) - 1) * RACE_FOLDS))
 
     def tasks(net: Network, fold_ids) -> list[PathTask]:
         names = tuple(act.name for act in net.activations)
@@ -149,7 +147,7 @@ def select(
     race: dict[str, float] = {}
     results: list[PathResult] = []
     net = nets[0]
-    if racing:
+    if len(nets) > 1:
         entries = _run_tasks([t for n in nets for t in tasks(n, range(RACE_FOLDS))], plan,
                              progress)
         by_name = {hidden_activation(n.activations): n for n in nets}

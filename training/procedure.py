@@ -152,7 +152,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
         "candidates": len(cv_results["params"]), "activation": activation,
         # The activations raced on the first fold: their best validation loss there.
-        "activation_race": {name: _finite(loss) for name, loss in race.items()},
+        "activation_race": {name: float(loss) for name, loss in race.items()},
         "path": chosen.path,
         "alpha": chosen.alpha, "mean_val_loss": _best_loss(chosen),
         # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
@@ -170,10 +170,6 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     return Outcome(net, layers, history, curve, chosen.alpha, heldout, kind, selection, log,
                    cv_results, {"activation": activation, "alpha": chosen.alpha,
                                 "path": chosen.path, "inputs": int(len(active))})
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:
