@@ -48,3 +48,9 @@ def css(browser, selector: str):
 
 def wait_in(browser, condition, what: str):
     return wait_for(lambda: condition(browser), what, seconds=20)
+
+
+def wait_for_model_list(browser, what: str = "the model list"):
+    """Until the index has listed every model: it appends a row per model as that model's card
+    arrives and shows the table (removes ``hidden``) only after the last one."""
+    return wait_in(browser, lambda b: css(b, "#models:not([hidden]) tbody tr[data-model]"), what)

@@ -196,10 +196,10 @@ def test_the_readme_surrogate_commands_work_as_written(demo_repo, demo_server, t
 
 def test_the_browser_lists_the_demo_models_and_shows_their_cards(browser, demo_server):
     """The model browser on the real demo models (headless chromium, tests/e2e/browser.py)."""
-    from tests.e2e.browser import css, screenshot, wait_in
+    from tests.e2e.browser import css, screenshot, wait_for_model_list, wait_in
 
     browser.get(demo_server.url + "/")
-    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
+    wait_for_model_list(browser)
     names = {row.get_attribute("data-model") for row in css(browser, "#models tbody tr")}
     assert names == {"borehole", "thermal_actuator", "surface"}
     screenshot(browser, "index-demo")

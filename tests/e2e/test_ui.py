@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.e2e.browser import css, screenshot, wait_in
+from tests.e2e.browser import css, screenshot, wait_for_model_list, wait_in
 from tests.e2e.server import running_server
 from training.bundle import write_bundle
 from training.ensemble import SurrogateEnsemble
@@ -100,7 +100,7 @@ def _v2(server, name: str, row: list[float]) -> np.ndarray:
 
 def test_root_sends_browsers_to_the_index_which_lists_every_model(browser, server):
     browser.get(server.url + "/")
-    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
+    wait_for_model_list(browser)
     assert browser.current_url == server.url + "/ui/"
     rows = {row.get_attribute("data-model"): row.text for row in css(browser, "#models tbody tr")}
     assert set(rows) == {"thermal_actuator", "ensemble", "hostile", "broken"}
@@ -180,7 +180,7 @@ def test_card_text_is_shown_as_text_and_never_runs(browser, server):
     assert browser.execute_script("return window.__xss === undefined")
     assert not css(browser, "#description img, #description script")
     browser.get(f"{server.url}/ui/")
-    wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the model list")
+    wait_for_model_list(browser)
     assert browser.execute_script("return window.__xss === undefined")
 
 
@@ -224,7 +224,7 @@ def test_with_an_api_key_the_page_asks_for_it_and_keeps_it_in_the_tab(browser, r
         wait_in(browser, lambda b: css(b, "#key-panel")[0].is_displayed(), "the key prompt")
         css(browser, "#key-input")[0].send_keys("s3cret")
         css(browser, "#key-form button")[0].click()
-        wait_in(browser, lambda b: css(b, "#models tbody tr[data-model]"), "the models")
+        wait_for_model_list(browser, "the models")
         assert browser.execute_script("return sessionStorage.getItem('surrogate-api-key')") \
             == "s3cret"
         assert browser.execute_script("return localStorage.length") == 0
