@@ -118,6 +118,11 @@ def test_noise_makes_it_choose_a_stronger_penalty(table):
     # table gets whose smallest alpha validated best (training on to convergence refits noise).
     assert not clean.selection_["smaller_alpha_overfits"]
     assert rough.selection_["final_iterations"] == round(QUICK["lbfgs_maxiter"] / 3)
+    # ... and is then distilled from the mean of the fold models and itself; the clean one not.
+    assert rough.selection_["distilled_models"] == rough.selection_["folds"] + 1
+    assert any(line.startswith("distilling the mean of") for line in rough.fit_log_)
+    assert clean.selection_["distilled_models"] == 0
+    assert not any("distilling" in line for line in clean.fit_log_)
     # The clean table had no inputs to screen: the screening's share went to the model.
     assert clean.selection_["screened_inputs"] == []
     assert clean.selection_["final_iterations"] > QUICK["lbfgs_maxiter"]
