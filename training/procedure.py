@@ -144,12 +144,14 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                       z[val] if len(val) else None, chosen.alpha)
     notifier.phase = "fit"
     run = Run(rng, history, log, deadline)
+    distilled = 0
     if small:
         fine_tune(problem, plan.final_iterations, settings, run)
         heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
         if overfits:
             notifier.phase = "distil"
-            distil(work, problem, chosen, distil_iterations(plan.final_iterations), settings, run)
+            distilled = distil(work, problem, chosen, distil_iterations(plan.final_iterations),
+                               settings, run)
     else:
         settings = recipe.settings(len(train))
         train_large(problem, plan, settings, run, alphas=PATHS[chosen.path][: chosen.step + 1],
@@ -170,7 +172,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         # Smaller alphas did worse on the folds: the data has something (noise) not to fit.
         "smaller_alpha_overfits": overfits,
         # When they did, the model was distilled from the mean of this many models.
-        "distilled_models": len(chosen.folds) + 1 if small and overfits else 0,
+        "distilled_models": distilled,
         # The sets of inputs whose effect the first selection's models put below their error,
         # tried without (screened), and those left out of the model because that validated better
         # on every fold (a smaller mean on few rows can be luck).
@@ -195,11 +197,11 @@ def distil_iterations(fine_tune_iterations: int) -> int:
 
 
 def distil(net: Network, problem: Problem, chosen: Selection, iterations: int,
-           settings: Settings, run: Run) -> None:
+           settings: Settings, run: Run) -> int:
     """Train ``problem``'s model further on the mean of its own prediction and the winner's
     fold models' at its training rows and at :data:`DISTIL_COPIES` copies of each, moved at
     random by half the rows' typical spacing (per input, its range over the d-th root of the
-    row count), clipped to the rows' bounding box."""
+    row count), clipped to the rows' bounding box. Returns how many models were averaged."""
     x = problem.x
     low, high = x.min(axis=0), x.max(axis=0)
     n, d = x.shape
@@ -213,6 +215,7 @@ def distil(net: Network, problem: Problem, chosen: Selection, iterations: int,
                    f"models and this one) at {len(points)} points")
     mean = Problem(net, problem.theta, points, target, None, None, chosen.alpha)
     fine_tune(mean, iterations, settings, run)  # in place: mean.theta is problem.theta
+    return len(thetas)
 
 
 def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:
