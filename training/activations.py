@@ -329,6 +329,17 @@ _REGISTRY: tuple[Activation, ...] = (
         emit_derivative=d_tanh,
         output_derivative=_one_minus_square_np,
     ),
+    # Periodic: a network of sines represents a response periodic in its inputs (angles,
+    # phases) with few units, where tanh or SiLU need many to follow each period.
+    Activation(
+        "sin",
+        lambda z, p: np.sin(z),
+        lambda z, p: np.cos(z),
+        "glorot",
+        native("Sin"),
+        ("sine",),
+        emit_derivative=native("Cos"),
+    ),
     Activation(
         "hardtanh",
         lambda z, p: np.clip(z, -1.0, 1.0),

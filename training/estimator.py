@@ -66,6 +66,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         each) and the one validating better is cross-validated and fitted; tanh is smoother and
         usually wins on smooth tables, SiLU on tables with kinks or local bumps. With a given
         ``alpha``, ``"auto"`` is tanh. ``activations_`` and ``selection_`` tell which.
+        ``"sin"`` suits responses periodic in their inputs (angles, phases); it is not in the
+        race (see the README's measurements).
     output_activation : str, default="identity"
         Activation of the output layer.
     solver : {"auto", "adam", "lbfgs"}, default="auto"

@@ -57,8 +57,9 @@ RENDERERS: dict[str, Callable[..., str]] = {
 _SOFTPLUS = "max({0}, 0.0) + log(1.0 + exp(-abs({0})))"
 _NEGATIVE_PART = "(exp(min({0}, 0.0)) - 1.0)"
 # ONNX op -> (template over the operands {0}, {1}, ... and attributes {alpha}, ..., the ONNX
-# defaults of those attributes). Templates use only + - * /, exp, log, tanh, erf, max, min, abs,
-# which every target has; conditionals are written as max/min, which COMSOL, C and Python share.
+# defaults of those attributes). Templates use only + - * /, exp, log, tanh, sin, erf, max, min,
+# abs, which every target has; conditionals are written as max/min, which COMSOL, C and Python
+# share.
 _ELEMENTWISE: dict[str, tuple[str, dict[str, float]]] = {
     "Add": ("{0} + {1}", {}),
     "Sub": ("{0} - {1}", {}),
@@ -70,6 +71,7 @@ _ELEMENTWISE: dict[str, tuple[str, dict[str, float]]] = {
     "Log": ("log({0})", {}),
     "Erf": ("erf({0})", {}),
     "Tanh": ("tanh({0})", {}),
+    "Sin": ("sin({0})", {}),
     "Sigmoid": ("1.0/(1.0 + exp(-{0}))", {}),
     "Relu": ("max({0}, 0.0)", {}),
     "LeakyRelu": ("max({0}, 0.0) + {alpha}*min({0}, 0.0)", {"alpha": 0.01}),

@@ -24,18 +24,19 @@ from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGra
 __all__ = ["Port", "Signature", "literal", "render_expression", "render_layered", "translate",
            "wrapped_literal"]
 
-_CALL = re.compile(r"\b(exp|log|tanh|erf|max|min|abs|sqrt)\(")
+_CALL = re.compile(r"\b(exp|log|tanh|sin|cos|erf|max|min|abs|sqrt)\(")
 _DIALECTS = {
-    "python": {"exp": "_exp", "log": "_log", "tanh": "math.tanh", "erf": "math.erf",
+    "python": {"exp": "_exp", "log": "_log", "tanh": "math.tanh", "sin": "math.sin",
+               "cos": "math.cos", "erf": "math.erf",
                "max": "max", "min": "min", "abs": "abs", "sqrt": "math.sqrt"},
-    "c": {"exp": "exp", "log": "log", "tanh": "tanh", "erf": "erf", "max": "fmax", "min": "fmin",
-          "abs": "fabs", "sqrt": "sqrt"},
+    "c": {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos", "erf": "erf",
+          "max": "fmax", "min": "fmin", "abs": "fabs", "sqrt": "sqrt"},
 }  # fmt: skip
 # Names an identifier must not take in any of the three targets (keywords, the functions the
 # code calls, COMSOL's constants, the generated variables' own names).
 _RESERVED = frozenset(
     keyword.kwlist
-    + "abs erf exp fabs fmax fmin log math max min sqrt sum tanh tuple zip".split()
+    + "abs cos erf exp fabs fmax fmin log math max min sin sqrt sum tanh tuple zip".split()
     + "e eps i j in inf nan out pi row s".split()
     + ("auto break case char const continue default do double else enum extern float for goto if "
        "inline int long register restrict return short signed sizeof static struct switch typedef "

@@ -27,6 +27,7 @@ PARTIALS: dict[str, tuple[str, ...]] = {
     "Log": ("1.0/{0}",),
     "Erf": ("1.1283791670955126*exp(-{0}*{0})",),  # 2/sqrt(pi) e^-x^2
     "Tanh": ("(1.0 - tanh({0})*tanh({0}))",),
+    "Sin": ("cos({0})",),
     # e^-|x| / (1 + e^-|x|)^2: the logistic's derivative, symmetric and free of overflow.
     "Sigmoid": ("exp(-fabs({0}))/((1.0 + exp(-fabs({0})))*(1.0 + exp(-fabs({0}))))",),
     "Relu": (_STEP,),

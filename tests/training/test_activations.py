@@ -36,6 +36,7 @@ EXPECTED_INIT = {
     "glorot": {
         "identity",
         "tanh",
+        "sin",
         "logistic",
         "softsign",
         "hard_sigmoid",
@@ -115,7 +116,7 @@ def test_onnx_emission_matches_forward(name):
 
 @pytest.mark.parametrize(
     ("alias", "canonical"),
-    [("linear", "identity"), ("swish", "silu"), ("sigmoid", "logistic")],
+    [("linear", "identity"), ("swish", "silu"), ("sigmoid", "logistic"), ("sine", "sin")],
 )
 def test_alias_resolves_to_canonical_entry(alias, canonical):
     assert get_activation(alias) is get_activation(canonical)
@@ -123,7 +124,7 @@ def test_alias_resolves_to_canonical_entry(alias, canonical):
 
 
 def test_registry_has_unique_canonical_names():
-    assert len(ACTIVATIONS) == 18 == len(set(ACTIVATIONS))
+    assert len(ACTIVATIONS) == 19 == len(set(ACTIVATIONS))
     assert all(get_activation(name).name == name for name in ACTIVATIONS)
 
 

@@ -168,7 +168,7 @@ def test_scaling_variants(data, x_scaling, y_scaling):
     [
         ({"activation": ["tanh"]}, "1 names for 2 hidden layers"),
         ({"activation": ["tanh", "relu", "elu"]}, "3 names for 2 hidden layers"),
-        ({"activation": "sine"}, "unknown activation 'sine'"),
+        ({"activation": "sinc"}, "unknown activation 'sinc'"),
         ({"output_activation": "softmax"}, "unknown activation 'softmax'"),
         ({"solver": "sgd"}, "solver must be one of"),
         ({"learning_rate": "adaptive"}, "learning_rate must be one of"),
