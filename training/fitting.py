@@ -329,10 +329,20 @@ def train_large(
     if settings.solver in ("lbfgs", "auto"):
         lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations,
                         early_stopping=watch or settings.early_stopping, deadline=deadline)
-        run_lbfgs(problem, lbfgs, run.history, run.log, fallback=settings.solver == "auto")
+        run_lbfgs(_lbfgs_rows(problem, plan.lbfgs_rows, run), lbfgs, run.history, run.log,
+                  fallback=settings.solver == "auto")
 
 
-def polish_iterations(plan: Plan) -> int:
-    """L-BFGS iterations of the last pass over every row of a large table (validation rows
-    included): a tenth of the final fit's."""
-    return max(5, plan.final_iterations // 10)
+def _lbfgs_rows(problem: Problem, rows: int, run: Run) -> Problem:
+    """``problem``, or the same objective on a random subsample of ``rows`` of its training
+    rows (sharing its parameters, which L-BFGS updates in place, and its validation rows)."""
+    if not 0 < rows < len(problem.x):
+        return problem
+    subset = np.sort(run.rng.choice(len(problem.x), rows, replace=False))
+    alpha = problem.alpha_n * len(problem.x)
+    run.log.append(f"lbfgs on {rows} of the {len(problem.x)} training rows (what the time "
+                   "budget lets it iterate over)")
+    return Problem(problem.net, problem.theta, problem.x[subset], problem.y[subset],
+                   problem.x_val, problem.y_val, alpha)
+
+

@@ -19,14 +19,13 @@ from training.fitting import (
     Run,
     Settings,
     fine_tune,
-    polish_iterations,
     select,
     train_fixed,
     train_large,
 )
 from training.network import Layers, Network, Problem
 from training.optim import History
-from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan
+from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan, polish_iterations
 from training.selection import PATHS, Selection, hidden_activation, merged
 
 __all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
@@ -158,7 +157,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                     adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
         heldout, kind = _validation_predictions(work, problem, xw, z, val), "validation"
         notifier.phase = "polish"
-        _polish(work, problem, chosen.alpha, xw, z, polish_iterations(plan), settings, run)
+        _polish(work, problem, chosen.alpha, xw, z, polish_iterations(plan.final_iterations),
+                settings, run)
     vals = list(history.validation) if len(val) else []
     curve = fold_val + vals + [math.nan] * (len(history.loss) - end - len(vals))
     cv_results = merged(tables)
@@ -179,6 +179,9 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         "screened_inputs": tried,
         "dropped_inputs": dropped,
         "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
+        # The rows the final fit's full-batch L-BFGS ran on (a subsample of a large table's
+        # training rows when the budget would not let it iterate over all of them).
+        "lbfgs_rows": int(min(plan.lbfgs_rows, len(train))),
         "final_iterations": int(plan.final_iterations),
         "selection_seconds": round(selection_seconds, 3),
     }
@@ -283,7 +286,8 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                     batch_size=recipe.batch_size)
     heldout = _validation_predictions(net, problem, x, z, val)
     selection = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
-                 "final_rows": int(len(train)), "validation_rows": int(len(val))}
+                 "final_rows": int(len(train)), "validation_rows": int(len(val)),
+                 "lbfgs_rows": int(min(plan.lbfgs_rows, len(train)))}
     return Outcome(net, problem.layers, history, list(history.validation) if has_val else None,
                    alpha, heldout, "validation" if has_val else None, selection, log)
 

@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 from scipy.optimize import rosen, rosen_der
 
+from training import plan as plan_module
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
-from training.plan import PLANNED_SHARE, SELECTION_ROWS, default_time_budget, make_plan
+from training.plan import (
+    LBFGS_MIN_ROWS,
+    PLANNED_SHARE,
+    SELECTION_ROWS,
+    default_time_budget,
+    make_plan,
+)
 from training.selection import PATHS, PathTask, run_path, step_iterations
 
 # With a time budget these fits never reach: a deadline that cuts a step would make the models
@@ -176,6 +183,19 @@ def test_a_large_table_is_watched_by_a_validation_split():
     assert error < 0.2 * smooth(X).std()
 
 
+def test_a_large_table_short_of_time_runs_lbfgs_on_a_subsample(monkeypatch):
+    monkeypatch.setattr(plan_module, "LBFGS_MIN_ROWS", 600)
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    model = SurrogateMLP(hidden_layer_sizes=(8,), lbfgs_maxiter=40, max_iter=5, time_budget=0.2,
+                         n_jobs=1, random_state=0).fit(X, smooth(X))
+    train = len(X) - model.selection_["validation_rows"]
+    assert model.selection_["lbfgs_rows"] == 600 < train
+    assert "lbfgs on 600 of the 1260 training rows" in "\n".join(model.fit_log_)
+    assert model.selection_["final_rows"] == len(X)  # the polish still ran over every row
+    assert np.isfinite(model.predict(X)).all()
+
+
 def test_the_time_budget_bounds_the_fit():
     rng = np.random.default_rng(2)
     X = rng.uniform(-1.0, 1.0, (800, 4))
@@ -217,6 +237,13 @@ def test_the_plan_follows_the_table():
     tiny = plan(30, 10_000, n_params=300, maxcor=10, path_iterations=50)
     assert tiny.workers == 1 and medium.workers == 2  # too little work for processes
     assert (small.validation_rows, medium.validation_rows, large.validation_rows) == (0, 0, 10_000)
+    # L-BFGS runs on every training row when the budget allows it; when it does not, a large
+    # table's L-BFGS gives up rows (down to LBFGS_MIN_ROWS) before the plan gives up iterations.
+    assert (small.lbfgs_rows, medium.lbfgs_rows, large.lbfgs_rows) == (30, 1000, 90_000)
+    tight = plan(100_000, default_time_budget(100_000))
+    assert LBFGS_MIN_ROWS <= tight.lbfgs_rows < 90_000
+    assert tight.path_iterations > 0.9 * large.path_iterations
+    assert plan(2 * LBFGS_MIN_ROWS, 60).lbfgs_rows == LBFGS_MIN_ROWS
     assert large.large_epochs > 0 and large.large_batch > 200 and medium.large_epochs == 0
     # The default budgets: the plan takes its planned share and is shrunk where it must be.
     for rows in (100, 1000, 100_000):
