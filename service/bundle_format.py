@@ -24,6 +24,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 __all__ = [
     "CARD_FILE",
     "CARD_FORMAT",
@@ -158,9 +160,12 @@ def version_dir(repo: str | os.PathLike, name: str, version: int | None = None) 
 def parse_card(data: bytes | str) -> dict[str, Any]:
     """A card from the bytes of model.json, checked (:func:`check_card`)."""
     try:
-        card = json.loads(data)
-    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes
-        raise BundleFormatError(f"{CARD_FILE} is not valid JSON: {exc}") from None
+        card = orjson.loads(data)  # a fifth of json's time: it counts with thousands of models
+    except orjson.JSONDecodeError:
+        try:  # json also reads NaN and Infinity, which hand-written cards may hold
+            card = json.loads(data)
+        except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for bytes
+            raise BundleFormatError(f"{CARD_FILE} is not valid JSON: {exc}") from None
     return check_card(card)
 
 

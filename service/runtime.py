@@ -62,10 +62,20 @@ _SHARED_ARENA_LOCK = threading.Lock()
 _shared_arena_pid: int | None = None
 
 
+# Settings.graph_optimization -> ONNX Runtime's level (see service.settings for the default).
+_GRAPH_OPTIMIZATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
 def session_options(settings: Settings, providers: Sequence[str]) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = _GRAPH_OPTIMIZATION[settings.graph_optimization]
     if list(providers) == [CPU]:
         _register_shared_arena()
         options.add_session_config_entry("session.use_env_allocators", "1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from service.devices import CPU, CUDA, check_session_providers, select_providers
@@ -155,6 +156,21 @@ def test_cpu_sessions_share_one_arena_and_cuda_sessions_keep_their_own():
         cuda.get_session_config_entry("session.use_env_allocators")
     assert session_options(Settings(), [CPU]).get_session_config_entry(
         "session.use_env_allocators") == "1"  # registering twice in a process is fine
+
+
+def test_graph_optimization_is_basic_unless_set(tmp_path):
+    level = ort.GraphOptimizationLevel
+    assert session_options(Settings(), [CPU]).graph_optimization_level == level.ORT_ENABLE_BASIC
+    chosen = Settings.from_env({"SURROGATE_GRAPH_OPTIMIZATION": "ALL"})
+    assert session_options(chosen, [CPU]).graph_optimization_level == level.ORT_ENABLE_ALL
+    # Every level serves the same answers.
+    bundle = make_bundle(tmp_path, "m", n_inputs=3)
+    x = np.linspace(0.1, 0.9, 12, dtype=np.float32).reshape(4, 3)
+    answers = [OnnxModel.load(BundleRef("m", 1, bundle.path),
+                              Settings(model_repository=tmp_path, graph_optimization=name),
+                              [CPU]).run(x)[0] for name in ("disable", "basic", "all")]
+    np.testing.assert_allclose(answers[0], answers[1], rtol=1e-6)
+    np.testing.assert_allclose(answers[2], answers[1], rtol=1e-6)
 
 
 def test_the_quick_domain_check_agrees_with_the_full_one(tmp_path):

@@ -71,6 +71,8 @@ def test_from_env_defaults_to_os_environ(monkeypatch):
         ("SURROGATE_MAX_REQUEST_BYTES", "0", "max_request_bytes must be > 0"),
         ("SURROGATE_LOG_LEVEL", "LOUD", "is not a logging level"),
         ("SURROGATE_MODEL_REPOSITORY", "", "expected a directory"),
+        ("SURROGATE_GRAPH_OPTIMIZATION", "max",
+         "graph_optimization must be one of disable, basic, extended, all"),
     ],
 )
 def test_invalid_values_name_the_problem(variable, value, message):
