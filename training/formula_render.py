@@ -24,13 +24,12 @@ from training.formula_steps import Affine, Elementwise, FormulaError, FormulaGra
 __all__ = ["Port", "Signature", "literal", "render_expression", "render_layered", "translate",
            "wrapped_literal"]
 
-_CALL = re.compile(r"\b(exp|log|tanh|sin|cos|erf|max|min|abs|sqrt)\(")
+_CALL = re.compile(r"\b(exp|log|tanh|sin|erf|max|min|abs|sqrt)\(")
 _DIALECTS = {
     "python": {"exp": "_exp", "log": "_log", "tanh": "math.tanh", "sin": "math.sin",
-               "cos": "math.cos", "erf": "math.erf",
-               "max": "max", "min": "min", "abs": "abs", "sqrt": "math.sqrt"},
-    "c": {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos", "erf": "erf",
-          "max": "fmax", "min": "fmin", "abs": "fabs", "sqrt": "sqrt"},
+               "erf": "math.erf", "max": "max", "min": "min", "abs": "abs", "sqrt": "math.sqrt"},
+    "c": {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "erf": "erf", "max": "fmax",
+          "min": "fmin", "abs": "fabs", "sqrt": "sqrt"},
 }  # fmt: skip
 # Names an identifier must not take in any of the three targets (keywords, the functions the
 # code calls, COMSOL's constants, the generated variables' own names).

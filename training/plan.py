@@ -230,10 +230,10 @@ def make_plan(
     # linear in its rows); then every part shrinks alike when the modelled time would still not
     # fit the planned share of the budget.
     planned = PLANNED_SHARE * time_budget
-    lbfgs_rows = train
-    if large and modelled(1.0) > planned:
-        per_row = (modelled(1.0) - modelled(1.0, 0)) / train
-        affordable = int((planned - modelled(1.0, 0)) / per_row)
+    lbfgs_rows, every_row = train, modelled(1.0)
+    if large and every_row > planned:
+        no_row = modelled(1.0, 0)
+        affordable = int((planned - no_row) / ((every_row - no_row) / train))
         lbfgs_rows = min(train, max(LBFGS_MIN_ROWS, affordable))
     scale = min(1.0, planned / max(modelled(1.0, lbfgs_rows), 1e-9))
     slack = max(1.0, time_budget / max(modelled(scale, lbfgs_rows), 1e-9))
