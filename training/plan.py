@@ -140,6 +140,10 @@ class Plan:
         Rows the full-batch L-BFGS of the final fit runs on: every training row, or for a
         large table a random subsample of them when every row would not leave it its
         iterations within the budget (at least :data:`LBFGS_MIN_ROWS`).
+    selection_share : float
+        The selection's share of the modelled time (0 when nothing is selected): the share of
+        the time budget it may take, so that on a machine slower than the plan the final fit
+        still gets the rest, its share.
     task_slot : float
         Seconds one selection task (a path on a fold) may take: its modelled time, stretched
         by the budget's slack. A slower machine (or a loaded one) cuts every step of the path
@@ -160,6 +164,7 @@ class Plan:
     unscreened_iterations: int = 0
     task_slot: float = 0.0
     lbfgs_rows: int = 0
+    selection_share: float = 0.0
 
 
 def make_plan(
@@ -212,11 +217,13 @@ def make_plan(
     if workers > 1:  # tasks side by side run slower than alone
         per_task /= PARALLEL_EFFICIENCY
 
+    def selecting(scale: float) -> float:
+        return math.ceil(tasks / workers) * per_task * scale if tasks else 0.0
+
     def modelled(scale: float, lbfgs_rows: int = train) -> float:
         train_it = seconds_per_iteration(lbfgs_rows, n_params, maxcor)
         if tasks:
-            seconds = math.ceil(tasks / workers) * per_task * scale
-            seconds += final_iterations * scale * train_it
+            seconds = selecting(scale) + final_iterations * scale * train_it
         else:  # one fit at a given alpha: FIXED_ALPHA_PATHS paths' worth of iterations
             seconds = (FIXED_ALPHA_PATHS * path_iterations * scale + WARMUP_EPOCHS) * train_it
         if large:
@@ -236,7 +243,8 @@ def make_plan(
         affordable = int((planned - no_row) / ((every_row - no_row) / train))
         lbfgs_rows = min(train, max(LBFGS_MIN_ROWS, affordable))
     scale = min(1.0, planned / max(modelled(1.0, lbfgs_rows), 1e-9))
-    slack = max(1.0, time_budget / max(modelled(scale, lbfgs_rows), 1e-9))
+    seconds = modelled(scale, lbfgs_rows)
+    slack = max(1.0, time_budget / max(seconds, 1e-9))
     return Plan(
         folds=folds,
         selection_rows=sel,
@@ -246,8 +254,9 @@ def make_plan(
         large_epochs=int(epochs * scale),
         large_batch=batch,
         workers=workers,
-        seconds=modelled(scale, lbfgs_rows),
+        seconds=seconds,
         shrunk=scale < 1.0,
+        selection_share=selecting(scale) / max(seconds, 1e-9),
         unscreened_iterations=0 if large or not screening else int(
             math.ceil(screening / workers) * per_task * scale
             / seconds_per_iteration(train, n_params, maxcor)),

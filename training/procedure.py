@@ -84,6 +84,9 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                  rng: np.random.RandomState, deadline: float, notifier: Notifier) -> Outcome:
     """Choose by cross-validation (the activation of ``nets`` by a race on one fold, the L2
     path and step, then which inputs), then train the winner on the training rows."""
+    # The selection (screening included) ends by its share of the time left: on a machine
+    # slower than the plan its steps are cut, not the final fit.
+    selection_deadline = share_of_time_left(deadline, plan.selection_share)
     train, val = split(len(x), plan.validation_rows, rng)
     sel = train if len(train) <= plan.selection_rows else np.sort(
         rng.choice(train, plan.selection_rows, replace=False))
@@ -92,7 +95,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     fold_seed = int(rng.randint(2**31 - 1))
     notifier.phase = "selection"
     started = time.time()
-    chosen = select(nets, x[sel], z[sel], plan, settings, seeds, fold_seed, deadline, notifier)
+    chosen = select(nets, x[sel], z[sel], plan, settings, seeds, fold_seed, selection_deadline,
+                    notifier)
     net, activation, race = chosen.net, hidden_activation(chosen.net.activations), chosen.race
     log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
     if race:
@@ -107,7 +111,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         active = np.setdiff1d(np.arange(n_inputs), weak)
         notifier.phase = "screening"
         trial = select([net.on_inputs(active)], x[sel][:, active], z[sel], plan, settings,
-                       seeds, fold_seed, deadline, notifier, paths=(chosen.path,))
+                       seeds, fold_seed, selection_deadline, notifier, paths=(chosen.path,))
         log += [f"screening {len(active)} inputs, fold {r.fold}: {line}"
                 for r in trial.results for line in r.log]
         tables.append((trial.cv_results, {"activation": activation, "inputs": len(active)}))
@@ -145,12 +149,17 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     run = Run(rng, history, log, deadline)
     distilled = 0
     if small:
-        fine_tune(problem, plan.final_iterations, settings, run)
+        # On a machine slower than the plan the fine-tune stops at its share of the time left,
+        # as planned, so that the distillation, which makes the model, is not what is cut.
+        distilling = distil_iterations(plan.final_iterations) if overfits else 0
+        share = plan.final_iterations / (plan.final_iterations
+                                         + distilling * (1 + DISTIL_COPIES))
+        fine_tune(problem, plan.final_iterations, settings,
+                  replace(run, deadline=share_of_time_left(run.deadline, share)))
         heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
         if overfits:
             notifier.phase = "distil"
-            distilled = distil(work, problem, chosen, distil_iterations(plan.final_iterations),
-                               settings, run)
+            distilled = distil(work, problem, chosen, distilling, settings, run)
     else:
         settings = recipe.settings(len(train))
         train_large(problem, plan, settings, run, alphas=PATHS[chosen.path][: chosen.step + 1],
@@ -189,6 +198,12 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     return Outcome(net, layers, history, curve, chosen.alpha, heldout, kind, selection, log,
                    cv_results, {"activation": activation, "alpha": chosen.alpha,
                                 "path": chosen.path, "inputs": int(len(active))})
+
+
+def share_of_time_left(deadline: float, share: float) -> float:
+    """A ``time.time()`` deadline ``share`` of the way from now to ``deadline``."""
+    now = time.time()
+    return now + max(0.0, deadline - now) * share
 
 
 def distil_iterations(fine_tune_iterations: int) -> int:

@@ -11,6 +11,7 @@ import pytest
 from scipy.optimize import rosen, rosen_der
 
 from training import plan as plan_module
+from training import procedure
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
@@ -205,6 +206,27 @@ def test_the_time_budget_bounds_the_fit():
     assert time.monotonic() - started < 3.0 + 2.0  # a step in progress finishes
     assert model.selection_["budget_reached"]
     assert model.selection_["planned_seconds"] <= 3.0 + 1e-6
+
+
+def test_on_a_machine_slower_than_the_plan_the_final_fit_keeps_its_share(monkeypatch):
+    # The work model 1000 times too fast: the plan leaves everything at full size, so every
+    # task runs to its slot; and the screening tries two sets of inputs where the plan counts
+    # one. The selection still ends by its share of the budget, and the model gets the rest.
+    for name in ("ROW_PARAM_SECONDS", "PAIR_PARAM_SECONDS", "STEP_SECONDS"):
+        monkeypatch.setattr(plan_module, name, getattr(plan_module, name) / 1000)
+    monkeypatch.setattr(procedure, "screen_inputs", lambda *args: [np.array([0]), np.array([1])])
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1.0, 1.0, (300, 3))
+    budget = 5.0
+    started = time.monotonic()
+    model = SurrogateMLP(hidden_layer_sizes=(32, 32), time_budget=budget,
+                         random_state=0).fit(X, smooth(X))
+    assert time.monotonic() - started < budget + 2.0
+    assert model.selection_["screened_inputs"] == [[0], [1]]
+    assert model.selection_["selection_seconds"] < 0.97 * budget
+    final = int(np.isnan(model.validation_scores_).sum())  # the fit on every row holds none out
+    assert final >= 50
+    assert np.abs(model.predict(X) - smooth(X)).mean() < 0.1 * smooth(X).std()
 
 
 def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
