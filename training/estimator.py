@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from training.fitting import RACE_FOLDS, Notifier, Settings
+from training.heap import roomy_heap
 from training.network import Network, fitted_network, hidden_sizes, layer_activations
 from training.optim import (
     AdamSettings,
@@ -297,9 +298,9 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
                         **self._large_overrides())
         procedure = fit_selected if auto and plan.folds else fit_fixed
         # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
-        # on a 2-core machine.
+        # on a 2-core machine. A roomy heap: see training.heap.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
-                _once_each(DivergenceWarning):
+                roomy_heap(), _once_each(DivergenceWarning):
             outcome = procedure(nets, x, z, plan, recipe, rng, deadline, notifier)
         self._set_fitted(outcome)
         seconds = time.time() - started

@@ -142,6 +142,7 @@ def _walk(task: PathTask, result: PathResult) -> None:
     from threadpoolctl import threadpool_limits
 
     from training.activations import get_activation
+    from training.heap import roomy_heap
 
     alphas = PATHS[task.path]
     net = Network(task.sizes, [get_activation(name) for name in task.activations])
@@ -153,7 +154,7 @@ def _walk(task: PathTask, result: PathResult) -> None:
     ends = _step_deadlines([task.warmup.epochs if warm else 0, *steps], task.slot,
                            monotonic_deadline(task.deadline))
     best, rises = math.inf, 0
-    with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"):
+    with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), roomy_heap():
         if warm:
             run_adam(problem, _with_deadline(task.warmup, ends[0]), rng, history, result.log)
         for alpha, iterations, step_deadline in zip(alphas, steps, ends[1:], strict=True):

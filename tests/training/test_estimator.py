@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -295,3 +297,29 @@ def test_fitting_does_not_load_onnx():
             ".fit(X, X[:, 0]); print('onnx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_fit_pads_the_heap_once_and_puts_the_default_back(monkeypatch, data):
+    # training.heap: glibc's M_TOP_PAD (-2) is raised for the time of a fit, once however deep
+    # fits nest (a fit in a fit's callback), and set back to its default of 128 KiB after.
+    from training import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "_MALLOPT", lambda option, value: calls.append((option, value)))
+    with heap.roomy_heap() as roomy:
+        assert roomy and calls == [(-2, heap.TOP_PAD_BYTES)]
+        SurrogateMLP(hidden_layer_sizes=(4,), max_iter=5, lbfgs_maxiter=5, alpha=1e-3,
+                     random_state=0).fit(*data)
+        assert calls == [(-2, heap.TOP_PAD_BYTES)]
+    assert calls == [(-2, heap.TOP_PAD_BYTES), (-2, 128 * 1024)]
+    SurrogateMLP(hidden_layer_sizes=(4,), max_iter=5, lbfgs_maxiter=5, alpha=1e-3,
+                 random_state=0).fit(*data)
+    assert calls[2:] == [(-2, heap.TOP_PAD_BYTES), (-2, 128 * 1024)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc is Linux's")
+def test_glibc_mallopt_is_found_here():
+    # The machines this project runs on are glibc Linux: the padding must not be silently off.
+    from training import heap
+
+    assert heap._MALLOPT is not None
