@@ -314,10 +314,11 @@ def train_large(
     adam_epochs: int | None = None,
     batch_size: int | None = None,
     alphas: tuple[float, ...] = (),
-) -> None:
+) -> int:
     """Mini-batch Adam over all training rows with a cosine-decaying rate (annealing the L2
     strength through ``alphas`` first, a regularization path), then full-batch L-BFGS, both
-    keeping the best validation iterate when there are validation rows."""
+    keeping the best validation iterate when there are validation rows. Returns the rows
+    L-BFGS ran on (0 for solver "adam")."""
     deadline = monotonic_deadline(run.deadline)
     epochs = plan.large_epochs if adam_epochs is None else adam_epochs
     batch = plan.large_batch if batch_size is None else batch_size
@@ -329,8 +330,10 @@ def train_large(
     if settings.solver in ("lbfgs", "auto"):
         lbfgs = replace(settings.lbfgs, maxiter=plan.final_iterations,
                         early_stopping=watch or settings.early_stopping, deadline=deadline)
-        run_lbfgs(_lbfgs_rows(problem, plan.lbfgs_rows, run), lbfgs, run.history, run.log,
-                  fallback=settings.solver == "auto")
+        rows = _lbfgs_rows(problem, plan.lbfgs_rows, run)
+        run_lbfgs(rows, lbfgs, run.history, run.log, fallback=settings.solver == "auto")
+        return len(rows.x)
+    return 0
 
 
 def _lbfgs_rows(problem: Problem, rows: int, run: Run) -> Problem:

@@ -156,14 +156,16 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                                          + distilling * (1 + DISTIL_COPIES))
         fine_tune(problem, plan.final_iterations, settings,
                   replace(run, deadline=share_of_time_left(run.deadline, share)))
+        lbfgs_rows = 0 if settings.solver == "adam" else len(train)
         heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
         if overfits:
             notifier.phase = "distil"
             distilled = distil(work, problem, chosen, distilling, settings, run)
     else:
         settings = recipe.settings(len(train))
-        train_large(problem, plan, settings, run, alphas=PATHS[chosen.path][: chosen.step + 1],
-                    adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
+        lbfgs_rows = train_large(problem, plan, settings, run,
+                                 alphas=PATHS[chosen.path][: chosen.step + 1],
+                                 adam_epochs=recipe.adam_epochs, batch_size=recipe.batch_size)
         heldout, kind = _validation_predictions(work, problem, xw, z, val), "validation"
         notifier.phase = "polish"
         _polish(work, problem, chosen.alpha, xw, z, polish_iterations(plan.final_iterations),
@@ -189,8 +191,9 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         "dropped_inputs": dropped,
         "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
         # The rows the final fit's full-batch L-BFGS ran on (a subsample of a large table's
-        # training rows when the budget would not let it iterate over all of them).
-        "lbfgs_rows": int(min(plan.lbfgs_rows, len(train))),
+        # training rows when the budget would not let it iterate over all of them; 0 when it
+        # ran none, with solver "adam").
+        "lbfgs_rows": int(lbfgs_rows),
         "final_iterations": int(plan.final_iterations),
         "selection_seconds": round(selection_seconds, 3),
     }
@@ -296,13 +299,14 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     run = Run(rng, history, log, deadline)
     if len(train) <= SELECTION_ROWS:
         train_fixed(problem, iterations, settings, run)
+        lbfgs_rows = 0 if settings.solver == "adam" else len(train)
     else:
-        train_large(problem, plan, settings, run, adam_epochs=recipe.adam_epochs,
-                    batch_size=recipe.batch_size)
+        lbfgs_rows = train_large(problem, plan, settings, run, adam_epochs=recipe.adam_epochs,
+                                 batch_size=recipe.batch_size)
     heldout = _validation_predictions(net, problem, x, z, val)
     selection = {"method": "fixed", "alpha": alpha, "rows": int(len(x)),
                  "final_rows": int(len(train)), "validation_rows": int(len(val)),
-                 "lbfgs_rows": int(min(plan.lbfgs_rows, len(train)))}
+                 "lbfgs_rows": int(lbfgs_rows)}
     return Outcome(net, problem.layers, history, list(history.validation) if has_val else None,
                    alpha, heldout, "validation" if has_val else None, selection, log)
 

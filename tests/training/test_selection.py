@@ -197,6 +197,18 @@ def test_a_large_table_short_of_time_runs_lbfgs_on_a_subsample(monkeypatch):
     assert np.isfinite(model.predict(X)).all()
 
 
+def test_lbfgs_rows_are_the_rows_lbfgs_ran_on(table):
+    X, y = table
+    assert SurrogateMLP(**QUICK).fit(X, y).selection_["lbfgs_rows"] == len(X)
+    adam = {**QUICK, "solver": "adam", "max_iter": 5}
+    assert SurrogateMLP(**adam).fit(X, y).selection_["lbfgs_rows"] == 0
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    fixed = SurrogateMLP(hidden_layer_sizes=(8,), solver="adam", max_iter=5, alpha=1e-3,
+                         random_state=0).fit(X, smooth(X))
+    assert fixed.selection_["method"] == "fixed" and fixed.selection_["lbfgs_rows"] == 0
+
+
 def test_the_time_budget_bounds_the_fit():
     rng = np.random.default_rng(2)
     X = rng.uniform(-1.0, 1.0, (800, 4))
