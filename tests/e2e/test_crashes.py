@@ -1,9 +1,11 @@
 """Crashes and restarts under a real gunicorn: a killed worker, SIGTERM, worker recycling.
 
 - SIGKILL to a worker under load costs only the requests it held: each failure is a connection
-  error, ending after the kill, from a client whose kept-alive connection that worker held, at
-  most one per client; the master replaces the worker, every worker answers again, and no
-  request fails after that.
+  error, ending after the kill, from a client whose kept-alive connection that worker held, one
+  per client, and a second only if the client sent it before the worker was gone (with
+  ``reuse_port`` every worker has a listening socket of its own, and the kernel may queue a
+  client's new connection on the dying worker's until that socket closes, then resets it); the
+  master replaces the worker, every worker answers again, and no request fails after that.
 - SIGTERM to the master while requests are in flight (slow clients still sending 100k-row binary
   requests, accepted by the workers before the signal) drains them: each one gets its 200 and
   its right answer, and the master exits 0 within the graceful timeout; a client that stalls is
@@ -101,8 +103,11 @@ def test_killed_worker_costs_only_its_in_flight_requests(linear, tmp_path):
     held = {client for client, pid in last.items() if pid == victim}
     failed = problems(outcomes)
     assert held, last
-    assert len(failed) <= len(held), failed
-    assert len({o.client for o in failed}) == len(failed), failed
+    lost: dict[int, list] = {}
+    for outcome in sorted(failed, key=lambda o: o.start):
+        lost.setdefault(outcome.client, []).append(outcome)
+    for client, outcomes_lost in lost.items():  # the second and later: queued on the victim
+        assert all(o.start < died for o in outcomes_lost[1:]), (client, outcomes_lost, died)
     for outcome in failed:
         assert outcome.status is None, outcome  # a connection error, never an HTTP error
         assert outcome.client in held, (outcome, held)
