@@ -63,10 +63,11 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     activation : str or sequence of str, default="auto"
         Hidden-layer activation: one name for all hidden layers, or one per hidden layer. Names
         and aliases from :data:`training.activations.ACTIVATIONS`. ``"auto"`` (with
-        ``alpha="auto"``): tanh and SiLU race on the first fold of the selection (both paths
-        each) and the one validating better is cross-validated and fitted; tanh is smoother and
-        usually wins on smooth tables, SiLU on tables with kinks or local bumps. With a given
-        ``alpha``, ``"auto"`` is tanh. ``activations_`` and ``selection_`` tell which.
+        ``alpha="auto"``): tanh and SiLU race on the first two folds of the selection (both
+        paths each) and the one validating better is cross-validated and fitted; tanh is
+        smoother and usually wins on smooth tables, SiLU on tables with kinks or local bumps
+        and on some noisy ones. With a given ``alpha``, ``"auto"`` is tanh. ``activations_``
+        and ``selection_`` tell which.
         ``"sin"`` suits responses periodic in their inputs (angles, phases); it is not in the
         race (see the README's measurements).
     output_activation : str, default="identity"
@@ -170,8 +171,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     selection_ : dict
         How the model was made: ``method`` ("cv" or "fixed"), folds, rows, the winner (its
         activation, and ``activation_race``: each raced activation's best validation loss on
-        the first fold), its mean validation loss, seconds, and whether the time budget cut
-        the plan.
+        the first two folds, their mean), its mean validation loss, seconds, and whether the
+        time budget cut the plan.
     heldout_prediction_ : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         For every training row, a prediction (physical units) by a model that did not train on
         it: the fold models' for the rows of a cross-validated selection, the final model's for
@@ -285,7 +286,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         deadline = started + budget
         plan = make_plan(
             # The input screening may run the chosen path once more on every fold; a second
-            # activation races on one fold.
+            # activation races on RACE_FOLDS folds.
             len(X), nets[0].n_params, cv=self.cv, n_paths=len(PATHS) if auto else 0,
             race_tasks=(len(nets) - 1) * len(PATHS) * RACE_FOLDS if auto else 0,
             screening_paths=1 if auto else 0,

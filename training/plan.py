@@ -183,8 +183,8 @@ def make_plan(
 ) -> Plan:
     """The plan for a table of ``n_rows`` and a network of ``n_params`` parameters.
 
-    ``n_paths`` selection tasks run on every fold, ``race_tasks`` more on one fold (the paths
-    of the other activations, which race on one fold), and ``screening_paths`` more on every
+    ``n_paths`` selection tasks run on every fold, ``race_tasks`` more (the paths
+    of the other activations on the folds they race on), and ``screening_paths`` more on every
     fold when the input screening finds inputs to try without. ``validation_fraction`` None
     holds out nothing from small tables and :data:`VALIDATION_FRACTION` (at most
     :data:`VALIDATION_MAX_ROWS` rows) from large ones; a

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from training.fitting import (
+    RACE_FOLDS,
     Notifier,
     Run,
     Settings,
@@ -82,7 +83,7 @@ class Outcome:
 
 def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                  rng: np.random.RandomState, deadline: float, notifier: Notifier) -> Outcome:
-    """Choose by cross-validation (the activation of ``nets`` by a race on one fold, the L2
+    """Choose by cross-validation (the activation of ``nets`` by a race on two folds, the L2
     path and step, then which inputs), then train the winner on the training rows."""
     # The selection (screening included) ends by its share of the time left: on a machine
     # slower than the plan its steps are cut, not the final fit.
@@ -100,8 +101,9 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     net, activation, race = chosen.net, hidden_activation(chosen.net.activations), chosen.race
     log = [f"selection {r.path} fold {r.fold}: {line}" for r in chosen.results for line in r.log]
     if race:
-        log.append("activation race on fold 0, best validation loss: " + ", ".join(
-            f"{name} {loss:.3g}" for name, loss in race.items()) + f"; {activation} won")
+        losses = ", ".join(f"{name} {loss:.3g}" for name, loss in race.items())
+        log.append(f"activation race on {RACE_FOLDS} folds, mean best validation loss: "
+                   f"{losses}; {activation} won")
     n_inputs = x.shape[1]
     tables = [(chosen.cv_results, {"activation": activation, "inputs": n_inputs})]
     dropped: list[int] = []
@@ -176,7 +178,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     selection = {
         "method": "cv", "folds": plan.folds, "rows": int(len(sel)),
         "candidates": len(cv_results["params"]), "activation": activation,
-        # The activations raced on the first fold: their best validation loss there.
+        # The activations raced on the first RACE_FOLDS folds: the mean of each one's best
+        # validation loss there.
         "activation_race": {name: float(loss) for name, loss in race.items()},
         "path": chosen.path,
         "alpha": chosen.alpha, "mean_val_loss": _best_loss(chosen),

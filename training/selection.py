@@ -11,7 +11,7 @@ validation loss told the better one every time.
 
 Every path runs on every fold (``2 K`` independent tasks, in processes forked from the fitting
 one or wherever a ``joblib.parallel_config`` sends them; with ``activation="auto"`` the other
-activation's two paths race on the first fold first, see :func:`training.fitting.select`); a
+activation's two paths race on the first two folds first, see :func:`training.fitting.select`); a
 path stops on a fold once its validation loss has risen for two steps in a row, as on noisy
 tables, where the small alphas only fit the noise. The candidate (path, step) with the lowest
 mean validation loss over the folds wins.

@@ -60,9 +60,13 @@ def test_the_default_chooses_by_cross_validation(fitted):
     # Every input matters here, so none was screened out.
     assert fitted.selection_["screened_inputs"] == fitted.selection_["dropped_inputs"] == []
     assert fitted.best_params_["inputs"] == 3
-    # activation="auto": tanh and SiLU raced on the first fold; the winner was cross-validated.
+    # activation="auto": tanh and SiLU raced on the first two folds; the winner was
+    # cross-validated.
     race, chosen = fitted.selection_["activation_race"], fitted.selection_["activation"]
     assert set(race) == {"tanh", "silu"} and chosen == min(race, key=race.get)
+    # The winner's figure: its best candidate's validation loss on each race fold, averaged.
+    per_fold = [np.nanmin(np.asarray(results[f"split{k}_val_loss"], dtype=float)) for k in (0, 1)]
+    assert race[chosen] == pytest.approx(np.mean(per_fold))
     assert fitted.activations_ == (chosen, "identity")
     assert fitted.best_params_["activation"] == chosen
     assert {params["activation"] for params in results["params"]} == {chosen}
@@ -313,8 +317,8 @@ def test_the_callback_sees_the_phases(table):
     phases = [info["phase"] for info in rich]
     assert phases[0] == "selection" and phases[-1] == "fit"
     tasks = [info for info in rich if info["phase"] == "selection"]
-    # Two paths on four folds, and the second activation's two paths on the race's fold.
-    assert [t["done"] for t in tasks] == list(range(1, 11)) and tasks[-1]["total"] == 10
+    # Two paths on four folds, and the second activation's two paths on the race's two folds.
+    assert [t["done"] for t in tasks] == list(range(1, 13)) and tasks[-1]["total"] == 12
     assert all(info["seconds_left"] >= 0 for info in rich)
 
 
