@@ -289,22 +289,24 @@ class Run:
     deadline: float
 
 
-def fine_tune(problem: Problem, iterations: int, settings: Settings, run: Run) -> None:
+def fine_tune(problem: Problem, iterations: int, settings: Settings, run: Run) -> int:
     """Continue ``problem.theta`` (the chosen fold model) on every row at the chosen alpha:
-    ``iterations`` L-BFGS iterations (Adam epochs for solver "adam")."""
+    ``iterations`` L-BFGS iterations (Adam epochs for solver "adam"). Returns the rows L-BFGS
+    ran on (0 for solver "adam")."""
     deadline = monotonic_deadline(run.deadline)
     if settings.solver == "adam":
         adam = replace(settings.warmup, epochs=iterations, n_iter_no_change=iterations,
                        deadline=deadline)
         run_adam(problem, adam, run.rng, run.history, run.log)
-        return
+        return 0
     lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=deadline)
     run_lbfgs(problem, lbfgs, run.history, run.log, fallback=True)
+    return len(problem.x)
 
 
-def train_fixed(problem: Problem, iterations: int, settings: Settings, run: Run) -> None:
+def train_fixed(problem: Problem, iterations: int, settings: Settings, run: Run) -> int:
     """From scratch at one alpha: Adam's warm start (solvers auto and adam), then L-BFGS
-    (solvers auto and lbfgs)."""
+    (solvers auto and lbfgs). Returns the rows L-BFGS ran on (0 for solver "adam")."""
     deadline = monotonic_deadline(run.deadline)
     if settings.solver in ("adam", "auto"):
         run_adam(problem, replace(settings.warmup, deadline=deadline), run.rng, run.history,
@@ -312,6 +314,8 @@ def train_fixed(problem: Problem, iterations: int, settings: Settings, run: Run)
     if settings.solver in ("lbfgs", "auto"):
         lbfgs = replace(settings.lbfgs, maxiter=iterations, deadline=deadline)
         run_lbfgs(problem, lbfgs, run.history, run.log, fallback=settings.solver == "auto")
+        return len(problem.x)
+    return 0
 
 
 def train_large(

@@ -156,9 +156,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         distilling = distil_iterations(plan.final_iterations) if overfits else 0
         share = plan.final_iterations / (plan.final_iterations
                                          + distilling * (1 + DISTIL_COPIES))
-        fine_tune(problem, plan.final_iterations, settings,
-                  replace(run, deadline=share_of_time_left(run.deadline, share)))
-        lbfgs_rows = 0 if settings.solver == "adam" else len(train)
+        lbfgs_rows = fine_tune(problem, plan.final_iterations, settings,
+                               replace(run, deadline=share_of_time_left(run.deadline, share)))
         heldout, kind = out_of_fold(work, xw, z, sel, chosen), "cv"
         if overfits:
             notifier.phase = "distil"
@@ -301,8 +300,7 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     history = notifier.history(has_val, total=iterations)
     run = Run(rng, history, log, deadline)
     if len(train) <= SELECTION_ROWS:
-        train_fixed(problem, iterations, settings, run)
-        lbfgs_rows = 0 if settings.solver == "adam" else len(train)
+        lbfgs_rows = train_fixed(problem, iterations, settings, run)
     else:
         lbfgs_rows = train_large(problem, plan, settings, run, adam_epochs=recipe.adam_epochs,
                                  batch_size=recipe.batch_size)
