@@ -151,13 +151,16 @@ def _walk(task: PathTask, result: PathResult) -> None:
     history = History(True)
     warm = task.solver == "auto" and task.warmup.epochs
     steps = step_iterations(len(alphas), task.iterations)
-    ends = _step_deadlines([task.warmup.epochs if warm else 0, *steps], task.slot,
-                           monotonic_deadline(task.deadline))
+    deadline = monotonic_deadline(task.deadline)
     best, rises = math.inf, 0
     with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), roomy_heap():
-        if warm:
-            run_adam(problem, _with_deadline(task.warmup, ends[0]), rng, history, result.log)
-        for alpha, iterations, step_deadline in zip(alphas, steps, ends[1:], strict=True):
+        if warm:  # short, and never cut by the slot: a warm-up cut short is another start
+            run_adam(problem, _with_deadline(task.warmup, deadline), rng, history, result.log)
+        # The steps share the slot's part for them from when they begin.
+        slot = task.slot and task.slot * sum(steps) / (sum(steps) + (task.warmup.epochs
+                                                                      if warm else 0))
+        ends = _step_deadlines(steps, slot, deadline)
+        for alpha, iterations, step_deadline in zip(alphas, steps, ends, strict=True):
             problem.alpha_n = alpha / len(task.x)
             start = len(history.loss)
             try:
@@ -194,9 +197,9 @@ def _walk(task: PathTask, result: PathResult) -> None:
 
 
 def _step_deadlines(work: list[int], slot: float | None, deadline: float | None) -> list:
-    """A ``time.monotonic()`` deadline per part of a task (the warm-up, then each step), from
-    now: the slot shared in proportion to the parts' iterations, each end at most the fit's
-    ``deadline``; None where there is no limit."""
+    """A ``time.monotonic()`` deadline per step of a path, from now: the slot shared in
+    proportion to the steps' iterations, each end at most the fit's ``deadline``; None where
+    there is no limit."""
     if slot is None:
         return [deadline] * len(work)
     now, total, done, ends = time.monotonic(), max(sum(work), 1), 0, []

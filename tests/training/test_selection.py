@@ -263,6 +263,22 @@ def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
     assert result.iterations[-1] > result.iterations[0]  # the smallest alpha gets the most
 
 
+def test_the_slot_never_cuts_the_warm_up():
+    # The warm-up is a path's start: cut by a few epochs on a busy moment, the path starts
+    # elsewhere and the fit differs from run to run. Only the steps share the slot.
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1.0, 1.0, (400, 3))
+    y = smooth(X)[:, None]
+    settings = SurrogateMLP()._settings(300)
+    task = PathTask("strong", 0, (3, 32, 32, 1), ("tanh", "tanh", "identity"), X[:300], y[:300],
+                    X[300:], y[300:], 1_000_000, settings.warmup, settings.lbfgs, "auto", 0,
+                    deadline=time.time() + 60, slot=0.05)
+    result = run_path(task)
+    warm_up = [line for line in result.log if line.startswith("adam")]
+    assert len(warm_up) == 1 and f"max_iter={settings.warmup.epochs} epochs" in warm_up[0]
+    assert result.alphas == list(PATHS["strong"]) and min(result.iterations) > 0
+
+
 def test_the_plan_follows_the_table():
     def plan(rows, budget, **changes):
         settings = {"n_params": 4801, "cv": 4, "n_paths": 2, "maxcor": 50,
@@ -303,6 +319,7 @@ def test_the_plan_follows_the_table():
     # A race of a second activation on one fold adds its tasks.
     assert plan(1000, 10_000, race_tasks=2).seconds > medium.seconds
     assert sum(step_iterations(6, 1000)) == pytest.approx(1000, abs=6)
+
 
 
 def test_the_callback_sees_the_phases(table):
