@@ -28,6 +28,7 @@ from training.optim import (
 from training.parameters import check_parameters
 from training.plan import (
     WARMUP_EPOCHS,
+    activation_seconds,
     auto_maxcor,
     available_workers,
     default_time_budget,
@@ -293,6 +294,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             maxcor=self._maxcor(len(X)), time_budget=budget,
             workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
             path_iterations=self._path_iterations(),
+            activation_seconds=max(activation_seconds(net.sizes, net.activations)
+                                   for net in nets),
         )
         notifier = Notifier(self.callback, deadline, plan.seconds)
         recipe = Recipe(self._settings, self.alpha, self._validation(), self.early_stopping,

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 __all__ = [
     "SELECTION_ROWS",
     "Plan",
+    "activation_seconds",
     "auto_maxcor",
     "default_time_budget",
     "make_plan",
@@ -99,11 +101,22 @@ def auto_maxcor(rows: int) -> int:
     return int(min(high, max(low, rows // ROWS_PER_PAIR)))
 
 
-def seconds_per_iteration(rows: int, n_params: int, maxcor: int) -> float:
-    """Modelled seconds of one full-batch L-BFGS iteration (or one epoch of Adam over ``rows``)."""
-    return rows * n_params * ROW_PARAM_SECONDS + maxcor * n_params * PAIR_PARAM_SECONDS + (
-        STEP_SECONDS
+def seconds_per_iteration(rows: int, n_params: int, maxcor: int,
+                          activation_seconds: float = 0.0) -> float:
+    """Modelled seconds of one full-batch L-BFGS iteration (or one epoch of Adam over ``rows``)
+    of a network whose activations cost ``activation_seconds`` a row beyond tanh's
+    (:func:`activation_seconds`)."""
+    return rows * (n_params * ROW_PARAM_SECONDS + activation_seconds) + (
+        maxcor * n_params * PAIR_PARAM_SECONDS + STEP_SECONDS
     )
+
+
+def activation_seconds(sizes: Sequence[int], activations: Sequence) -> float:
+    """Seconds a row of an L-BFGS iteration spends on a network's activations beyond what tanh
+    would (the work model is calibrated on tanh): every layer's units times its function's
+    ``cost_ns`` (``training.activations``). SiLU costs 1.5x tanh an iteration, GELU 3x."""
+    return 1e-9 * sum(width * act.cost_ns
+                      for width, act in zip(sizes[1:], activations, strict=True))
 
 
 @dataclass(frozen=True)
@@ -165,6 +178,21 @@ class Plan:
     task_slot: float = 0.0
     lbfgs_rows: int = 0
     selection_share: float = 0.0
+    activation_seconds: float = 0.0
+    final_iteration_seconds: float = 0.0
+
+    def for_winner(self, activation_seconds: float) -> Plan:
+        """This plan once the selection chose a network whose activations cost
+        ``activation_seconds`` a row (the plan was sized for the costliest candidate): the
+        final fit gets the iterations the chosen network does in the final fit's time."""
+        cheaper = self.final_iteration_seconds - self.lbfgs_rows * (
+            self.activation_seconds - activation_seconds)
+        if cheaper <= 0 or cheaper >= self.final_iteration_seconds:
+            return self
+        return replace(self, activation_seconds=activation_seconds,
+                       final_iteration_seconds=cheaper,
+                       final_iterations=int(self.final_iterations
+                                            * self.final_iteration_seconds / cheaper))
 
 
 def make_plan(
@@ -180,6 +208,7 @@ def make_plan(
     workers: int,
     validation_fraction: float | None,
     path_iterations: int | None = None,
+    activation_seconds: float = 0.0,
 ) -> Plan:
     """The plan for a table of ``n_rows`` and a network of ``n_params`` parameters.
 
@@ -189,8 +218,13 @@ def make_plan(
     holds out nothing from small tables and :data:`VALIDATION_FRACTION` (at most
     :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
     number holds out that fraction from any table. ``path_iterations`` overrides the iterations
-    of a path (``lbfgs_maxiter``).
+    of a path (``lbfgs_maxiter``). ``activation_seconds`` is the costliest candidate network's
+    (:func:`activation_seconds`): every task and the final fit are sized for it.
     """
+
+    def per_iteration(rows: int, pairs: int) -> float:
+        return seconds_per_iteration(rows, n_params, pairs, activation_seconds)
+
     if validation_fraction is None:
         val = 0 if n_rows <= SELECTION_ROWS else min(
             VALIDATION_MAX_ROWS, int(VALIDATION_FRACTION * n_rows))
@@ -209,8 +243,7 @@ def make_plan(
     screening = folds * screening_paths
     tasks = folds * n_paths + screening + (race_tasks if folds else 0)
     fold_rows = sel - sel // max(folds, 1) if folds else sel
-    per_task = (path_iterations + WARMUP_EPOCHS) * seconds_per_iteration(
-        fold_rows, n_params, maxcor)
+    per_task = (path_iterations + WARMUP_EPOCHS) * per_iteration(fold_rows, maxcor)
     if not tasks or tasks * per_task < PARALLEL_MIN_SECONDS:
         workers = 1
     workers = max(1, min(workers, tasks)) if tasks else 1
@@ -221,16 +254,15 @@ def make_plan(
         return math.ceil(tasks / workers) * per_task * scale if tasks else 0.0
 
     def modelled(scale: float, lbfgs_rows: int = train) -> float:
-        train_it = seconds_per_iteration(lbfgs_rows, n_params, maxcor)
+        train_it = per_iteration(lbfgs_rows, maxcor)
         if tasks:
             seconds = selecting(scale) + final_iterations * scale * train_it
         else:  # one fit at a given alpha: FIXED_ALPHA_PATHS paths' worth of iterations
             seconds = (FIXED_ALPHA_PATHS * path_iterations * scale + WARMUP_EPOCHS) * train_it
         if large:
-            seconds += epochs * scale * seconds_per_iteration(train, n_params, 0) * 1.5
+            seconds += epochs * scale * per_iteration(train, 0) * 1.5
         if large and tasks:  # the polish over every row, after a selection
-            seconds += polish_iterations(final_iterations * scale) * seconds_per_iteration(
-                n_rows, n_params, maxcor)
+            seconds += polish_iterations(final_iterations * scale) * per_iteration(n_rows, maxcor)
         return seconds
 
     # A large table's L-BFGS gives up rows before anything gives up iterations (the model is
@@ -259,9 +291,11 @@ def make_plan(
         selection_share=selecting(scale) / max(seconds, 1e-9),
         unscreened_iterations=0 if large or not screening else int(
             math.ceil(screening / workers) * per_task * scale
-            / seconds_per_iteration(train, n_params, maxcor)),
+            / per_iteration(train, maxcor)),
         task_slot=per_task * scale * slack if tasks else 0.0,
         lbfgs_rows=lbfgs_rows,
+        activation_seconds=activation_seconds,
+        final_iteration_seconds=per_iteration(lbfgs_rows, maxcor),
     )
 
 

@@ -26,7 +26,13 @@ from training.fitting import (
 )
 from training.network import Layers, Network, Problem
 from training.optim import History
-from training.plan import FIXED_ALPHA_PATHS, SELECTION_ROWS, Plan, polish_iterations
+from training.plan import (
+    FIXED_ALPHA_PATHS,
+    SELECTION_ROWS,
+    Plan,
+    activation_seconds,
+    polish_iterations,
+)
 from training.selection import PATHS, Selection, hidden_activation, merged
 
 __all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
@@ -128,6 +134,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     xw = x[:, active] if dropped else x
     best = min(chosen.fold_results(), key=lambda r: r.val_loss[chosen.step])
     small = len(train) <= plan.selection_rows
+    if small:  # the plan was sized for the costliest candidate's activations
+        plan = plan.for_winner(activation_seconds(net.sizes, net.activations))
     overfits = chosen.smaller_alpha_overfits()
     if small and overfits:
         share = round(OVERFIT_FINE_TUNE_SHARE * plan.final_iterations)

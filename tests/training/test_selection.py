@@ -12,6 +12,7 @@ from scipy.optimize import rosen, rosen_der
 
 from training import plan as plan_module
 from training import procedure
+from training.activations import get_activation
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
@@ -19,8 +20,10 @@ from training.plan import (
     LBFGS_MIN_ROWS,
     PLANNED_SHARE,
     SELECTION_ROWS,
+    activation_seconds,
     default_time_budget,
     make_plan,
+    seconds_per_iteration,
 )
 from training.selection import PATHS, PathTask, run_path, step_iterations
 
@@ -320,6 +323,27 @@ def test_the_plan_follows_the_table():
     assert plan(1000, 10_000, race_tasks=2).seconds > medium.seconds
     assert sum(step_iterations(6, 1000)) == pytest.approx(1000, abs=6)
 
+
+def test_the_plan_is_sized_for_the_costliest_activation():
+    # The work model is tanh's; a SiLU network costs 1.5x an iteration, so a race of both is
+    # planned at SiLU's cost (SiLU's tasks would otherwise be cut by their slots, differently
+    # from run to run), and a tanh winner's final fit gets the iterations tanh does in that time.
+    sizes = (8, 64, 64, 1)
+    tanh = activation_seconds(sizes, [get_activation(a) for a in ("tanh", "tanh", "identity")])
+    silu = activation_seconds(sizes, [get_activation(a) for a in ("silu", "silu", "identity")])
+    assert tanh == 0.0 and silu > 0.0
+    settings = {"n_params": 4801, "cv": 4, "n_paths": 2, "maxcor": 50, "race_tasks": 4,
+                "screening_paths": 1, "time_budget": 54.0, "workers": 2,
+                "validation_fraction": None}
+    cheap, dear = (make_plan(1000, activation_seconds=a, **settings) for a in (tanh, silu))
+    assert cheap.seconds == pytest.approx(dear.seconds)  # both take the budget's planned share
+    assert dear.path_iterations < 0.85 * cheap.path_iterations
+    assert dear.task_slot == pytest.approx(cheap.task_slot, rel=0.01)
+    ratio = seconds_per_iteration(1000, 4801, 50, silu) / seconds_per_iteration(1000, 4801, 50)
+    assert 1.3 < ratio < 1.7
+    won = dear.for_winner(tanh)
+    assert won.final_iterations == pytest.approx(dear.final_iterations * ratio, rel=0.01)
+    assert dear.for_winner(silu) == dear and cheap.for_winner(tanh) == cheap
 
 
 def test_the_callback_sees_the_phases(table):
