@@ -31,7 +31,7 @@ from training.optim import (
     run_adam,
     run_lbfgs,
 )
-from training.plan import Plan
+from training.plan import Plan, activation_seconds
 from training.selection import (
     PATHS,
     PathResult,
@@ -137,9 +137,12 @@ def select(
 
     def tasks(net: Network, fold_ids) -> list[PathTask]:
         names = tuple(act.name for act in net.activations)
+        # As many iterations as this network does in the plan's time: every task fits its slot.
+        iterations = plan.for_activation(activation_seconds(net.sizes, net.activations)
+                                         ).path_iterations
         return [
             PathTask(path, k, net.sizes, names, x[train], y[train], x[val], y[val],
-                     plan.path_iterations, settings.warmup, settings.lbfgs, settings.solver,
+                     iterations, settings.warmup, settings.lbfgs, settings.solver,
                      seeds[PATHS_ORDER[path] * plan.folds + k], deadline, plan.task_slot or None)
             for path in paths for k in fold_ids for train, val in [folds[k]]
         ]

@@ -9,7 +9,12 @@ Measured on the 2-core machines this project is tested on (numpy + OpenBLAS, one
 whose speed varies by 2x from day to day (a gradient over 1000 rows of a 4,801-parameter network
 took 1.6 ms on one, 3.2 to 5.6 ms on another): a full-batch gradient costs about ``0.6 ns`` per
 row and parameter, an L-BFGS iteration adds about ``3 ns`` per stored pair and parameter, and
-Python adds about 0.25 ms a step (line search included).
+Python adds about 0.25 ms a step (line search included). Other activations than tanh add their
+``cost_ns`` per row and unit (:func:`activation_seconds`). The pairs' term is a margin more than
+a measurement: with the pairs' products batched, an iteration of L-BFGS on a tanh network (one
+thread, 5 / 50 pairs) took 0.50 / 0.70 ms (8-64-64-1, 100 rows), 2.35 / 2.45 ms (750 rows) and
+1.13 / 1.99 ms (8-128-128-1, 100 rows), about 1 ns per pair and parameter; modelled at that,
+the selection's last steps on Ishigami (1000 rows) ran past their slots and were cut.
 """
 
 from __future__ import annotations
@@ -179,21 +184,29 @@ class Plan:
     lbfgs_rows: int = 0
     selection_share: float = 0.0
     activation_seconds: float = 0.0
+    fold_rows: int = 0
+    path_iteration_seconds: float = 0.0
     final_iteration_seconds: float = 0.0
 
-    def for_winner(self, activation_seconds: float) -> Plan:
-        """This plan once the selection chose a network whose activations cost
-        ``activation_seconds`` a row (the plan was sized for the costliest candidate): the
-        final fit gets the iterations the chosen network does in the final fit's time."""
-        cheaper = self.final_iteration_seconds - self.lbfgs_rows * (
-            self.activation_seconds - activation_seconds)
-        if cheaper <= 0 or cheaper >= self.final_iteration_seconds:
+    def for_activation(self, activation_seconds: float) -> Plan:
+        """This plan for a network whose activations cost ``activation_seconds`` a row
+        (:func:`activation_seconds`; the plan's figures are for ``self.activation_seconds``):
+        the same time, so fewer iterations and epochs where they cost more. A selection's tasks
+        then all take about their slot, whichever activation they train, and none is cut."""
+        extra = activation_seconds - self.activation_seconds
+        if not extra or not self.path_iteration_seconds:
             return self
-        return replace(self, activation_seconds=activation_seconds,
-                       final_iteration_seconds=cheaper,
-                       final_iterations=int(self.final_iterations
-                                            * self.final_iteration_seconds / cheaper))
-
+        path = self.path_iteration_seconds + self.fold_rows * extra
+        final = self.final_iteration_seconds + self.lbfgs_rows * extra
+        to_path = self.path_iteration_seconds / path
+        to_final = self.final_iteration_seconds / final
+        return replace(
+            self, activation_seconds=activation_seconds, path_iteration_seconds=path,
+            final_iteration_seconds=final,
+            path_iterations=max(10, int(self.path_iterations * to_path)),
+            final_iterations=max(5, int(self.final_iterations * to_final)),
+            unscreened_iterations=int(self.unscreened_iterations * to_final),
+            large_epochs=int(self.large_epochs * to_final))
 
 def make_plan(
     n_rows: int,
@@ -218,8 +231,9 @@ def make_plan(
     holds out nothing from small tables and :data:`VALIDATION_FRACTION` (at most
     :data:`VALIDATION_MAX_ROWS` rows) from large ones; a
     number holds out that fraction from any table. ``path_iterations`` overrides the iterations
-    of a path (``lbfgs_maxiter``). ``activation_seconds`` is the costliest candidate network's
-    (:func:`activation_seconds`): every task and the final fit are sized for it.
+    of a path (``lbfgs_maxiter``). The figures are for a network whose activations cost
+    ``activation_seconds`` a row (:func:`activation_seconds`); :meth:`Plan.for_activation`
+    gives them for another in the same time.
     """
 
     def per_iteration(rows: int, pairs: int) -> float:
@@ -295,6 +309,8 @@ def make_plan(
         task_slot=per_task * scale * slack if tasks else 0.0,
         lbfgs_rows=lbfgs_rows,
         activation_seconds=activation_seconds,
+        fold_rows=fold_rows,
+        path_iteration_seconds=per_iteration(fold_rows, maxcor),
         final_iteration_seconds=per_iteration(lbfgs_rows, maxcor),
     )
 
