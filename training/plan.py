@@ -167,6 +167,12 @@ class Plan:
         by the budget's slack. A slower machine (or a loaded one) cuts every step of the path
         short in proportion, so the selection still sees every alpha and ends in its share of
         the budget, leaving the final fit its share (0 when nothing is selected).
+    activation_seconds : float
+        What the network the figures are for spends on its activations a row beyond tanh
+        (:func:`activation_seconds`); :meth:`for_activation` gives them for another.
+    fold_rows, path_iteration_seconds, final_iteration_seconds
+        The rows a selection task trains on, and the modelled seconds of an iteration of a
+        path and of the final fit, for that network.
     """
 
     folds: int
@@ -207,6 +213,7 @@ class Plan:
             final_iterations=max(5, int(self.final_iterations * to_final)),
             unscreened_iterations=int(self.unscreened_iterations * to_final),
             large_epochs=int(self.large_epochs * to_final))
+
 
 def make_plan(
     n_rows: int,
