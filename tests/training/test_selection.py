@@ -253,17 +253,22 @@ def test_on_a_machine_slower_than_the_plan_the_final_fit_keeps_its_share(monkeyp
     assert np.abs(model.predict(X) - smooth(X)).mean() < 0.1 * smooth(X).std()
 
 
-def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
-    # A loaded machine runs slower than the plan: each step gets its share of the task's slot,
-    # so the path still reaches its small alphas (stopping at the first deadline would leave
-    # only the near-linear candidates) and ends in time.
+def _long_path(slot: float) -> PathTask:
+    """The strong path on 300 rows with far more iterations than ``slot`` seconds allow."""
     rng = np.random.default_rng(4)
     X = rng.uniform(-1.0, 1.0, (400, 3))
     y = smooth(X)[:, None]
     settings = SurrogateMLP()._settings(300)
-    task = PathTask("strong", 0, (3, 32, 32, 1), ("tanh", "tanh", "identity"), X[:300], y[:300],
-                    X[300:], y[300:], 1_000_000, settings.warmup, settings.lbfgs, "auto", 0,
-                    deadline=time.time() + 60, slot=1.0)
+    return PathTask("strong", 0, (3, 32, 32, 1), ("tanh", "tanh", "identity"), X[:300],
+                    y[:300], X[300:], y[300:], 1_000_000, settings.warmup, settings.lbfgs,
+                    "auto", 0, deadline=time.time() + 60, slot=slot)
+
+
+def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
+    # A loaded machine runs slower than the plan: each step gets its share of the task's slot,
+    # so the path still reaches its small alphas (stopping at the first deadline would leave
+    # only the near-linear candidates) and ends in time.
+    task = _long_path(slot=1.0)
     started = time.monotonic()
     result = run_path(task)
     assert time.monotonic() - started < 1.0 + 0.5
@@ -274,16 +279,10 @@ def test_a_path_short_of_time_visits_every_alpha_in_its_slot():
 def test_the_slot_never_cuts_the_warm_up():
     # The warm-up is a path's start: cut by a few epochs on a busy moment, the path starts
     # elsewhere and the fit differs from run to run. Only the steps share the slot.
-    rng = np.random.default_rng(5)
-    X = rng.uniform(-1.0, 1.0, (400, 3))
-    y = smooth(X)[:, None]
-    settings = SurrogateMLP()._settings(300)
-    task = PathTask("strong", 0, (3, 32, 32, 1), ("tanh", "tanh", "identity"), X[:300], y[:300],
-                    X[300:], y[300:], 1_000_000, settings.warmup, settings.lbfgs, "auto", 0,
-                    deadline=time.time() + 60, slot=0.05)
+    task = _long_path(slot=0.05)
     result = run_path(task)
     warm_up = [line for line in result.log if line.startswith("adam")]
-    assert len(warm_up) == 1 and f"max_iter={settings.warmup.epochs} epochs" in warm_up[0]
+    assert len(warm_up) == 1 and f"max_iter={task.warmup.epochs} epochs" in warm_up[0]
     assert result.alphas == list(PATHS["strong"]) and min(result.iterations) > 0
 
 
