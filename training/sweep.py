@@ -22,6 +22,7 @@ import numpy as np
 from training.data import Dataset
 from training.errors import ParameterError, first_line
 from training.leaderboard import Leaderboard, aggregate
+from training.signals import sigint_held
 
 SWEEP_SPLIT_SEED = 0  # the held-out split (and CV shuffle) is the same for every configuration
 
@@ -151,12 +152,15 @@ def run_sweep(
         )
         try:
             for run in results:
-                try:
-                    if progress is not None:
-                        progress(run)
-                finally:  # even if interrupted while the callback ran: the fit finished
-                    run.pop("onnx", None)
-                    runs.append(run)
+                # A Ctrl-C now waits until the finished fit is reported (logged to MLflow, if
+                # tracked) and kept: the leaderboard and the tracking server list the same runs.
+                with sigint_held():
+                    try:
+                        if progress is not None:
+                            progress(run)
+                    finally:
+                        run.pop("onnx", None)
+                        runs.append(run)
         except KeyboardInterrupt:
             interrupted = True
             results.close()

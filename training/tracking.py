@@ -18,17 +18,15 @@ from __future__ import annotations
 import functools
 import json
 import math
-import signal
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 from service.bundle_format import CARD_FILE, MODEL_FILE
 from training.errors import TrainingError, first_line
+from training.signals import sigint_held
 
 INSTALL_HINT = 'pip install "surrogate-serving[mlflow]"'
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -39,29 +37,14 @@ class TrackingError(TrainingError, RuntimeError):
     """MLflow is missing or the tracking server cannot be used."""
 
 
-@contextmanager
-def _sigint_held():
-    """Hold a Ctrl-C until the block ends, then deliver it. Interrupted mid-write, a file
-    store keeps a run without its meta.yaml, and then cannot even list the experiment."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, received[0])
-
-
 def _whole(method):
-    """Log all of ``method``'s entries, or none if it fails, before a Ctrl-C takes effect."""
+    """Log all of ``method``'s entries, or none if it fails, before a Ctrl-C takes effect:
+    interrupted mid-write, a file store keeps a run without its meta.yaml, and then cannot even
+    list the experiment."""
 
     @functools.wraps(method)
     def held(*args, **kwargs):
-        with _sigint_held():
+        with sigint_held():
             return method(*args, **kwargs)
 
     return held
@@ -81,7 +64,7 @@ def open_tracker(uri: str, experiment: str, run_name: str, params: Mapping) -> S
     except ImportError as exc:
         raise TrackingError(f"--mlflow-uri needs MLflow: {INSTALL_HINT}") from exc
     try:
-        with _sigint_held():
+        with sigint_held():
             client = MlflowClient(tracking_uri=uri)
             found = client.get_experiment_by_name(experiment)
             experiment_id = found.experiment_id if found else client.create_experiment(experiment)
