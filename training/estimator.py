@@ -295,8 +295,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
             workers=available_workers(self.n_jobs), validation_fraction=self._validation(),
             path_iterations=self._path_iterations(),
             # The figures are for the cheapest; the others get them in the same time.
-            activation_seconds=min(activation_seconds(net.sizes, net.activations)
-                                   for net in nets),
+            activation_seconds=min(activation_seconds(net) for net in nets),
         )
         notifier = Notifier(self.callback, deadline, plan.seconds)
         recipe = Recipe(self._settings, self.alpha, self._validation(), self.early_stopping,

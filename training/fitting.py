@@ -138,8 +138,7 @@ def select(
     def tasks(net: Network, fold_ids) -> list[PathTask]:
         names = tuple(act.name for act in net.activations)
         # As many iterations as this network does in the plan's time: every task fits its slot.
-        iterations = plan.for_activation(activation_seconds(net.sizes, net.activations)
-                                         ).path_iterations
+        iterations = plan.for_activation(activation_seconds(net)).path_iterations
         return [
             PathTask(path, k, net.sizes, names, x[train], y[train], x[val], y[val],
                      iterations, settings.warmup, settings.lbfgs, settings.solver,

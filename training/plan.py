@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -116,12 +115,13 @@ def seconds_per_iteration(rows: int, n_params: int, maxcor: int,
     )
 
 
-def activation_seconds(sizes: Sequence[int], activations: Sequence) -> float:
-    """Seconds a row of an L-BFGS iteration spends on a network's activations beyond what tanh
-    would (the work model is calibrated on tanh): every layer's units times its function's
-    ``cost_ns`` (``training.activations``). SiLU costs 1.5x tanh an iteration, GELU 3x."""
+def activation_seconds(net) -> float:
+    """Seconds a row of an L-BFGS iteration spends on the activations of ``net`` (a
+    :class:`training.network.Network`) beyond what tanh would (the work model is calibrated on
+    tanh): every layer's units times its function's ``cost_ns`` (``training.activations``).
+    SiLU costs 1.5x tanh an iteration, GELU 3x."""
     return 1e-9 * sum(width * act.cost_ns
-                      for width, act in zip(sizes[1:], activations, strict=True))
+                      for width, act in zip(net.sizes[1:], net.activations, strict=True))
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     xw = x[:, active] if dropped else x
     best = min(chosen.fold_results(), key=lambda r: r.val_loss[chosen.step])
     small = len(train) <= plan.selection_rows
-    plan = plan.for_activation(activation_seconds(net.sizes, net.activations))
+    plan = plan.for_activation(activation_seconds(net))
     overfits = chosen.smaller_alpha_overfits()
     if small and overfits:
         share = round(OVERFIT_FINE_TUNE_SHARE * plan.final_iterations)

@@ -12,7 +12,6 @@ from scipy.optimize import rosen, rosen_der
 
 from training import plan as plan_module
 from training import procedure
-from training.activations import get_activation
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
@@ -333,9 +332,9 @@ def test_an_activation_that_costs_more_gets_fewer_iterations_in_the_same_time():
     # SiLU's paths get as many iterations as it does in the time of tanh's (its tasks would
     # otherwise run past their slots and be cut differently from run to run), and so does the
     # final fit of a SiLU winner.
-    sizes = (8, 64, 64, 1)
-    tanh = activation_seconds(sizes, [get_activation(a) for a in ("tanh", "tanh", "identity")])
-    silu = activation_seconds(sizes, [get_activation(a) for a in ("silu", "silu", "identity")])
+    tanh, silu = (activation_seconds(Network((8, 64, 64, 1),
+                                             layer_activations(name, "identity", 2)))
+                  for name in ("tanh", "silu"))
     assert tanh == 0.0 and silu > 0.0
     settings = {"n_params": 4801, "cv": 4, "n_paths": 2, "maxcor": 50, "race_tasks": 4,
                 "screening_paths": 1, "time_budget": 54.0, "workers": 2,
