@@ -124,7 +124,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                 for r in trial.results for line in r.log]
         tables.append((trial.cv_results, {"activation": activation, "inputs": len(active)}))
         tried.append([int(i) for i in weak])
-        if np.all(_fold_losses(trial) < _fold_losses(chosen)):
+        if validates_better(_fold_losses(trial), _fold_losses(chosen)):
             chosen, dropped = trial, [int(i) for i in weak]
             log.append(f"inputs {dropped} dropped: their effect is below the error")
             break
@@ -195,7 +195,8 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
         "distilled_models": distilled,
         # The sets of inputs whose effect the first selection's models put below their error,
         # tried without (screened), and those left out of the model because that validated better
-        # on every fold (a smaller mean on few rows can be luck).
+        # (validates_better: on average and on three folds of four; a smaller mean alone on few
+        # rows can be luck).
         "screened_inputs": tried,
         "dropped_inputs": dropped,
         "final_rows": int(len(train) if small else len(x)), "validation_rows": int(len(val)),
@@ -273,6 +274,25 @@ def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:
     careful = np.sort(order[:count])
     sets = [bold] + ([careful] if len(careful) < len(bold) else [])
     return [s for s in sets if 0 < len(s) < x.shape[1]]
+
+
+# The share of the folds on which a model without some inputs must validate better (its mean
+# over the folds lower too) to leave them out. Every fold was too strict: one fold of four can
+# be worse by chance (borehole with 1% noise, 1000 rows, seed 0: three of its weakest inputs
+# validated better on average and on three folds; left out, 6.5e-3 against 8.7e-3 on the test
+# rows; the OTL circuit, seeds 0 and 1: 9.1e-4 and 7.8e-4 against 1.0e-3 and 8.6e-4). Measured
+# at 100 rows over four seeds and 15 functions, it left out more often where the folds agreed
+# less: 5 better (Welch 0.61 -> 0.51, borehole 1.5e-2 -> 9.5e-3, ...), 2 worse, both where
+# every model was poor (the 8-input periodic function 0.56 -> 0.79, the robot arm 0.93 -> 0.99).
+SCREENING_FOLDS_BETTER = 0.75
+
+
+def validates_better(losses: np.ndarray, baseline: np.ndarray) -> bool:
+    """Whether per-fold validation ``losses`` beat ``baseline``'s: a lower mean, and lower on at
+    least :data:`SCREENING_FOLDS_BETTER` of the folds (every fold of fewer than four)."""
+    better = int(np.sum(losses < baseline))
+    return (float(np.mean(losses)) < float(np.mean(baseline))
+            and better >= math.ceil(SCREENING_FOLDS_BETTER * len(losses)))
 
 
 def _best_loss(chosen: Selection) -> float:

@@ -108,6 +108,19 @@ def test_inputs_without_effect_are_left_out_when_that_validates_better(seed):
     assert model.heldout_kind_ == "cv" and np.isfinite(model.heldout_prediction_).all()
 
 
+@pytest.mark.parametrize(("losses", "better"), [
+    ([1.0, 1.0, 1.0, 1.0], True),  # better on every fold
+    ([1.0, 1.0, 1.0, 2.2], True),  # on three of four, and on average
+    ([1.0, 1.0, 1.0, 3.6], False),  # on three of four, but worse on average
+    ([1.0, 1.0, 2.0, 2.0], False),  # on half of them: luck
+    ([1.0, 1.0, 2.5], False),  # with three folds, on every one
+])
+def test_inputs_are_left_out_when_that_validates_better_on_average_and_on_most_folds(
+        losses, better):
+    baseline = np.full(len(losses), 1.5)
+    assert procedure.validates_better(np.array(losses), baseline) is better
+
+
 def test_a_network_on_some_inputs_widens_to_the_same_function():
     net = Network((5, 7, 4, 2), layer_activations(("tanh", "prelu"), "identity", 2))
     active = np.array([0, 3])
