@@ -114,7 +114,9 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     tables = [(chosen.cv_results, {"activation": activation, "inputs": n_inputs})]
     dropped: list[int] = []
     tried: list[list[int]] = []
-    # The same folds and seeds along the chosen path, without each set of weak inputs in turn.
+    # The same folds and seeds along the chosen path, without each set of weak inputs in turn
+    # until one validates better on every fold; of those that validated better, the lowest mean.
+    first = chosen
     for weak in screen_inputs(net, x[sel], z[sel], chosen):
         active = np.setdiff1d(np.arange(n_inputs), weak)
         notifier.phase = "screening"
@@ -124,10 +126,13 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                 for r in trial.results for line in r.log]
         tables.append((trial.cv_results, {"activation": activation, "inputs": len(active)}))
         tried.append([int(i) for i in weak])
-        if validates_better(_fold_losses(trial), _fold_losses(chosen)):
+        if (validates_better(_fold_losses(trial), _fold_losses(first))
+                and _best_loss(trial) < _best_loss(chosen)):
             chosen, dropped = trial, [int(i) for i in weak]
-            log.append(f"inputs {dropped} dropped: their effect is below the error")
+        if np.all(_fold_losses(trial) < _fold_losses(first)):
             break
+    if dropped:
+        log.append(f"inputs {dropped} dropped: their effect is below the error")
     selection_seconds = time.time() - started
     active = np.setdiff1d(np.arange(n_inputs), dropped)
     work = net.on_inputs(active) if dropped else net
