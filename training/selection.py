@@ -68,6 +68,13 @@ PATIENCE = 2
 # first two steps, after 46 and 75 iterations, and no other), and a step cut short is
 # another path. The slot's end still bounds the path, and the last step gets what is left.
 STEP_OVERRUN = 1.25
+# The first step's iterations cost this much more than the others' when the slot is shared
+# (L-BFGS starts without curvature, from the warm-up's unregularized weights, so its line
+# searches take more evaluations): measured, one thread, 4-64-64-1 and 8-64-64-1, 75 and 750
+# rows, 1.0 to 1.6 times the path's other steps per iteration. At 1.0 (with the overrun
+# above), a quiet machine cut the first step of a 100-row table's path in two fits of three,
+# a different one each time, so a seeded 100-row fit was a different model from run to run.
+FIRST_STEP_COST = 1.5
 
 
 def hidden_activation(activations) -> str:
@@ -164,8 +171,9 @@ def _walk(task: PathTask, result: PathResult) -> None:
         # The steps share the slot's part for them from when they begin.
         slot_end = None if task.slot is None else time.monotonic() + task.slot * sum(steps) / (
             sum(steps) + (task.warmup.epochs if warm else 0))
+        costs = [FIRST_STEP_COST * steps[0], *steps[1:]]
         for k, (alpha, iterations) in enumerate(zip(alphas, steps, strict=True)):
-            step_deadline = _step_deadline(steps[k:], slot_end, deadline)
+            step_deadline = _step_deadline(costs[k:], slot_end, deadline)
             problem.alpha_n = alpha / len(task.x)
             start = len(history.loss)
             try:
@@ -201,12 +209,12 @@ def _walk(task: PathTask, result: PathResult) -> None:
                 break
 
 
-def _step_deadline(steps: list[int], slot_end: float | None,
+def _step_deadline(steps: list[float], slot_end: float | None,
                    deadline: float | None) -> float | None:
-    """The ``time.monotonic()`` deadline of the first of ``steps`` (the path's steps left),
-    starting now: its share of what is left of the slot, by iterations, with
-    :data:`STEP_OVERRUN` to spare (steps differ in their cost per iteration), never past the
-    slot's end nor the fit's ``deadline``; None where there is no limit."""
+    """The ``time.monotonic()`` deadline of the first of ``steps`` (the path's steps left, in
+    iterations weighted by their cost), starting now: its share of what is left of the slot,
+    with :data:`STEP_OVERRUN` to spare (steps differ in their cost per iteration), never past
+    the slot's end nor the fit's ``deadline``; None where there is no limit."""
     if slot_end is None:
         return deadline
     now = time.monotonic()
