@@ -70,10 +70,10 @@ PATIENCE = 2
 STEP_OVERRUN = 1.25
 # The first step's iterations cost this much more than the others' when the slot is shared
 # (L-BFGS starts without curvature, from the warm-up's unregularized weights, so its line
-# searches take more evaluations): measured, one thread, 4-64-64-1 and 8-64-64-1, 75 and 750
-# rows, 1.0 to 1.6 times the path's other steps per iteration. At 1.0 (with the overrun
-# above), a quiet machine cut the first step of a 100-row table's path in two fits of three,
-# a different one each time, so a seeded 100-row fit was a different model from run to run.
+# searches take more evaluations): measured, one thread, 8-64-64-1 on 75 and 750 rows, 1.0 to
+# 1.6 times the path's other steps per iteration. At 1.0 (with the overrun above), a quiet
+# machine cut the first step of some path in 3 of 6 seeded 100-row borehole fits, a different
+# one each time, so the same seed gave another model; at 1.5, in 1 of 6.
 FIRST_STEP_COST = 1.5
 
 
