@@ -116,7 +116,7 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     tried: list[list[int]] = []
     # The same folds and seeds along the chosen path, without each set of weak inputs in turn
     # until one validates better on every fold; of those that validated better, the lowest mean.
-    first = chosen
+    baseline = _fold_losses(chosen)
     for weak in screen_inputs(net, x[sel], z[sel], chosen):
         active = np.setdiff1d(np.arange(n_inputs), weak)
         notifier.phase = "screening"
@@ -126,10 +126,10 @@ def fit_selected(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
                 for r in trial.results for line in r.log]
         tables.append((trial.cv_results, {"activation": activation, "inputs": len(active)}))
         tried.append([int(i) for i in weak])
-        if (validates_better(_fold_losses(trial), _fold_losses(first))
-                and _best_loss(trial) < _best_loss(chosen)):
+        losses = _fold_losses(trial)
+        if validates_better(losses, baseline) and _best_loss(trial) < _best_loss(chosen):
             chosen, dropped = trial, [int(i) for i in weak]
-        if np.all(_fold_losses(trial) < _fold_losses(first)):
+        if np.all(losses < baseline):
             break
     if dropped:
         log.append(f"inputs {dropped} dropped: their effect is below the error")
