@@ -14,6 +14,7 @@ the first offending input, ``ignore`` does not check.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,13 +104,17 @@ class DataPlane:
         return reply
 
 
-def check_inputs(model: OnnxModel, x: np.ndarray) -> None:
-    """Raise BadRequest unless ``x`` is a finite float32 array of shape (rows, input_width)."""
+def check_shape(model: OnnxModel, x: np.ndarray) -> None:
+    """Raise BadRequest unless ``x`` has shape (rows, input_width)."""
     if x.ndim != 2 or x.shape[1] != model.input_width:
         raise BadRequest(
             f"model {model.name!r} takes {model.input_width} input columns "
             f"({', '.join(model.feature_names)}), got shape {list(x.shape)}"
         )
+
+
+def check_finite_inputs(x: np.ndarray) -> None:
+    """Raise BadRequest naming the first row with a NaN or infinite input."""
     if not np.isfinite(x).all():
         row = int(np.argwhere(~np.isfinite(x))[0][0])
         raise BadRequest(f"row {row} has a NaN or infinite input (or one beyond float32 range)")
@@ -138,10 +143,12 @@ def check_domain(model: OnnxModel, x: np.ndarray, policy: str) -> dict[str, Any]
     OutOfDomain
         Under ``reject``, naming the first offending row, input, value and range.
     """
-    if policy == "ignore" or not model.any_out_of_domain(x):  # the usual case
+    if policy == "ignore":
         return None
     outside = model.out_of_domain(x)
     rows = np.flatnonzero(outside.any(axis=1))
+    if not rows.size:
+        return None
     metrics.record_out_of_domain(model, int(rows.size))
     if policy == "reject":
         row = int(rows[0])
@@ -171,8 +178,11 @@ def run(
     Returns one array per requested output (``model.default_outputs`` by default), with the
     domain report.
     """
-    check_inputs(model, x)
-    report = check_domain(model, x, domain_policy)
+    check_shape(model, x)
+    report = None
+    if not model.plainly_inside(x):  # the usual request is, and needs no closer look
+        check_finite_inputs(x)
+        report = check_domain(model, x, domain_policy)
     try:
         arrays = model.run(x, output_names)
     except BundleError as exc:  # an extra graph (jacobian.onnx) failed to load on first use
@@ -185,9 +195,19 @@ def run(
 
 def check_finite(name: str, array: np.ndarray) -> None:
     """Raise BadRequest when the model overflowed: an input drove an output beyond float32."""
-    if not np.isfinite(array).all():
+    values = array.ravel()
+    # A few values are checked in Python: numpy calls on a tiny array cost more.
+    if values.size <= _PYTHON_CHECK_VALUES:
+        finite = all(map(math.isfinite, values.tolist()))
+    else:
+        finite = bool(np.isfinite(values).all())
+    if not finite:
         row = int(np.argwhere(~np.isfinite(array))[0][0])
         raise BadRequest(
             f"row {row}: output {name!r} is not finite: the inputs drive the model beyond the "
             "float32 range (far outside its training range?)"
         )
+
+
+# Outputs of up to this many values are checked in Python (check_finite).
+_PYTHON_CHECK_VALUES = 64

@@ -7,9 +7,10 @@ import numpy as np
 import orjson
 import pytest
 
+from service import metrics
 from service.codec import V2
 from service.codec_v1 import V1
-from service.dataplane import DataPlane
+from service.dataplane import DataPlane, check_finite
 from service.errors import (
     BadRequest,
     ModelNotFound,
@@ -74,6 +75,7 @@ def test_a_request_is_counted_once_with_its_rows(plane):
     from prometheus_client import REGISTRY
 
     def rows() -> float:
+        metrics.flush()  # requests are recorded in the background
         value = REGISTRY.get_sample_value("surrogate_rows_predicted_total",
                                           {"model": "wide", "version": "1"})
         return value or 0.0
@@ -83,3 +85,14 @@ def test_a_request_is_counted_once_with_its_rows(plane):
     with pytest.raises(BadRequest):
         plane.infer(V1, "wide", None, lambda: body_of({"instances": [[1, 2]]}))
     assert rows() - before == 5
+
+
+@pytest.mark.parametrize("rows", [1, 6, 1000])
+def test_a_nan_or_inf_anywhere_in_an_output_is_named_by_its_row(rows):
+    """Small outputs are checked in Python, large ones in numpy: the same answer."""
+    check_finite("y", np.full((rows, 2), np.finfo(np.float32).max, dtype=np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        array = np.zeros((rows, 2), dtype=np.float32)
+        array[rows - 1, 1] = bad
+        with pytest.raises(BadRequest, match=f"row {rows - 1}: output 'y' is not finite"):
+            check_finite("y", array)

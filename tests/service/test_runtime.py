@@ -173,16 +173,25 @@ def test_graph_optimization_is_basic_unless_set(tmp_path):
     np.testing.assert_allclose(answers[2], answers[1], rtol=1e-6)
 
 
-def test_the_quick_domain_check_agrees_with_the_full_one(tmp_path):
-    """Requests of a few rows are checked in Python, larger ones in numpy: the same answer at
-    every size, on the bounds, just past them, and for NaN (inside, as numpy compares it)."""
+@pytest.mark.parametrize("bounded", [True, False])
+def test_the_quick_check_agrees_with_the_full_ones(tmp_path, bounded):
+    """Requests of a few rows are checked in Python, larger ones in numpy: at every size, on
+    the bounds, just past them, for NaN and infinities, with and without a training range,
+    plainly_inside says what the finiteness and domain checks would."""
     bundle = make_bundle(tmp_path, "m", n_inputs=3)
     model = OnnxModel.load(BundleRef("m", 1, bundle.path), Settings(model_repository=tmp_path),
                            [CPU])  # fmt: skip
     low, high = model.domain_low, model.domain_high
+    if not bounded:  # a card without a training range: only NaN and infinities fail
+        inputs = [{k: v for k, v in spec.items() if k not in ("min", "max")}
+                  for spec in model.card["inputs"]]
+        model = OnnxModel(BundleRef("m", 1, bundle.path), {**model.card, "inputs": inputs},
+                          model._session)
+        assert np.isinf(model.domain_low).all() and np.isinf(model.domain_high).all()
     rng = np.random.default_rng(0)
     edges = np.array([low, high, np.nextafter(low, -np.inf), np.nextafter(high, np.inf),
-                      np.full(3, np.nan, dtype=np.float32)], dtype=np.float32)  # fmt: skip
+                      np.full(3, np.nan), np.full(3, np.inf), np.full(3, -np.inf)],
+                     dtype=np.float32)  # fmt: skip
     for rows in range(1, 9):
         for _ in range(40):
             x = rng.uniform(low - 0.2 * (high - low), high + 0.2 * (high - low), (rows, 3))
@@ -190,4 +199,5 @@ def test_the_quick_domain_check_agrees_with_the_full_one(tmp_path):
             picks = rng.integers(0, len(edges), (rows, 3))
             mask = rng.random((rows, 3)) < 0.5
             x[mask] = edges[picks, np.arange(3)][mask]
-            assert model.any_out_of_domain(x) == bool(model.out_of_domain(x).any()), x
+            full = bool(np.isfinite(x).all() and not model.out_of_domain(x).any())
+            assert model.plainly_inside(x) == full, x
