@@ -53,12 +53,17 @@ def test_metrics_add_up_across_workers_and_restarts(model_repo, tmp_path):
             response = requests.post(f"{server.url}/v2/models/wide/infer", json=INFER_WIDE,
                                      timeout=30)
             assert response.status_code == 200, response.text
-        scrape = requests.get(f"{server.url}/metrics", timeout=30).text
+        labels = {"model": "wide", "version": "1"}
+
+        def counted() -> str | None:  # live workers write their requests within 0.25 s
+            scrape = requests.get(f"{server.url}/metrics", timeout=30).text
+            done = _sample(scrape, "surrogate_requests_total", protocol="v2", **labels) == n
+            return scrape if done else None
+
+        scrape = wait_for(counted, f"{n} requests in the metrics", seconds=10)
         log = server.log()
     pids = set(re.findall(r'"POST /v2/models/wide/infer HTTP/1.1" 200 .* pid=<(\d+)>', log))
     assert len(pids) >= 3, log
-    labels = {"model": "wide", "version": "1"}
-    assert _sample(scrape, "surrogate_requests_total", protocol="v2", **labels) == n, scrape
     assert _sample(scrape, "surrogate_rows_predicted_total", **labels) == 2 * n, scrape
 
 
