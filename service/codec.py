@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from service import bundle_format as fmt
 from service.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ def model_metadata(model: OnnxModel) -> dict[str, Any]:
         "inputs": [{"name": model.input_name, "datatype": "FP32",
                     "shape": [-1, model.input_width]}],
         "outputs": [
-            {"name": name, "datatype": fmt.OUTPUT_ELEMENT_TYPES[model.output_types[name]],
+            {"name": name, "datatype": model.output_datatypes[name],
              "shape": model.output_shapes[name]}
             for name in model.output_names
         ],
@@ -155,7 +154,7 @@ def encode_response(
     for (name, binary), array in zip(request.outputs, arrays, strict=True):
         entry: dict[str, Any] = {
             "name": name,
-            "datatype": fmt.OUTPUT_ELEMENT_TYPES[model.output_types[name]],
+            "datatype": model.output_datatypes[name],
             "shape": list(array.shape),
         }
         if binary:
@@ -167,7 +166,7 @@ def encode_response(
         outputs.append(entry)
     response: dict[str, Any] = {
         "model_name": model.name,
-        "model_version": str(model.version),
+        "model_version": model.version_label,
         "outputs": outputs,
     }
     if request.id is not None:
@@ -181,6 +180,10 @@ def encode_response(
 
 
 def _single_input(model: OnnxModel, inputs: Any) -> dict[str, Any]:
+    if type(inputs) is list and len(inputs) == 1:  # the usual request: one tensor, named right
+        tensor = inputs[0]
+        if type(tensor) is dict and tensor.get("name") == model.input_name:
+            return tensor
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("'inputs' must be a non-empty list of tensors")
     if not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in inputs):
@@ -228,8 +231,9 @@ def _tensor_array(model: OnnxModel, tensor: dict[str, Any], binary: memoryview |
 def _shape(name: str, shape: Any, width: int) -> list[int]:
     # Rank 2 only, as Triton requires for a [-1, n] input: a bare row [n] is not guessed at.
     if (
-        not isinstance(shape, list) or len(shape) != 2
-        or not all(type(d) is int and d >= 0 for d in shape)
+        type(shape) is not list or len(shape) != 2
+        or type(shape[0]) is not int or type(shape[1]) is not int
+        or shape[0] < 0 or shape[1] < 0
     ):
         raise BadRequest(
             f"input {name!r}: shape must be [rows, {width}] (two non-negative integers), "
@@ -290,7 +294,7 @@ def hides_booleans(array: np.ndarray, data: list) -> bool:
     if array.size > _SCAN_SIZE and not ((array == 0) | (array == 1)).any():
         return False
     rows = data if array.ndim > 1 else [data]
-    return any(type(value) is bool for row in rows for value in _flat(row))
+    return any(bool in map(type, _flat(row)) for row in rows)
 
 
 def _flat(values: list) -> list:

@@ -87,7 +87,7 @@ class RequestTimer:
         self.rows = 0
 
     def bind(self, model: OnnxModel) -> None:
-        self.model, self.version = model.name, str(model.version)
+        self.model, self.version = model.name, model.version_label
 
     def __enter__(self) -> RequestTimer:
         self._start = perf_counter()
@@ -194,7 +194,7 @@ def _series(model: str, version: str, protocol: str) -> tuple[Any, ...]:
 
 
 def record_out_of_domain(model: OnnxModel, rows: int) -> None:
-    OUT_OF_DOMAIN.labels(model.name, str(model.version)).inc(rows)
+    OUT_OF_DOMAIN.labels(model.name, model.version_label).inc(rows)
 
 
 def record_load_failure(model: str) -> None:

@@ -220,6 +220,10 @@ class OnnxModel:
         self.default_outputs = tuple(o.name for o in session.get_outputs())
         self._batcher: Batcher | None = None
         self.output_types = MappingProxyType({name: d[0] for name, d in described.items()})
+        # The V2 datatype name of each output (FP32...), and the version as protocols write it.
+        self.output_datatypes = MappingProxyType(
+            {name: fmt.OUTPUT_ELEMENT_TYPES[d[0]] for name, d in described.items()})
+        self.version_label = str(self.version)
         self.output_shapes = MappingProxyType({name: d[1] for name, d in described.items()})
 
     @classmethod
