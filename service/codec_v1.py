@@ -88,9 +88,27 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
     if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
         raise BadRequest(_BODY_SHAPE)
     parameters = body.get("parameters")
-    if parameters is None:
-        parameters = {}
-    elif not isinstance(parameters, dict):
+    if parameters is None or parameters == {}:  # the usual body
+        outputs, policy = (MAIN_OUTPUT,), None
+    else:
+        outputs, policy = _parameters(model, parameters)
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            raise BadRequest("'instances' must be a list of instances")
+        layout = ROWS if all(type(row) is list for row in instances) else NAMED_ROWS
+        return PredictRequest(_instances(model, instances), outputs, policy, layout)
+    columns = body["inputs"]
+    if isinstance(columns, list):
+        return PredictRequest(_instances(model, columns), outputs, policy, TENSOR)
+    if isinstance(columns, dict):
+        return PredictRequest(_columns(model, columns), outputs, policy, NAMED_COLUMNS)
+    raise BadRequest("'inputs' must be an object of input columns or a list of rows")
+
+
+def _parameters(model: OnnxModel, parameters: Any) -> tuple[tuple[str, ...], Any]:
+    """The graph outputs a body's ``parameters`` ask for, and its domain policy override."""
+    if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be a JSON object")
     unknown = sorted(set(parameters) - _PARAMETERS)
     if unknown:
@@ -110,19 +128,7 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
             )
         if value:
             outputs.append(output)
-    policy = parameters.get("domain_policy")
-    if "instances" in body:
-        instances = body["instances"]
-        if not isinstance(instances, list):
-            raise BadRequest("'instances' must be a list of instances")
-        layout = ROWS if all(type(row) is list for row in instances) else NAMED_ROWS
-        return PredictRequest(_instances(model, instances), tuple(outputs), policy, layout)
-    columns = body["inputs"]
-    if isinstance(columns, list):
-        return PredictRequest(_instances(model, columns), tuple(outputs), policy, TENSOR)
-    if isinstance(columns, dict):
-        return PredictRequest(_columns(model, columns), tuple(outputs), policy, NAMED_COLUMNS)
-    raise BadRequest("'inputs' must be an object of input columns or a list of rows")
+    return tuple(outputs), parameters.get("domain_policy")
 
 
 def _float32(rows: Any, shape: tuple[int, int]) -> np.ndarray:

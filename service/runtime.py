@@ -282,6 +282,8 @@ class OnnxModel:
         return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
 
     def _run_once(self, x: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        if names == self.default_outputs:  # the usual request: model.onnx's outputs
+            return self._run_session(self._session, x, list(names))
         graphs = [g for g in self._extra_graphs if any(self._graph_of[n] is g for n in names)]
         if not graphs:
             return self._run_session(self._session, x, list(names))
