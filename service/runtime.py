@@ -26,6 +26,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
+from operator import le
 from types import MappingProxyType
 from typing import Any
 
@@ -204,8 +205,7 @@ class OnnxModel:
         finite = float(np.finfo(np.float32).max)
         self._inside_low = np.maximum(self.domain_low, -finite)
         self._inside_high = np.minimum(self.domain_high, finite)
-        self._inside_pairs = tuple(zip(self._inside_low.tolist(), self._inside_high.tolist(),
-                                       strict=True))
+        self._inside_lists = (self._inside_low.tolist(), self._inside_high.tolist())
         # Each output is computed by model.onnx, or by the extra graph the card lists it in.
         described = {o.name: (o.type, graph_shape(o.shape)) for o in session.get_outputs()}
         self._graph_of: dict[str, ExtraGraph | None] = dict.fromkeys(described)
@@ -333,9 +333,8 @@ class OnnxModel:
         than the comparisons."""
         if len(x) > _PYTHON_CHECK_ROWS:
             return bool(((x >= self._inside_low) & (x <= self._inside_high)).all())
-        pairs = self._inside_pairs
-        return all(low <= v <= high for row in x.tolist()
-                   for v, (low, high) in zip(row, pairs, strict=True))  # fmt: skip
+        low, high = self._inside_lists  # compared value by value in C (map), NaN failing
+        return all(all(map(le, low, row)) and all(map(le, row, high)) for row in x.tolist())
 
     def warm_up(self) -> None:
         """One run of model.onnx at the middle of the training range, so ORT's lazy
