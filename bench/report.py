@@ -43,6 +43,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[
         "share": median(r.get("busiest_worker_share", math.nan) for r in rs),
         "server_cpu_us": median(r.get("server_cpu_us", math.nan) for r in rs),
         "client_cpu_us": median(r.get("client_cpu_us", math.nan) for r in rs),
+        "server_cpu_by_round": {r.get("round", 1): r.get("server_cpu_us", math.nan) for r in rs},
     } for key, rs in groups.items()}
 
 
@@ -82,8 +83,11 @@ def _throughput(summary: dict, c: int) -> str:
 
 def _cpu(summary: dict, c: int) -> str:
     """Server CPU per request against the bare peer's for the same rows (its V2 JSON: it has no
-    V1), and each V1 form's throughput against V2 JSON at the same rows."""
-    head = ["scenario", "server CPU us/request", "bare peer's", "x bare", "req/s x V2 JSON"]
+    V1), and each V1 form's throughput against V2 JSON at the same rows. The ratio is also given
+    round by round (each round runs every system once, close together), which the machine's
+    drift between rounds does not move."""
+    head = ["scenario", "server CPU us/request", "bare peer's", "x bare", "x bare per round",
+            "req/s x V2 JSON"]
     lines = [f"## Server CPU per request against the bare WSGI + ORT peer, {c} connections "
              "(medians over rounds)\n", _row(head), _row(["---"] * len(head))]
     for key in JSON_SCENARIOS:
@@ -95,6 +99,7 @@ def _cpu(summary: dict, c: int) -> str:
         lines.append(_row([SCENARIOS[key].label, _n(ours["server_cpu_us"]),
                            _n(bare["server_cpu_us"]) if bare else "-",
                            _ratio(ours["server_cpu_us"], bare["server_cpu_us"]) if bare else "-",
+                           _per_round(ours, bare) if bare else "-",
                            _ratio(ours["rps"], v2["rps"]) if v2 else "-"]))
     return "\n".join(lines) + "\n"
 
@@ -213,6 +218,13 @@ def _n(value: float) -> str:
     if value is None or math.isnan(value):
         return "-"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _per_round(ours: dict, peer: dict) -> str:
+    """Ours against the peer in each round both ran: "1.08 / 1.23 / 1.07"."""
+    mine, theirs = ours["server_cpu_by_round"], peer["server_cpu_by_round"]
+    return " / ".join(f"{cpu / theirs[r]:.2f}" for r, cpu in sorted(mine.items())
+                      if r in theirs and theirs[r])
 
 
 def _ratio(a: float, b: float) -> str:
