@@ -12,6 +12,7 @@ clients cannot grow the label set by asking for made-up model names.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ from prometheus_client.exposition import choose_encoder
 
 if TYPE_CHECKING:
     from service.runtime import OnnxModel
+
+log = logging.getLogger("service.metrics")
 
 _LABELS = ("model", "version", "protocol")
 
@@ -167,7 +170,10 @@ class _Flusher:
     def _run(self) -> None:
         while True:
             time.sleep(FLUSH_SECONDS)
-            flush()
+            try:
+                flush()
+            except Exception:  # e.g. the metrics directory gone: say so; the queue was emptied
+                log.exception("metrics: recorded requests could not be written")
 
     def _forked(self) -> None:
         global _FLUSH_LOCK
