@@ -69,9 +69,9 @@ LOAD_FAILURES = Counter(
 # Requests are recorded in the background: a request appends its record to a queue (well under
 # a microsecond), and a flush writes them, summed per series, at most FLUSH_SECONDS later, before
 # every exposition from this process, and at the worker's exit. In multiprocess mode each
-# increment is a locked write to a memory-mapped file, and the six per request cost more than a
-# sixth of a single-row request's time in the service (python -m bench). A worker killed
-# outright (SIGKILL) loses at most FLUSH_SECONDS of its records.
+# increment is a locked write to a memory-mapped file: the six of a request cost about 20 us of
+# a 125 us single-row V2 request in process (measured with them replaced by nothing). A worker
+# killed outright (SIGKILL) loses at most FLUSH_SECONDS of its records.
 FLUSH_SECONDS = 0.25
 
 
