@@ -49,6 +49,7 @@ import numpy as np
 from training.atomic import replace_whole
 from training.design import Factor, design
 from training.errors import TrainingError
+from training.signals import sigint_held
 
 __all__ = ["ChunkResult", "Loop", "LoopError", "LoopSettings", "simulate_chunk"]
 
@@ -303,7 +304,14 @@ class Loop:
         return values[:, :n_in], values[:, n_in:]
 
     def save(self) -> None:
-        """Every file of the state, each replaced whole; the tables before ``loop.json``."""
+        """Every file of the state, each replaced whole; the tables before ``loop.json``.
+
+        A Ctrl-C meanwhile waits until all are written: between the table and the pending list
+        it would leave the rows just kept in both."""
+        with sigint_held():
+            self._write_state()
+
+    def _write_state(self) -> None:
         inputs = self.settings.inputs
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.outputs is not None:
@@ -401,7 +409,13 @@ class Loop:
             + (f": {failed} failed (see {FAILED_FILE})" if failed else ""))
 
     def _keep(self, result: ChunkResult, still_pending: np.ndarray) -> None:
-        """Add one call's rows to the tables and save (the outputs named on the first)."""
+        """Add one call's rows to the tables and save (the outputs named on the first); a
+        Ctrl-C waits until memory and files agree."""
+        with sigint_held():
+            self._add(result, still_pending)
+            self.save()
+
+    def _add(self, result: ChunkResult, still_pending: np.ndarray) -> None:
         if self.outputs is None and len(result.x):
             if not result.outputs:
                 raise LoopError("the simulator wrote no output column (every column of its "
@@ -415,7 +429,6 @@ class Loop:
         self.failed_x = np.vstack([self.failed_x, result.failed_x])
         self.reasons = [*self.reasons, *result.reasons]
         self.pending = still_pending
-        self.save()
 
     def _train(self, say: Callable[[str], None]) -> None:
         from training.data import Dataset

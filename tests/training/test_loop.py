@@ -137,3 +137,33 @@ def test_a_second_loop_on_the_same_directory_is_refused(bounds, tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = CliRunner().invoke(main, ["loop", "--resume", str(tmp_path / "loop")])
     assert result.exit_code == 1 and "another surrogate loop is running in" in result.output
+
+
+def test_ctrl_c_while_the_state_is_written_waits_until_every_file_agrees(tmp_path, monkeypatch):
+    """A Ctrl-C between the table and the pending list would leave rows in both."""
+    import training.loop as loop_module
+
+    settings = loop_module.LoopSettings(
+        name="bh", repo=str(tmp_path / "repo"), simulator="true", initial=4, batch=2, budget=8,
+        factors=[{"name": "a", "low": 0.0, "high": 1.0}, {"name": "b", "low": 0.0, "high": 1.0}])
+    loop = loop_module.Loop.create(tmp_path / "loop", settings)
+    loop.pending = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]])
+    loop.save()
+    written = []
+    real = loop_module.replace_whole
+
+    def interrupted_after_the_first_file(path, data):
+        real(path, data)
+        written.append(Path(path).name)
+        if len(written) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(loop_module, "replace_whole", interrupted_after_the_first_file)
+    result = loop_module.ChunkResult(x=np.array([[0.1, 0.2]]), y=np.array([[1.0]]),
+                                     outputs=["y"], failed_x=np.empty((0, 2)), reasons=[])
+    with pytest.raises(KeyboardInterrupt):
+        loop._keep(result, loop.pending[1:])
+    assert written == ["table.csv", "failed.csv", "pending.csv", "loop.json"]
+    resumed = loop_module.Loop.resume(tmp_path / "loop")
+    assert [(r["a"], r["b"]) for r in rows(tmp_path / "loop" / "table.csv")] == [("0.1", "0.2")]
+    assert len(rows(tmp_path / "loop" / "pending.csv")) == 2 == len(resumed.pending)
