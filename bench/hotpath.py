@@ -96,7 +96,11 @@ def _app(models: Models, env: dict[str, str]):
 
     environ = {"SURROGATE_MODEL_REPOSITORY": str(models.repository),
                "SURROGATE_ACCESS_LOG": "false", "SURROGATE_LOG_LEVEL": "WARNING", **env}
-    return create_app(Settings.from_env(environ))
+    settings = Settings.from_env(environ)
+    if settings.access_log and "SURROGATE_LOG_LEVEL" not in env:
+        # Measured, the access line must be written: at WARNING it is dropped unformatted.
+        settings = Settings.from_env({**environ, "SURROGATE_LOG_LEVEL": "INFO"})
+    return create_app(settings)
 
 
 if __name__ == "__main__":

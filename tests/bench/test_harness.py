@@ -144,3 +144,22 @@ def test_server_cpu_ratios_are_also_paired_round_by_round():
     lines = report.markdown(report.summarise(records), {}, [], {"when": "now"}).splitlines()
     row = next(line for line in lines if line.startswith("| single-row V2 JSON | 640 "))
     assert "| 640 | 560 | 1.14x | 1.20 / 1.02 / 1.14 |" in row
+
+
+@pytest.mark.parametrize(("env", "lines"), [({}, 0), ({"SURROGATE_ACCESS_LOG": "true"}, 1)])
+def test_hotpath_writes_the_access_line_only_when_it_is_measured(repo, caplog, env, lines):
+    import json
+    from types import SimpleNamespace
+
+    from werkzeug.test import EnvironBuilder
+
+    from bench.hotpath import _app, call
+    from tests.v2 import json_request
+
+    app = _app(SimpleNamespace(repository=repo), env)
+    body = json.dumps(json_request([1.0, 2.0], [1, 2])).encode()
+    environ = EnvironBuilder(path="/v2/models/linear/infer", method="POST", data=body,
+                             content_type="application/json").get_environ()
+    caplog.clear()
+    assert call(app, environ, body) == 200
+    assert len([r for r in caplog.records if r.name == "service.access"]) == lines
