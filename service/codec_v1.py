@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -49,8 +48,7 @@ _NUMBER_TYPES = frozenset({float, int})
 NAMED_ROWS, ROWS, NAMED_COLUMNS, TENSOR = "named_rows", "rows", "named_columns", "tensor"
 
 
-@dataclass(frozen=True, slots=True)
-class PredictRequest:
+class PredictRequest(NamedTuple):  # as codec.InferRequest
     """A decoded V1 predict body: the inputs, the graph outputs to run, the policy override and
     the layout the answer takes."""
 

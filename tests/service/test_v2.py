@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 import zlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.bundles import make_bundle
 from tests.v2 import HEADER_LENGTH, binary_request, json_request, read_response
@@ -179,3 +182,77 @@ def test_empty_batch(client):
     response = client.post("/v2/models/wide/infer", json=json_request([], [0, 3]))
     assert response.status_code == 200
     assert response.get_json()["outputs"][0]["shape"] == [0, 2]
+
+
+# Values a client might put in "data": numbers of every kind and size, and what is not one.
+_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**64, 2**64),
+                    st.sampled_from([True, False, None, "1.5", [1.0], 3.5e38, -3.5e38, 2**63,
+                                     2**64, -2**63 - 1]))
+
+
+@st.composite
+def _near_plain_headers(draw):
+    """V2 request headers for the 2-input ``linear`` model: the usual one, with each of its
+    parts changed now and then (to what the quick decode must refuse, or agree on)."""
+
+    def either(usual, *others):  # the usual value 9 times in 10
+        return usual if draw(st.integers(0, 9)) else draw(st.sampled_from(others))
+
+    rows = draw(st.integers(1, 4))
+    data = draw(st.lists(st.floats(-10, 10), min_size=2 * rows, max_size=2 * rows))
+    if not draw(st.integers(0, 2)):  # a third of the time, some values are something else
+        for _ in range(draw(st.integers(1, 2))):
+            data[draw(st.integers(0, 2 * rows - 1))] = draw(_VALUES)
+    data = either(data, data[:-1], [*data, 1.0], [data[i:i + 2] for i in range(0, 2 * rows, 2)],
+                  [])
+    tensor = {"name": either("inputs", "outputs", "Inputs", 1, None),
+              "datatype": either("FP32", "FP64", "INT32", "fp32", "BOOL", None),
+              "shape": either([rows, 2], [rows, 3], [0, 2], [True, 2], [rows, True], [rows],
+                              [rows, 2, 1], [2 * rows, 1], [float(rows), 2], "1,2", [-rows, 2]),
+              "data": data}
+    if not draw(st.integers(0, 9)):
+        tensor["parameters"] = draw(st.sampled_from([{}, {"binary_data_size": 8}]))
+    header: dict = {"inputs": either([tensor], [], [tensor, tensor], tensor, None, [[tensor]])}
+    for key, values in (("id", ["r-1", 7, None, ""]),
+                        ("parameters", [{}, {"domain_policy": "reject"}, None,
+                                        {"binary_data_output": True}]),
+                        ("outputs", [[], [{"name": "outputs"}], None,
+                                     [{"name": "outputs", "parameters": {"binary_data": True}}]])):
+        if not draw(st.integers(0, 9)):
+            header[key] = draw(st.sampled_from(values))
+    return header
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=_near_plain_headers())
+def test_the_quick_decode_of_the_usual_request_agrees_with_the_full_one(app, header):
+    from service.codec import decode_request, plain_request
+
+    model = app.extensions["surrogate.registry"].get("linear", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor a RuntimeWarning (an overflowing cast)
+        quick = plain_request(model, json.loads(json.dumps(header)))
+    if quick is None:
+        return
+    full = decode_request(model, json.loads(json.dumps(header)), None)
+    assert (quick.id, quick.outputs, quick.domain_policy) == (full.id, full.outputs,
+                                                             full.domain_policy)
+    assert quick.inputs.dtype == full.inputs.dtype == np.float32
+    assert quick.inputs.shape == full.inputs.shape
+    assert quick.inputs.tobytes() == full.inputs.tobytes()
+
+
+def test_the_usual_request_takes_the_quick_decode(app):
+    from service.codec import plain_request
+
+    model = app.extensions["surrogate.registry"].get("linear", None)
+    usual = {"id": "a", "inputs": [{"name": "inputs", "datatype": "FP32", "shape": [2, 2],
+                                    "data": [1, 2.5, -3e38, 0.0]}]}
+    request = plain_request(model, usual)
+    assert request is not None and request.id == "a" and request.outputs == (("outputs", False),)
+    assert request.inputs.tolist() == [[1.0, 2.5], [np.float32(-3e38), 0.0]]
+    for refused in ([1, True, 2, 3], [1, 2, 3, 4e38], [1, 2, 3], [1, 2, 3, "4"], [1, 2, 3, None],
+                    [0.5, 2, 3, 2**64], [[1, 2], [3, 4]]):
+        usual["inputs"][0]["data"] = refused
+        assert plain_request(model, usual) is None
