@@ -159,15 +159,24 @@ def plain_request(model: OnnxModel, header: Any) -> InferRequest | None:
     if (type(shape) is not list or len(shape) != 2 or type(shape[0]) is not int
             or type(shape[1]) is not int or shape[1] != model.input_width or shape[0] < 1):
         return None
-    if (type(data) is not list or len(data) != shape[0] * shape[1] or len(data) > _SCAN_SIZE
-            or not _NUMBERS.issuperset(map(type, data))
-            or not -_FLOAT32_MAX <= min(data) <= max(data) <= _FLOAT32_MAX):  # no overflow
+    if type(data) is not list or len(data) != shape[0] * shape[1] or len(data) > _SCAN_SIZE:
         return None
-    array = np.asarray(data)
+    x = plain_float32(data)
+    if x is None:
+        return None
+    return InferRequest(header.get("id"), x.reshape(shape), _requested_outputs(model, None, False))
+
+
+def plain_float32(values: list) -> np.ndarray | None:
+    """A few ``values`` as a float32 array when every one is a plain JSON number (not true or
+    false) inside float32's range (so the cast cannot overflow); None otherwise."""
+    if (not _NUMBERS.issuperset(map(type, values))
+            or not -_FLOAT32_MAX <= min(values) <= max(values) <= _FLOAT32_MAX):
+        return None
+    array = np.asarray(values)
     if array.dtype.kind not in "iuf":  # integers beyond 64 bits
         return None
-    x = array.astype(np.float32).reshape(shape)
-    return InferRequest(header.get("id"), x, _requested_outputs(model, None, False))
+    return array.astype(np.float32)
 
 
 def decode_request(model: OnnxModel, header: Any, binary: memoryview | None) -> InferRequest:

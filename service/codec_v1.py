@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import functools
 import operator
+from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
 
 from service import bundle_format as fmt
-from service.codec import JSON_TYPE, hides_booleans, loads
+from service.codec import JSON_TYPE, hides_booleans, loads, plain_float32
 from service.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ _RETURNS = {"return_std": "std", "return_jacobian": "jacobian"}
 _PARAMETERS = frozenset({*_RETURNS, "domain_policy"})
 # type(), not isinstance: a JSON true/false is a bool, which isinstance(..., int) lets through.
 _NUMBER_TYPES = frozenset({float, int})
+# The most values the quick decode of the usual body takes (``plain_body``).
+_PLAIN_VALUES = 64
 
 
 # The body layouts (see the module docstring).
@@ -68,7 +71,8 @@ class V1Codec:
     protocol = "v1"
 
     def decode(self, model: OnnxModel, body: bytes, header_length: str | None) -> PredictRequest:
-        return decode_request(model, loads(body))
+        body = loads(body)
+        return plain_body(model, body) or decode_request(model, body)
 
     def encode(self, model: OnnxModel, request: PredictRequest, arrays: list[np.ndarray],
                report: dict[str, Any] | None) -> tuple[bytes, str, dict[str, str] | None]:
@@ -79,6 +83,39 @@ V1 = V1Codec()
 
 
 _BODY_SHAPE = 'request body must be {"instances": [...]} or {"inputs": {...} or [...]}'
+
+
+_INSTANCES_ONLY = frozenset({"instances"})
+
+
+def plain_body(model: OnnxModel, body: Any) -> PredictRequest | None:
+    """The usual small body, decoded in few steps; None for any other.
+
+    The usual body: ``{"instances": [...]}`` and nothing else, a few instances (at most 64
+    values in all), every one an object with exactly the model's inputs, or every one a list
+    of its width, of plain numbers inside float32's range. Anything else is None, and
+    :func:`decode_request` checks it in full and names what is wrong. What this returns is
+    what ``decode_request`` would. Measured in process (one named instance, paired with the
+    full decode): a quarter of the service's own work per request.
+    """
+    if type(body) is not dict or body.keys() != _INSTANCES_ONLY:
+        return None
+    instances = body["instances"]
+    names, getter, width = _names_and_getter(model.feature_names)
+    if type(instances) is not list or not 0 < len(instances) * width <= _PLAIN_VALUES:
+        return None
+    if type(instances[0]) is dict:
+        if not all(type(row) is dict and row.keys() == names for row in instances):
+            return None
+        rows, layout = map(getter, instances), NAMED_ROWS
+    elif all(type(row) is list and len(row) == width for row in instances):
+        rows, layout = instances, ROWS
+    else:
+        return None
+    x = plain_float32(list(chain.from_iterable(rows)))
+    if x is None:
+        return None
+    return PredictRequest(x.reshape(len(instances), width), (MAIN_OUTPUT,), None, layout)
 
 
 def decode_request(model: OnnxModel, body: Any) -> PredictRequest:

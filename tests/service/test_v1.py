@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from service import create_app
 from service.settings import Settings
@@ -113,3 +116,68 @@ def test_a_cards_sensitivity_indices_are_shown_with_the_model(tmp_path):
     client = create_app(Settings(model_repository=tmp_path)).test_client()
     shown = client.get("/v1/models/ranked").get_json()
     assert shown["sensitivity"] == {"n": 4096, "indices": indices} and shown["ready"] is True
+
+
+# What a client might send as an input's value: numbers of every kind and size, and others.
+_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**64, 2**64),
+                    st.sampled_from([True, False, None, "1.5", [1.0], {}, 3.5e38, -3.5e38, 2**63,
+                                     2**64, -2**63 - 1]))
+
+
+@st.composite
+def _near_plain_bodies(draw):
+    """V1 bodies for the 2-input ``linear`` model (x0, x1): the usual one, named or as lists,
+    with each of its parts changed now and then."""
+
+    def either(usual, *others):  # the usual value 9 times in 10
+        return usual if draw(st.integers(0, 9)) else draw(st.sampled_from(others))
+
+    rows = draw(st.lists(st.lists(st.floats(-10, 10), min_size=2, max_size=2), min_size=1,
+                         max_size=4))
+    if not draw(st.integers(0, 2)):  # a third of the time, a value is something else
+        rows[draw(st.integers(0, len(rows) - 1))][draw(st.integers(0, 1))] = draw(_VALUES)
+    named = draw(st.booleans())
+    instances = [{"x0": a, "x1": b} if named else [a, b] for a, b in rows]
+    if not draw(st.integers(0, 4)):
+        instances[-1] = draw(st.sampled_from(
+            [{"x0": 1.0}, {"x0": 1.0, "x1": 2.0, "x2": 3.0}, [1.0], [1.0, 2.0, 3.0], 1.0, None,
+             {"x0": 1.0, "x1": 2.0} if not named else [1.0, 2.0]]))
+    body: dict = {either("instances", "inputs"): either(instances, [], instances[0], None,
+                                                        instances * 20)}
+    if not draw(st.integers(0, 9)):
+        body["parameters"] = draw(st.sampled_from([{}, {"return_std": False}, None,
+                                                   {"domain_policy": "reject"}]))
+    return body
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_near_plain_bodies())
+def test_the_quick_decode_of_the_usual_body_agrees_with_the_full_one(app, body):
+    from service.codec_v1 import decode_request, plain_body
+
+    model = app.extensions["surrogate.registry"].get("linear", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor a RuntimeWarning (an overflowing cast)
+        quick = plain_body(model, json.loads(json.dumps(body)))
+    if quick is None:
+        return
+    full = decode_request(model, json.loads(json.dumps(body)))
+    assert quick[1:] == full[1:]  # outputs, domain policy, layout
+    assert quick.inputs.dtype == full.inputs.dtype == np.float32
+    assert quick.inputs.shape == full.inputs.shape
+    assert quick.inputs.tobytes() == full.inputs.tobytes()
+
+
+def test_the_usual_body_takes_the_quick_decode(app):
+    from service.codec_v1 import NAMED_ROWS, ROWS, plain_body
+
+    model = app.extensions["surrogate.registry"].get("linear", None)
+    named = plain_body(model, {"instances": [{"x1": 2, "x0": 1.5}, {"x0": -3e38, "x1": 0.0}]})
+    assert named is not None and named.layout == NAMED_ROWS and named.outputs == ("outputs",)
+    assert named.inputs.tolist() == [[1.5, 2.0], [np.float32(-3e38), 0.0]]
+    assert plain_body(model, {"instances": [[1.5, 2]]}).layout == ROWS
+    for refused in ([{"x0": 1, "x1": True}], [{"x0": 1, "x1": 4e38}], [{"x0": 1}], [[1, 2, 3]],
+                    [{"x0": 1, "x1": "2"}], [[0.5, 2**64]], [[1, 2], {"x0": 1, "x1": 2}], []):
+        assert plain_body(model, {"instances": refused}) is None
+    assert plain_body(model, {"instances": [[1, 2]], "parameters": {}}) is None
