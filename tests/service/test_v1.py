@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from service import create_app
 from service.settings import Settings
 from tests.bundles import make_bundle
+from tests.decoding import check_quick_decode
 
 
 def test_list_models(client):
@@ -157,16 +157,7 @@ def test_the_quick_decode_of_the_usual_body_agrees_with_the_full_one(app, body):
     from service.codec_v1 import decode_request, plain_body
 
     model = app.extensions["surrogate.registry"].get("linear", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nor a RuntimeWarning (an overflowing cast)
-        quick = plain_body(model, json.loads(json.dumps(body)))
-    if quick is None:
-        return
-    full = decode_request(model, json.loads(json.dumps(body)))
-    assert quick[1:] == full[1:]  # outputs, domain policy, layout
-    assert quick.inputs.dtype == full.inputs.dtype == np.float32
-    assert quick.inputs.shape == full.inputs.shape
-    assert quick.inputs.tobytes() == full.inputs.tobytes()
+    check_quick_decode(lambda b: plain_body(model, b), lambda b: decode_request(model, b), body)
 
 
 def test_the_usual_body_takes_the_quick_decode(app):

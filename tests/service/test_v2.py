@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import warnings
 import zlib
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.bundles import make_bundle
+from tests.decoding import check_quick_decode
 from tests.v2 import HEADER_LENGTH, binary_request, json_request, read_response
 
 X = np.array([[0.5, 1.5], [2.0, -1.0], [3.0, 4.0]])
@@ -230,17 +230,8 @@ def test_the_quick_decode_of_the_usual_request_agrees_with_the_full_one(app, hea
     from service.codec import decode_request, plain_request
 
     model = app.extensions["surrogate.registry"].get("linear", None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # nor a RuntimeWarning (an overflowing cast)
-        quick = plain_request(model, json.loads(json.dumps(header)))
-    if quick is None:
-        return
-    full = decode_request(model, json.loads(json.dumps(header)), None)
-    assert (quick.id, quick.outputs, quick.domain_policy) == (full.id, full.outputs,
-                                                             full.domain_policy)
-    assert quick.inputs.dtype == full.inputs.dtype == np.float32
-    assert quick.inputs.shape == full.inputs.shape
-    assert quick.inputs.tobytes() == full.inputs.tobytes()
+    check_quick_decode(lambda h: plain_request(model, h),
+                       lambda h: decode_request(model, h, None), header)
 
 
 def test_the_usual_request_takes_the_quick_decode(app):
