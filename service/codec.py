@@ -141,7 +141,7 @@ def plain_request(model: OnnxModel, header: Any) -> InferRequest | None:
     :data:`_SCAN_SIZE` plain numbers; no parameters, no outputs named. Anything else is None,
     and :func:`decode_request` checks it in full and names what is wrong. What this returns
     is what ``decode_request`` would. Measured in process (a single-row request, paired with
-    the full decode): 30 us less per request, a third of the service's own work.
+    the full decode): the whole request 0.82x, 104-110 -> 87-90 us of the service's own work.
     """
     if type(header) is not dict:
         return None

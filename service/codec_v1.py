@@ -96,7 +96,7 @@ def plain_body(model: OnnxModel, body: Any) -> PredictRequest | None:
     of its width, of plain numbers inside float32's range. Anything else is None, and
     :func:`decode_request` checks it in full and names what is wrong. What this returns is
     what ``decode_request`` would. Measured in process (one named instance, paired with the
-    full decode): a quarter of the service's own work per request.
+    full decode): the whole request 101 -> 90 us of the service's own work.
     """
     if type(body) is not dict or body.keys() != _INSTANCES_ONLY:
         return None
