@@ -30,7 +30,14 @@ import numpy as np
 import orjson
 
 from service import bundle_format as fmt
-from service.codec import JSON_TYPE, hides_booleans, loads, plain_float32
+from service.codec import (
+    JSON_TYPE,
+    NUMBER_TYPES,
+    QUICK_VALUES,
+    hides_booleans,
+    loads,
+    plain_float32,
+)
 from service.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -41,10 +48,6 @@ MAIN_OUTPUT = fmt.OUTPUT_TENSOR
 # The V1 parameters and the graph output each ``return_*`` flag asks for.
 _RETURNS = {"return_std": "std", "return_jacobian": "jacobian"}
 _PARAMETERS = frozenset({*_RETURNS, "domain_policy"})
-# type(), not isinstance: a JSON true/false is a bool, which isinstance(..., int) lets through.
-_NUMBER_TYPES = frozenset({float, int})
-# The most values the quick decode of the usual body takes (``plain_body``).
-_PLAIN_VALUES = 64
 
 
 # The body layouts (see the module docstring).
@@ -91,18 +94,18 @@ _INSTANCES_ONLY = frozenset({"instances"})
 def plain_body(model: OnnxModel, body: Any) -> PredictRequest | None:
     """The usual small body, decoded in few steps; None for any other.
 
-    The usual body: ``{"instances": [...]}`` and nothing else, a few instances (at most 64
-    values in all), every one an object with exactly the model's inputs, or every one a list
-    of its width, of plain numbers inside float32's range. Anything else is None, and
-    :func:`decode_request` checks it in full and names what is wrong. What this returns is
-    what ``decode_request`` would. Measured in process (one named instance, paired with the
-    full decode): the whole request 101 -> 90 us of the service's own work.
+    The usual body: ``{"instances": [...]}`` and nothing else, a few instances (at most
+    ``QUICK_VALUES`` values in all), every one an object with exactly the model's inputs, or
+    every one a list of its width, of plain numbers inside float32's range. Anything else is
+    None, and :func:`decode_request` checks it in full and names what is wrong. What this
+    returns is what ``decode_request`` would. Measured in process (one named instance, paired
+    with the full decode): the whole request 101 -> 90 us of the service's own work.
     """
     if type(body) is not dict or body.keys() != _INSTANCES_ONLY:
         return None
     instances = body["instances"]
     names, getter, width = _names_and_getter(model.feature_names)
-    if type(instances) is not list or not 0 < len(instances) * width <= _PLAIN_VALUES:
+    if type(instances) is not list or not 0 < len(instances) * width <= QUICK_VALUES:
         return None
     if type(instances[0]) is dict:
         if not all(type(row) is dict and row.keys() == names for row in instances):
@@ -206,7 +209,7 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
     if array is None:
         for name, column in zip(features, values, strict=True):
             for i, value in enumerate(column):
-                if type(value) not in _NUMBER_TYPES:
+                if type(value) not in NUMBER_TYPES:
                     raise BadRequest(f"'inputs': input {name!r} value {i} is not a number: "
                                      f"{value!r:.40}")  # fmt: skip
         array = values  # numbers numpy keeps as objects (integers beyond 64 bits)
