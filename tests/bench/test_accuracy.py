@@ -7,7 +7,16 @@ import importlib.util
 import math
 
 from bench import accuracy
-from bench.accuracy import CAREFUL, KRIGING, NOISY_STARTS, OURS, Case
+from bench.accuracy import (
+    CAREFUL,
+    KRIGING,
+    NOISY_STARTS,
+    OURS,
+    SMT_MAX_INPUTS,
+    SMT_MAX_ROWS,
+    Case,
+)
+from training.functions import FUNCTIONS
 
 
 def _rows(text: str, heading: str) -> dict[str, list[str]]:
@@ -49,3 +58,15 @@ def test_kriging_estimates_the_noise_from_several_starts_only_on_noisy_cases():
     assert (noisy.eval_noise, noisy.starts) == (True, NOISY_STARTS)
     assert NOISY_STARTS > 1
     assert (clean.eval_noise, clean.starts) == (False, 1)
+
+
+def test_kriging_is_run_only_where_it_finishes_and_says_why_not_elsewhere():
+    wide, small = Case("welch"), Case("borehole")
+    assert FUNCTIONS[wide.function].n_inputs > SMT_MAX_INPUTS >= FUNCTIONS[small.function].n_inputs
+    assert f"up to {SMT_MAX_INPUTS} inputs" in accuracy.kriging_skip(wide, 100)
+    assert "O(rows^3)" in accuracy.kriging_skip(small, SMT_MAX_ROWS + 1)
+    reason = accuracy.kriging_skip(small, SMT_MAX_ROWS)
+    if importlib.util.find_spec("smt") is None:
+        assert "smt is not installed" in reason
+    else:
+        assert reason is None
