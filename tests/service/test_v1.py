@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from service import create_app
 from service.settings import Settings
 from tests.bundles import make_bundle
-from tests.decoding import check_quick_decode
+from tests.decoding import CLIENT_VALUES, QUICK_DECODE_SETTINGS, check_quick_decode, usual_or
 
 
 def test_list_models(client):
@@ -118,24 +119,17 @@ def test_a_cards_sensitivity_indices_are_shown_with_the_model(tmp_path):
     assert shown["sensitivity"] == {"n": 4096, "indices": indices} and shown["ready"] is True
 
 
-# What a client might send as an input's value: numbers of every kind and size, and others.
-_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**64, 2**64),
-                    st.sampled_from([True, False, None, "1.5", [1.0], {}, 3.5e38, -3.5e38, 2**63,
-                                     2**64, -2**63 - 1]))
-
-
 @st.composite
 def _near_plain_bodies(draw):
     """V1 bodies for the 2-input ``linear`` model (x0, x1): the usual one, named or as lists,
     with each of its parts changed now and then."""
 
-    def either(usual, *others):  # the usual value 9 times in 10
-        return usual if draw(st.integers(0, 9)) else draw(st.sampled_from(others))
+    either = functools.partial(usual_or, draw)
 
     rows = draw(st.lists(st.lists(st.floats(-10, 10), min_size=2, max_size=2), min_size=1,
                          max_size=4))
     if not draw(st.integers(0, 2)):  # a third of the time, a value is something else
-        rows[draw(st.integers(0, len(rows) - 1))][draw(st.integers(0, 1))] = draw(_VALUES)
+        rows[draw(st.integers(0, len(rows) - 1))][draw(st.integers(0, 1))] = draw(CLIENT_VALUES)
     named = draw(st.booleans())
     instances = [{"x0": a, "x1": b} if named else [a, b] for a, b in rows]
     if not draw(st.integers(0, 4)):
@@ -150,8 +144,7 @@ def _near_plain_bodies(draw):
     return body
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@QUICK_DECODE_SETTINGS
 @given(body=_near_plain_bodies())
 def test_the_quick_decode_of_the_usual_body_agrees_with_the_full_one(app, body):
     from service.codec_v1 import decode_request, plain_body

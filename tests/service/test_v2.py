@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import zlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.bundles import make_bundle
-from tests.decoding import check_quick_decode
+from tests.decoding import CLIENT_VALUES, QUICK_DECODE_SETTINGS, check_quick_decode, usual_or
 from tests.v2 import HEADER_LENGTH, binary_request, json_request, read_response
 
 X = np.array([[0.5, 1.5], [2.0, -1.0], [3.0, 4.0]])
@@ -184,25 +185,18 @@ def test_empty_batch(client):
     assert response.get_json()["outputs"][0]["shape"] == [0, 2]
 
 
-# Values a client might put in "data": numbers of every kind and size, and what is not one.
-_VALUES = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**64, 2**64),
-                    st.sampled_from([True, False, None, "1.5", [1.0], 3.5e38, -3.5e38, 2**63,
-                                     2**64, -2**63 - 1]))
-
-
 @st.composite
 def _near_plain_headers(draw):
     """V2 request headers for the 2-input ``linear`` model: the usual one, with each of its
     parts changed now and then (to what the quick decode must refuse, or agree on)."""
 
-    def either(usual, *others):  # the usual value 9 times in 10
-        return usual if draw(st.integers(0, 9)) else draw(st.sampled_from(others))
+    either = functools.partial(usual_or, draw)
 
     rows = draw(st.integers(1, 4))
     data = draw(st.lists(st.floats(-10, 10), min_size=2 * rows, max_size=2 * rows))
     if not draw(st.integers(0, 2)):  # a third of the time, some values are something else
         for _ in range(draw(st.integers(1, 2))):
-            data[draw(st.integers(0, 2 * rows - 1))] = draw(_VALUES)
+            data[draw(st.integers(0, 2 * rows - 1))] = draw(CLIENT_VALUES)
     data = either(data, data[:-1], [*data, 1.0], [data[i:i + 2] for i in range(0, 2 * rows, 2)],
                   [])
     tensor = {"name": either("inputs", "outputs", "Inputs", 1, None),
@@ -223,8 +217,7 @@ def _near_plain_headers(draw):
     return header
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@QUICK_DECODE_SETTINGS
 @given(header=_near_plain_headers())
 def test_the_quick_decode_of_the_usual_request_agrees_with_the_full_one(app, header):
     from service.codec import decode_request, plain_request
