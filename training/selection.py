@@ -43,6 +43,7 @@ __all__ = [
     "PathResult",
     "PathTask",
     "Selection",
+    "blend",
     "choose",
     "hidden_activation",
     "merged",
@@ -75,6 +76,8 @@ STEP_OVERRUN = 1.25
 # machine cut the first step of some path in 3 of 6 seeded 100-row borehole fits, a different
 # one each time, so the same seed gave another model; at 1.5, in 1 of 6.
 FIRST_STEP_COST = 1.5
+# Additions of the greedy blend of candidates (:func:`blend`): weights in twentieths.
+BLEND_ROUNDS = 20
 
 
 def hidden_activation(activations) -> str:
@@ -252,6 +255,38 @@ class Selection:
     def fold_results(self) -> list[PathResult]:
         """The winning path's result on every fold, in fold order."""
         return sorted((r for r in self.results if r.path == self.path), key=lambda r: r.fold)
+
+    def candidates(self) -> list[tuple[str, int, list[np.ndarray]]]:
+        """Every candidate that every fold reached, as (path, step, its fold models' parameters
+        in fold order)."""
+        out = []
+        for path in PATHS:
+            mine = {r.fold: r for r in self.results if r.path == path}
+            if len(mine) < len(self.folds):
+                continue
+            for step in range(min(len(r.thetas) for r in mine.values())):
+                out.append((path, step, [mine[k].thetas[step] for k in range(len(self.folds))]))
+        return out
+
+
+def blend(heldout: list[np.ndarray], y: np.ndarray, rounds: int = BLEND_ROUNDS) -> np.ndarray:
+    """Weights (summing to 1) of the mean of candidates whose held-out predictions ``heldout``
+    (each like ``y``) come closest to ``y``: greedy forward selection with replacement
+    (Caruana et al., "Ensemble selection from libraries of models", ICML 2004), ``rounds``
+    additions at most, the best mean along the way kept. The first pick is the candidate that
+    validates best alone, so the blend validates at least as well as it."""
+    counts = np.zeros(len(heldout))
+    total = np.zeros_like(y)
+    best, kept = math.inf, counts
+    for added in range(1, rounds + 1):
+        losses = [float(np.mean(np.square((total + p) / added - y))) for p in heldout]
+        pick = int(np.argmin(losses))
+        counts = counts.copy()
+        counts[pick] += 1
+        total += heldout[pick]
+        if losses[pick] < best:
+            best, kept = losses[pick], counts
+    return kept / kept.sum()
 
 
 def choose(results: list[PathResult], folds: int, splits: list | None = None) -> Selection:

@@ -12,6 +12,7 @@ from scipy.optimize import rosen, rosen_der
 
 from training import plan as plan_module
 from training import procedure
+from training.cli.common import selection_line
 from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
@@ -24,7 +25,7 @@ from training.plan import (
     make_plan,
     seconds_per_iteration,
 )
-from training.selection import PATHS, PathTask, run_path, step_iterations
+from training.selection import PATHS, PathTask, blend, run_path, step_iterations
 
 # With a time budget these fits never reach: a deadline that cuts a step would make the models
 # depend on the clock.
@@ -150,11 +151,19 @@ def test_noise_makes_it_choose_a_stronger_penalty(table):
         assert rough.selection_["final_iterations"] == planned
     else:
         assert 0.5 * planned < rough.selection_["final_iterations"] < planned
-    # ... and is then distilled from the mean of the fold models and itself; the clean one not.
-    assert rough.selection_["distilled_models"] == rough.selection_["folds"] + 1
-    assert any(line.startswith("distilling the mean of") for line in rough.fit_log_)
-    assert clean.selection_["distilled_models"] == 0
+    # ... and is then distilled from a blend of candidates that validates at least as well as
+    # the winner alone (its first pick); the clean one not.
+    blended = rough.selection_["distilled_from"]
+    weights = [part["weight"] for part in blended["candidates"]]
+    assert weights and all(w > 0 for w in weights) and sum(weights) == pytest.approx(1.0)
+    assert blended["models"] == len(weights) * rough.selection_["folds"] + 1
+    assert blended["val_loss"] <= blended["winner_val_loss"]
+    assert any(line.startswith("distilling a blend of") for line in rough.fit_log_)
+    assert clean.selection_["distilled_from"] is None
     assert not any("distilling" in line for line in clean.fit_log_)
+    # The CLI's line about the choice says so.
+    assert f"blend of {len(weights)} candidate(s)" in selection_line(rough)
+    assert "blend" not in selection_line(clean)
     # The clean table had no inputs to screen: the screening's share went to the model.
     assert clean.selection_["screened_inputs"] == []
     assert clean.selection_["final_iterations"] > QUICK["lbfgs_maxiter"]
@@ -436,3 +445,25 @@ def test_lbfgs_stops_at_the_deadline_and_when_the_callback_says_so():
     stopped = minimize_lbfgs(slow, np.ones(200), maxiter=100, gtol=0.0,
                              callback=lambda x, f: True)
     assert stopped.nit == 1 and stopped.message == "stopped by the callback"
+
+
+def test_a_blend_of_candidates_with_independent_errors_weighs_them_alike():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2000, 1))
+    first, second = (y + rng.normal(scale=0.3, size=y.shape) for _ in range(2))
+    worse = y + rng.normal(scale=1.0, size=y.shape)
+    weights = blend([first, worse, second], y)
+    assert weights.sum() == pytest.approx(1.0) and weights[1] < 0.2
+    assert 0.35 <= weights[0] <= 0.65 and 0.35 <= weights[2] <= 0.65
+    mixed = sum(w * p for w, p in zip(weights, [first, worse, second], strict=True))
+    assert np.mean((mixed - y) ** 2) < 0.6 * np.mean((first - y) ** 2)
+
+
+def test_a_blend_keeps_the_best_candidate_alone_when_mixing_does_not_help():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(500, 2))
+    shared = rng.normal(scale=0.2, size=y.shape)
+    best = y + shared
+    # The same errors, larger: any mix with it is worse than the best alone.
+    weights = blend([y + 3 * shared, best, y + 2 * shared], y)
+    np.testing.assert_array_equal(weights, [0.0, 1.0, 0.0])

@@ -191,6 +191,10 @@ def selection_line(model, inputs=()) -> str:
     scaler = getattr(model, "y_scaler_", None)
     if scaler is not None and scaler.method == "log" and getattr(model, "y_scaling", "") == "auto":
         line += "; fitted the outputs' logarithm (they span decades)"
+    blended = chosen.get("distilled_from")
+    if blended:
+        line += (f"; smaller alphas overfit (noise?): distilled the model from a blend of "
+                 f"{len(blended['candidates'])} candidate(s), {blended['models']} models")
     dropped = chosen.get("dropped_inputs")
     if dropped:
         names = list(inputs) or list(getattr(model, "feature_names_in_", ()))
