@@ -52,7 +52,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     10 or from 1 by decades, warm-started step to step) on each of ``cv`` folds and keeps the
     path and step with the lowest mean validation loss (:mod:`training.selection`); the
     exported model is then that candidate's best fold model trained further on every row.
-    Tables above 1000 rows choose on a 1000-row subsample, then train on all training rows with
+    Tables above 5000 rows choose on a 1000-row subsample, then train on all training rows with
     mini-batch Adam (cosine-decaying rate) and L-BFGS, watched by a validation split, and end
     with an L-BFGS pass over every row. Explicit parameters keep their meaning: ``alpha=1e-4``
     fits once at 1e-4.
@@ -106,7 +106,7 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         the best validation loss (in every phase that has validation rows).
     validation_fraction : float or "auto", default="auto"
         Fraction of the rows held out from the final fit to watch it (``validation_scores_``,
-        ``heldout_prediction_``); 0 trains on every row. ``"auto"``: none for tables up to 1000
+        ``heldout_prediction_``); 0 trains on every row. ``"auto"``: none for tables up to 5000
         rows (or 10% with ``early_stopping``), 10% (at most 10,000 rows) for larger tables.
     lbfgs_maxiter : int or "auto", default="auto"
         L-BFGS iterations of one regularization path on one fold (``alpha="auto"``; the final fit

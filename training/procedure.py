@@ -28,7 +28,7 @@ from training.network import Layers, Network, Problem
 from training.optim import History
 from training.plan import (
     FIXED_ALPHA_PATHS,
-    SELECTION_ROWS,
+    FULL_CV_ROWS,
     Plan,
     activation_seconds,
     polish_iterations,
@@ -376,7 +376,7 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     if recipe.alpha == "auto":
         log.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
     fraction = recipe.validation_fraction
-    if fraction is None and recipe.early_stopping and len(x) <= SELECTION_ROWS:
+    if fraction is None and recipe.early_stopping and len(x) <= FULL_CV_ROWS:
         fraction = 0.1  # early stopping needs rows to watch
     n_val = plan.validation_rows if fraction is None else int(fraction * len(x))
     train, val = split(len(x), n_val, rng)
@@ -387,7 +387,7 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     iterations = FIXED_ALPHA_PATHS * plan.path_iterations
     history = notifier.history(has_val, total=iterations)
     run = Run(rng, history, log, deadline)
-    if len(train) <= SELECTION_ROWS:
+    if not plan.large:
         lbfgs_rows = train_fixed(problem, iterations, settings, run)
     else:
         lbfgs_rows = train_large(problem, plan, settings, run, adam_epochs=recipe.adam_epochs,

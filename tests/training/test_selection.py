@@ -17,6 +17,7 @@ from training.estimator import SurrogateMLP
 from training.lbfgs import _Memory, minimize_lbfgs
 from training.network import Network, layer_activations
 from training.plan import (
+    FULL_CV_ROWS,
     LBFGS_MIN_ROWS,
     PLANNED_SHARE,
     SELECTION_ROWS,
@@ -205,12 +206,12 @@ def test_curves_cover_the_fold_path_then_the_fit_on_every_row(fitted):
 
 def test_a_large_table_is_watched_by_a_validation_split():
     rng = np.random.default_rng(1)
-    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    X = rng.uniform(-1.0, 1.0, (FULL_CV_ROWS + 400, 3))
     model = SurrogateMLP(hidden_layer_sizes=(8,), lbfgs_maxiter=40, max_iter=5,
                          random_state=0).fit(X, smooth(X))
     assert model.heldout_kind_ == "validation"
     held = ~np.isnan(model.heldout_prediction_)
-    assert held.sum() == model.selection_["validation_rows"] == 140
+    assert held.sum() == model.selection_["validation_rows"] == len(X) // 10
     assert model.selection_["rows"] == SELECTION_ROWS  # the selection ran on a subsample
     assert model.selection_["final_rows"] == len(X)  # the last pass ran over every row
     error = np.abs(model.heldout_prediction_[held] - smooth(X)[held]).mean()
@@ -220,12 +221,12 @@ def test_a_large_table_is_watched_by_a_validation_split():
 def test_a_large_table_short_of_time_runs_lbfgs_on_a_subsample(monkeypatch):
     monkeypatch.setattr(plan_module, "LBFGS_MIN_ROWS", 600)
     rng = np.random.default_rng(1)
-    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    X = rng.uniform(-1.0, 1.0, (FULL_CV_ROWS + 400, 3))
     model = SurrogateMLP(hidden_layer_sizes=(8,), lbfgs_maxiter=40, max_iter=5, time_budget=0.2,
                          n_jobs=1, random_state=0).fit(X, smooth(X))
     train = len(X) - model.selection_["validation_rows"]
     assert model.selection_["lbfgs_rows"] == 600 < train
-    assert "lbfgs on 600 of the 1260 training rows" in "\n".join(model.fit_log_)
+    assert f"lbfgs on 600 of the {train} training rows" in "\n".join(model.fit_log_)
     assert model.selection_["final_rows"] == len(X)  # the polish still ran over every row
     assert np.isfinite(model.predict(X)).all()
 
@@ -236,7 +237,7 @@ def test_lbfgs_rows_are_the_rows_lbfgs_ran_on(table):
     adam = {**QUICK, "solver": "adam", "max_iter": 5}
     assert SurrogateMLP(**adam).fit(X, y).selection_["lbfgs_rows"] == 0
     rng = np.random.default_rng(1)
-    X = rng.uniform(-1.0, 1.0, (SELECTION_ROWS + 400, 3))
+    X = rng.uniform(-1.0, 1.0, (FULL_CV_ROWS + 400, 3))
     fixed = SurrogateMLP(hidden_layer_sizes=(8,), solver="adam", max_iter=5, alpha=1e-3,
                          random_state=0).fit(X, smooth(X))
     assert fixed.selection_["method"] == "fixed" and fixed.selection_["lbfgs_rows"] == 0
@@ -327,6 +328,12 @@ def test_the_plan_follows_the_table():
     assert tight.path_iterations > 0.9 * large.path_iterations
     assert plan(2 * LBFGS_MIN_ROWS, 60).lbfgs_rows == LBFGS_MIN_ROWS
     assert large.large_epochs > 0 and large.large_batch > 200 and medium.large_epochs == 0
+    # Up to FULL_CV_ROWS rows cross-validate on every row and train on all of them; a table
+    # one row larger chooses on a subsample and is trained afresh, watched by a tenth of it.
+    edge, above = plan(FULL_CV_ROWS, 10_000), plan(FULL_CV_ROWS + 1, 10_000)
+    assert not edge.large and edge.selection_rows == FULL_CV_ROWS and not edge.validation_rows
+    assert above.large and above.selection_rows == SELECTION_ROWS
+    assert above.validation_rows == (FULL_CV_ROWS + 1) // 10
     # The default budgets: the plan takes its planned share and is shrunk where it must be.
     for rows in (100, 1000, 100_000):
         budget = default_time_budget(rows)
