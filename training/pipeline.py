@@ -178,9 +178,12 @@ def _estimate(model, job: TrainJob, params: Mapping, data: Dataset, rows: np.nda
 def _heldout_source(model, n_members: int) -> str:
     chosen = model.selection_
     if model.heldout_kind_ == "cv":
-        folds = chosen["folds"]
-        text = (f"out-of-fold predictions of the {folds} fold models of a {folds}-fold "
-                f"cross-validation on {chosen['rows']} rows (each trained on "
+        folds, blended = chosen["folds"], chosen.get("distilled_from")
+        models = (f"the blend of {len(blended['candidates'])} candidates' fold models the "
+                  "exported model was distilled from" if blended
+                  else f"the {folds} fold models")
+        text = (f"out-of-fold predictions of {models}, of a {folds}-fold cross-validation on "
+                f"{chosen['rows']} rows (each fold model trained on "
                 f"{100 * (folds - 1) / folds:.0f}% of them); the exported model trained on "
                 f"all {chosen['final_rows']} rows")
     else:

@@ -363,3 +363,17 @@ def test_show_prints_the_card_readably(trained):
     assert json.loads(raw.output) == card
     missing = CliRunner().invoke(main, ["show", "nope", "--repo", str(trained)])
     assert missing.exit_code == 1 and "no model 'nope'" in missing.stderr
+
+
+def test_the_metrics_source_names_the_blend_a_distilled_model_came_from():
+    from types import SimpleNamespace
+
+    from training.pipeline import _heldout_source
+
+    selection = {"folds": 4, "rows": 600, "final_rows": 600, "distilled_from": None}
+    model = SimpleNamespace(heldout_kind_="cv", selection_=selection)
+    assert _heldout_source(model, 1).startswith("out-of-fold predictions of the 4 fold models,")
+    selection["distilled_from"] = {"candidates": [{"path": "weak", "alpha": 1.0, "weight": 1.0}]}
+    source = _heldout_source(model, 1)
+    assert source.startswith("out-of-fold predictions of the blend of 1 candidates' fold models")
+    assert "trained on all 600 rows" in source
