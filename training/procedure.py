@@ -28,7 +28,6 @@ from training.network import Layers, Network, Problem
 from training.optim import History
 from training.plan import (
     FIXED_ALPHA_PATHS,
-    FULL_CV_ROWS,
     Plan,
     activation_seconds,
     polish_iterations,
@@ -272,9 +271,7 @@ def distil(net: Network, problem: Problem, chosen: Selection, iterations: int,
     points = np.vstack([x, np.clip(moved, low, high)])
     candidates, heldout = [], []
     for path, step, thetas in chosen.candidates():
-        predicted = np.empty_like(z)
-        for theta, (_, val) in zip(thetas, chosen.folds, strict=True):
-            predicted[val] = net.predict(net.views(theta), x[val])
+        predicted = fold_predictions(net, thetas, chosen.folds, x)
         if np.all(np.isfinite(predicted)):
             candidates.append((path, step, thetas))
             heldout.append(predicted)
@@ -376,7 +373,7 @@ def fit_fixed(nets: list[Network], x, z, plan: Plan, recipe: Recipe,
     if recipe.alpha == "auto":
         log.append(f"{len(x)} rows are too few to cross-validate: alpha {alpha:g}")
     fraction = recipe.validation_fraction
-    if fraction is None and recipe.early_stopping and len(x) <= FULL_CV_ROWS:
+    if fraction is None and recipe.early_stopping and not plan.large:
         fraction = 0.1  # early stopping needs rows to watch
     n_val = plan.validation_rows if fraction is None else int(fraction * len(x))
     train, val = split(len(x), n_val, rng)
@@ -404,10 +401,18 @@ def out_of_fold(net: Network, x, z, sel: np.ndarray, chosen: Selection) -> np.nd
     """Every selection row predicted by the winning candidate's fold model that did not train
     on it (NaN for the other rows)."""
     heldout = np.full((len(x), z.shape[1]), np.nan)
-    for result, (_, fold_val) in zip(chosen.fold_results(), chosen.folds, strict=True):
-        rows = sel[fold_val]
-        heldout[rows] = net.predict(net.views(result.thetas[chosen.step]), x[rows])
+    thetas = [result.thetas[chosen.step] for result in chosen.fold_results()]
+    heldout[sel] = fold_predictions(net, thetas, chosen.folds, x[sel])
     return heldout
+
+
+def fold_predictions(net: Network, thetas: list[np.ndarray], folds: list, x) -> np.ndarray:
+    """Every row of ``x`` (the selection's rows) predicted by the fold model (``thetas``, in
+    fold order) whose fold (``folds``: train and validation rows) held it out."""
+    predicted = np.empty((len(x), net.sizes[-1]))
+    for theta, (_, val) in zip(thetas, folds, strict=True):
+        predicted[val] = net.predict(net.views(theta), x[val])
+    return predicted
 
 
 def _validation_predictions(net: Network, problem: Problem, x, z, val) -> np.ndarray:
