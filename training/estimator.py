@@ -48,10 +48,11 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     """Multi-layer perceptron regressor with built-in scaling, per-layer activations, its L2
     regularization chosen by cross-validation, and compute sized to the table.
 
-    With the default ``alpha="auto"`` a fit runs two regularization paths (alpha falling from
-    10 or from 1 by decades, warm-started step to step) on each of ``cv`` folds and keeps the
-    path and step with the lowest mean validation loss (:mod:`training.selection`); the
-    exported model is then that candidate's best fold model trained further on every row.
+    With the default ``alpha="auto"`` a fit runs three regularization paths (alpha falling from
+    10 or from 1 by decades, warm-started step to step, or 1e-5 from the start) on each of
+    ``cv`` folds and keeps the path and step with the lowest mean validation loss
+    (:mod:`training.selection`); the exported model is then that candidate's best fold model
+    trained further on every row.
     Tables above 5000 rows choose on a 1000-row subsample, then train on all training rows with
     mini-batch Adam (cosine-decaying rate) and L-BFGS, watched by a validation split, and end
     with an L-BFGS pass over every row. Explicit parameters keep their meaning: ``alpha=1e-4``
@@ -64,8 +65,8 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
     activation : str or sequence of str, default="auto"
         Hidden-layer activation: one name for all hidden layers, or one per hidden layer. Names
         and aliases from :data:`training.activations.ACTIVATIONS`. ``"auto"`` (with
-        ``alpha="auto"``): tanh and SiLU race on the first two folds of the selection (both
-        paths each) and the one validating better is cross-validated and fitted; tanh is
+        ``alpha="auto"``): tanh and SiLU race on the first two folds of the selection (every
+        path each) and the one validating better is cross-validated and fitted; tanh is
         smoother and usually wins on smooth tables, SiLU on tables with kinks or local bumps
         and on some noisy ones. With a given ``alpha``, ``"auto"`` is tanh. ``activations_``
         and ``selection_`` tell which.

@@ -1,20 +1,22 @@
 """How much compute a fit spends, and where: sized to the table, bounded by a time budget.
 
 Every figure of a :class:`Plan` follows from the table's shape (rows, parameters) and the
-estimator's settings, never from the clock, so a seeded fit is the same on every machine. The
-time budget is a deadline on top: the plan is shrunk up front when the work model below says it
-would not fit, and every phase stops at the deadline if the machine is slower than modelled.
+estimator's settings, never from the clock, so a seeded fit is the same on every machine fast
+enough for it. The time budget is a deadline on top: the plan is shrunk up front when the work
+model below says it would not fit, and every phase stops at the deadline if the machine is
+slower than modelled.
 
-Measured on the 2-core machines this project is tested on (numpy + OpenBLAS, one BLAS thread),
-whose speed varies by 2x from day to day (a gradient over 1000 rows of a 4,801-parameter network
-took 1.6 ms on one, 3.2 to 5.6 ms on another): a full-batch gradient costs about ``0.6 ns`` per
-row and parameter, an L-BFGS iteration adds about ``3 ns`` per stored pair and parameter, and
-Python adds about 0.25 ms a step (line search included). Other activations than tanh add their
-``cost_ns`` per row and unit (:func:`activation_seconds`). The pairs' term is a margin more than
-a measurement: with the pairs' products batched, an iteration of L-BFGS on a tanh network (one
-thread, 5 / 50 pairs) took 0.50 / 0.70 ms (8-64-64-1, 100 rows), 2.35 / 2.45 ms (750 rows) and
-1.13 / 1.99 ms (8-128-128-1, 100 rows), about 1 ns per pair and parameter; modelled at that,
-the selection's last steps on Ishigami (1000 rows) ran past their slots and were cut.
+Measured on the 2-core machines this project is tested on (numpy + OpenBLAS, one BLAS thread):
+a full-batch gradient costs about ``0.25 ns`` per row and parameter, an L-BFGS iteration adds
+about ``0.5 ns`` per stored pair and parameter, and Python adds about 0.1 ms a step (line search
+included); other activations than tanh add their ``cost_ns`` per row and unit
+(:func:`activation_seconds`). These machines' speed has varied by 2x from day to day (a gradient
+over 1000 rows of a 4,801-parameter network took 1.6 ms on one, 3.2 to 5.6 ms on another), and
+the model was once sized for the slow days (0.6 ns and 3 ns): on a fast one, which is what they
+have been since, it planned 2.7x the work it was, shrank the plan to fit the budget and left
+two thirds of the budget unused. On a slower machine than modelled every selection task's slot
+and the deadline cut the work instead (:attr:`Plan.task_slot`), so the fit still ends in its
+budget, and a seeded fit may then differ from one machine to another.
 """
 
 from __future__ import annotations
@@ -35,10 +37,15 @@ __all__ = [
     "seconds_per_iteration",
 ]
 
-# Work model (seconds), for sizing only.
-ROW_PARAM_SECONDS = 0.6e-9
-PAIR_PARAM_SECONDS = 3e-9
-STEP_SECONDS = 2.5e-4
+# Work model (seconds), for sizing only: one L-BFGS iteration, one thread (measured, 8-64-64-1
+# tanh, alpha 1e-5, 6100 iterations: 0.25 / 0.65 / 1.40 / 3.74 ms at 100 / 300 / 1000 / 3000
+# rows; modelled 0.27 / 0.58 / 1.42 / 3.82). At the old figures the default fit of 1000 rows
+# planned 3000 iterations a path, cut them to 1200 for its budget and took 15 s of 54; with
+# these it runs 25-40 s, and gains most where convergence is slow (1000 rows, seed 0: Ishigami
+# 5.0e-3 to 2.8e-3, the 8-input periodic function 0.20 to 0.16).
+ROW_PARAM_SECONDS = 0.25e-9
+PAIR_PARAM_SECONDS = 0.5e-9
+STEP_SECONDS = 1e-4
 # The plan is sized to this share of the time budget: the rest is for what the model leaves
 # out (starting worker processes, a machine slower than modelled) before the deadline cuts.
 PLANNED_SHARE = 0.85
@@ -64,7 +71,7 @@ SELECTION_ROWS = 1000
 # many as a 1000-row one (measured on Ishigami: with 1000 the folds were so far from converged at
 # small alphas that the selection took alpha 1, test error 0.73; with 3000, 0.31).
 PATH_ITERATIONS = 3000
-# L-BFGS pairs: its work per iteration is about 1.6 ns per pair and parameter, against 0.33 ns
+# L-BFGS pairs: its work per iteration is about 0.5 ns per pair and parameter, against 0.25 ns
 # per row and parameter for the gradient, so small tables keep fewer pairs (one per 5 rows, 10 to
 # 50: measured as accurate per second on 100 rows as 50 pairs, and 1.8x the iterations).
 MAXCOR_RANGE, ROWS_PER_PAIR = (10, 50), 5
@@ -129,7 +136,7 @@ def activation_seconds(net) -> float:
     """Seconds a row of an L-BFGS iteration spends on the activations of ``net`` (a
     :class:`training.network.Network`) beyond what tanh would (the work model is calibrated on
     tanh): every layer's units times its function's ``cost_ns`` (``training.activations``).
-    SiLU costs 1.5x tanh an iteration, GELU 3x."""
+    SiLU costs 1.7x tanh an iteration, GELU 3.4x."""
     return 1e-9 * sum(width * act.cost_ns
                       for width, act in zip(net.sizes[1:], net.activations, strict=True))
 

@@ -229,9 +229,10 @@ def test_the_card_records_the_choice(table, tmp_path):
     assert training["alpha"] == selection["alpha"] == selection["candidates"][0]["alpha"]
     ranks = [c["rank"] for c in selection["candidates"]]
     assert ranks == sorted(ranks) == list(range(1, len(ranks) + 1))
-    # The 11 steps of both paths on both inputs, and a path per input set the screening tried.
+    # Every step of every path on both inputs, and a path per input set the screening tried.
     tried = selection["screened_inputs"]
-    assert len(ranks) == 11 + len(tried) * len(PATHS[selection["path"]])
+    steps = sum(len(alphas) for alphas in PATHS.values())
+    assert len(ranks) == steps + len(tried) * len(PATHS[selection["path"]])
     assert {c["inputs"] for c in selection["candidates"]} == {2} | {2 - len(t) for t in tried}
     assert set(selection["dropped_inputs"]) <= {"a", "b"} and selection["candidates"][0][
         "inputs"] == 2 - len(selection["dropped_inputs"])
