@@ -53,15 +53,14 @@ __all__ = [
     "run_path",
 ]
 
-# name -> alphas, largest first; every step is a candidate.
-# The paths' alphas, step by step. "direct" was added for smooth noise-free tables, where a fit
-# at the smallest alpha from scratch beat the default (1000 rows, seed 0: OTL circuit 3.9e-4
-# against 9.9e-4, piston 2.2e-3 against 3.1e-3, wing weight 1.2e-3 against 1.7e-3): measured,
-# the default with and without it (and the calibrated work model), 1000 rows, seed 0: borehole
-# 6.8e-4 / 8.7e-4, OTL 4.9e-4 / 1.09e-3, piston 2.9e-3 / 3.6e-3, Welch 1.03e-2 / 1.34e-2,
-# wing weight 1.05e-3 (1.66e-3 before both), 30 borehole rows 2.6e-2 (8.3e-2 before both);
-# the CV chose it on Ishigami where the weak path would have done better (4.8e-3 / 2.8e-3),
-# and on noisy tables, where it overfits, it is not chosen.
+# name -> alphas, largest first; every step is a candidate. "direct" is there for smooth
+# noise-free tables, where a fit at the smallest alpha from scratch beat the default (1000 rows,
+# seed 0: OTL circuit 3.9e-4 against 9.9e-4, piston 2.2e-3 against 3.1e-3, wing weight 1.2e-3
+# against 1.7e-3). Measured, the default (with the calibrated work model) with and without it,
+# 1000 rows, seed 0: borehole 6.8e-4 / 8.7e-4, OTL 4.9e-4 / 1.09e-3, piston 2.9e-3 / 3.6e-3;
+# wing weight 1.05e-3 (1.66e-3 before both), 30 borehole rows 2.6e-2 (8.3e-2 before both).
+# The CV chose it on Ishigami where the weak path would have done better (4.8e-3 / 2.8e-3); on
+# noisy tables, where it overfits, it was never chosen.
 PATHS: dict[str, tuple[float, ...]] = {
     "strong": (10.0, 1.0, 0.1, 1e-2, 1e-3, 1e-5),
     "weak": (1.0, 0.1, 1e-2, 1e-3, 1e-5),
