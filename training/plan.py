@@ -42,7 +42,8 @@ __all__ = [
 # rows; modelled 0.27 / 0.58 / 1.42 / 3.82). At the old figures the default fit of 1000 rows
 # planned 3000 iterations a path, cut them to 1200 for its budget and took 15 s of 54; with
 # these it runs 25-40 s, and gains most where convergence is slow (1000 rows, seed 0: Ishigami
-# 5.0e-3 to 2.8e-3, the 8-input periodic function 0.20 to 0.16).
+# 5.0e-3 to 2.8e-3, the 8-input periodic function 0.20 to 0.16); noisy tables lose a little
+# (piston with 1% noise, seeds 0-2: 1.64e-2 to 1.76e-2 on average).
 ROW_PARAM_SECONDS = 0.25e-9
 PAIR_PARAM_SECONDS = 0.5e-9
 STEP_SECONDS = 1e-4
