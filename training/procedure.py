@@ -32,7 +32,7 @@ from training.plan import (
     activation_seconds,
     polish_iterations,
 )
-from training.selection import PATHS, Selection, blend, hidden_activation, merged
+from training.selection import PATHS, Selection, blend, half_mse, hidden_activation, merged
 
 __all__ = ["FALLBACK_ALPHA", "Outcome", "Recipe", "fit_fixed", "fit_selected"]
 
@@ -285,7 +285,7 @@ def distil(net: Network, problem: Problem, chosen: Selection, iterations: int,
     mixed = sum(w * h for w, h in zip(weights, heldout, strict=True) if w)
     winner = next(h for (path, step, _), h in zip(candidates, heldout, strict=True)
                   if (path, step) == (chosen.path, chosen.step))
-    losses = {"val_loss": _half_mse(mixed, z), "winner_val_loss": _half_mse(winner, z)}
+    losses = {"val_loss": half_mse(mixed, z), "winner_val_loss": half_mse(winner, z)}
     run.log.append("distilling a blend of " + ", ".join(
         f"{p['weight']:.2f} {p['path']} alpha {p['alpha']:g}" for p in parts)
         + f" (held-out loss {losses['val_loss']:.4g}; the winner's alone "
@@ -297,11 +297,6 @@ def distil(net: Network, problem: Problem, chosen: Selection, iterations: int,
     fine_tune(mean, iterations, settings, run)  # in place: mean.theta is problem.theta
     blended = {"candidates": parts, "models": len(parts) * folds + 1, **losses}
     return blended, mixed
-
-
-def _half_mse(predicted: np.ndarray, z: np.ndarray) -> float:
-    """The validation loss of the paths (half the mean squared error, in scaled units)."""
-    return 0.5 * float(np.mean(np.square(predicted - z)))
 
 
 def screen_inputs(net: Network, x, z, chosen: Selection) -> list[np.ndarray]:

@@ -47,6 +47,7 @@ __all__ = [
     "Selection",
     "blend",
     "choose",
+    "half_mse",
     "hidden_activation",
     "merged",
     "ranks",
@@ -279,6 +280,12 @@ class Selection:
         return out
 
 
+def half_mse(predicted: np.ndarray, y: np.ndarray) -> float:
+    """The paths' validation loss of predictions: half their mean squared error (scaled
+    units)."""
+    return 0.5 * float(np.mean(np.square(predicted - y)))
+
+
 def blend(heldout: list[np.ndarray], y: np.ndarray, rounds: int = BLEND_ROUNDS) -> np.ndarray:
     """Weights (summing to 1) of the mean of candidates whose held-out predictions ``heldout``
     (each like ``y``) come closest to ``y``: greedy forward selection with replacement
@@ -289,7 +296,7 @@ def blend(heldout: list[np.ndarray], y: np.ndarray, rounds: int = BLEND_ROUNDS) 
     total = np.zeros_like(y)
     best, kept = math.inf, counts
     for added in range(1, rounds + 1):
-        losses = [float(np.mean(np.square((total + p) / added - y))) for p in heldout]
+        losses = [half_mse((total + p) / added, y) for p in heldout]
         pick = int(np.argmin(losses))
         counts = counts.copy()
         counts[pick] += 1
