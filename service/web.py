@@ -3,6 +3,7 @@ reading bodies, JSON responses, request ids, the access log."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -136,9 +137,25 @@ def request_id() -> str:
 
 
 def new_request_id(incoming: str) -> str:
-    """The client's ``X-Request-ID`` if it is safe to echo, else a fresh random id."""
-    # os.urandom rather than uuid4: ~6 us less per request.
-    return incoming if incoming and _SAFE_ID.fullmatch(incoming) else os.urandom(16).hex()
+    """The client's ``X-Request-ID`` if it is safe to echo, else a fresh id: 32 hex digits,
+    this process's random 64-bit prefix and its request count (unique without a system call
+    per request; ``os.urandom`` per request cost about 1 us in process and a ``getrandom``
+    call in the server)."""
+    if incoming and _SAFE_ID.fullmatch(incoming):
+        return incoming
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+def _new_id_prefix() -> None:
+    """A fresh prefix and count for :func:`new_request_id` (at import, and in a forked child,
+    which must not repeat its parent's ids)."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = os.urandom(8).hex(), itertools.count()
+
+
+_ID_PREFIX, _ID_COUNTER = "", itertools.count()
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def log_access(environ: dict, status: int, length: int | None, started: float, rid: str) -> None:

@@ -73,3 +73,25 @@ def test_a_compressed_body_in_an_unknown_encoding_is_415(client):
     response = client.post(PREDICT, data=b"...", headers={"Content-Encoding": "br"})
     assert response.status_code == 415
     assert response.get_json() == {"error": "Content-Encoding 'br' is not supported"}
+
+
+def test_request_ids_are_unique_within_a_process_and_across_a_fork():
+    import os
+
+    from service.web import new_request_id
+
+    ids = [new_request_id("") for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert new_request_id("abc-1") == "abc-1" and new_request_id("bad id\n") != "bad id\n"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, new_request_id("").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    parent = new_request_id("")
+    assert len(child) == 32 and child[:16] != parent[:16] and child not in ids

@@ -235,6 +235,15 @@ def test_the_usual_request_takes_the_quick_decode(app):
                                     "data": [1, 2.5, -3e38, 0.0]}]}
     request = plain_request(model, usual)
     assert request is not None and request.id == "a" and request.outputs == (("outputs", False),)
+    # Outputs named as tritonclient names them take it too; a wrong one is left to the full
+    # decode, which names it.
+    for outputs, expected in (([{"name": "outputs"}], (("outputs", False),)),
+                              ([{"name": "outputs", "parameters": {"binary_data": True}}],
+                               (("outputs", True),)),
+                              ([{"name": "nope"}], None), ("outputs", None)):
+        named = plain_request(model, {**usual, "outputs": outputs})
+        assert (named and named.outputs) == expected
+    assert plain_request(model, {**usual, "parameters": {}}) is None
     assert request.inputs.tolist() == [[1.0, 2.5], [np.float32(-3e38), 0.0]]
     for refused in ([1, True, 2, 3], [1, 2, 3, 4e38], [1, 2, 3], [1, 2, 3, "4"], [1, 2, 3, None],
                     [0.5, 2, 3, 2**64], [[1, 2], [3, 4]]):
