@@ -11,6 +11,7 @@ model's float32; an untrusted shape is checked against the data actually sent be
 from __future__ import annotations
 
 import math
+from array import array as FloatArray
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -365,20 +366,22 @@ def plain_numbers(values: list) -> np.ndarray | None:
     fewer values, and for any list that holds something else (the caller's general path then
     names what is wrong).
 
-    ``np.asarray`` finds the type of every value before it converts them; here ``sum`` fails
-    on anything but numbers (strings, null, lists, objects; an integer beyond float64) in one
-    C loop, and ``np.fromiter`` converts without looking. Only true/false pass both, and
-    ``hides_booleans`` finds them. Values of 2**63 or more in size go the general way too
-    (``np.asarray`` keeps integers beyond 64 bits as objects, which the caller refuses), so
-    that a request's answer does not depend on its length. Measured within V2 requests of 1000
-    rows of 8 inputs, paired with the general path: decoding 8-10% faster, the request 3%.
-    (The same for V1's columns, joined into one list first, gained nothing: not used there.)
+    ``np.asarray`` finds the type of every value before it converts them; here
+    ``array.array("d", ...)`` converts them in one C loop that refuses anything but numbers
+    (strings, null, lists, objects; an integer beyond float64), and numpy takes its buffer
+    without a copy. Only true/false pass, and ``hides_booleans`` finds them. Values of 2**63
+    or more in size go the general way too (``np.asarray`` keeps integers beyond 64 bits as
+    objects, which the caller refuses), so that a request's answer does not depend on its
+    length. Measured within V2 requests of 1000 rows of 8 inputs, paired with the general
+    path: decoding 8-10% faster, the request 3%; the conversion of 8000 values 82 us, where
+    ``sum`` (to check the types) and ``np.fromiter`` took 95 and ``np.asarray(values,
+    np.float32)``, which checks nothing, 87. (The same for V1's columns, joined into one list
+    first, gained nothing: not used there.)
     """
     if len(values) <= _SCAN_SIZE:
         return None
     try:
-        sum(values)
-        array = np.fromiter(values, np.float64, count=len(values))
+        array = np.frombuffer(FloatArray("d", values), np.float64)
     except (TypeError, OverflowError):
         return None
     if not (-_INT64_END < array.min() and array.max() < _INT64_END):
