@@ -7,8 +7,6 @@ units; the network itself lives in scaled space (see :mod:`training.network`).
 from __future__ import annotations
 
 import time
-import warnings
-from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -22,8 +20,9 @@ from training.network import Network, fitted_network, hidden_sizes, layer_activa
 from training.optim import (
     AdamSettings,
     DivergenceError,
-    DivergenceWarning,
     LbfgsSettings,
+    collected_notices,
+    notify,
 )
 from training.parameters import check_parameters
 from training.plan import (
@@ -305,8 +304,12 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         # One BLAS thread: the matrices are small, and threads made L-BFGS 4x slower per iteration
         # on a 2-core machine. A roomy heap: see training.heap.
         with threadpool_limits(limits=1), np.errstate(over="ignore", invalid="ignore"), \
-                roomy_heap(), _once_each(DivergenceWarning):
+                roomy_heap(), collected_notices() as notices:
             outcome = procedure(nets, x, z, plan, recipe, rng, deadline, notifier)
+        # The selection and the final fit meet the same learning rate: the user hears of it once
+        # (or a caller collecting notices, such as a sweep, gets them).
+        for message in dict.fromkeys(notices):
+            notify(message, stacklevel=2)
         self._set_fitted(outcome)
         seconds = time.time() - started
         self.selection_.update(seconds=round(seconds, 3), planned_seconds=round(plan.seconds, 1),
@@ -413,19 +416,3 @@ class SurrogateMLP(RegressorMixin, BaseEstimator):
         self.best_params_, self.selection_ = outcome.best_params, outcome.selection
         self.heldout_kind_ = outcome.heldout_kind
         self.heldout_prediction_ = self._physical(outcome.heldout)
-
-@contextmanager
-def _once_each(category: type[Warning]):
-    """Warnings of ``category`` raised inside, shown once per message at the end: the selection
-    and the final fit meet the same learning rate, and the user should hear of it once."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", category)
-        try:
-            yield
-        finally:
-            mine = [w for w in caught if issubclass(w.category, category)]
-            others = [w for w in caught if not issubclass(w.category, category)]
-    for message in dict.fromkeys(str(w.message) for w in mine):
-        warnings.warn(message, category, stacklevel=4)
-    for w in others:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -14,7 +14,6 @@ import inspect
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -24,10 +23,10 @@ from training.network import Network, Problem
 from training.optim import (
     AdamSettings,
     DivergenceError,
-    DivergenceWarning,
     History,
     LbfgsSettings,
     monotonic_deadline,
+    notify,
     run_adam,
     run_lbfgs,
 )
@@ -216,7 +215,7 @@ def _run_tasks(tasks: list[PathTask], plan: Plan, progress: _Progress) -> list[P
         results.append(result)
         progress()
     for notice in dict.fromkeys(n for r in results for n in r.notices):
-        warnings.warn(notice, DivergenceWarning, stacklevel=4)
+        notify(notice, stacklevel=4)
     return results
 
 

@@ -12,6 +12,7 @@ scipy's strong-Wolfe line search, :func:`scipy.optimize.line_search`.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -22,6 +23,15 @@ from scipy.linalg.lapack import dtrtrs
 from scipy.optimize import line_search
 
 __all__ = ["LbfgsResult", "minimize_lbfgs"]
+
+# scipy's line search warns (a LineSearchWarning, which is a RuntimeWarning, attributed to its
+# caller) when it finds no Wolfe step; _step handles that case with steepest descent. Ignored
+# once, here, for this module only. A warnings.catch_warnings around each search (as before)
+# swaps the process's filter list, which is not thread-safe: with joblib's threading backend one
+# member restored the filters while another's search warned.
+_LINE_SEARCH_FAILED = "The line search algorithm did not converge"
+warnings.filterwarnings("ignore", message=_LINE_SEARCH_FAILED, category=RuntimeWarning,
+                        module=re.escape(__name__) + "$")
 
 # Wolfe constants of quasi-Newton methods (Nocedal & Wright, section 3.1).
 C1, C2 = 1e-4, 0.9
@@ -215,10 +225,7 @@ def _step(cached: _Cached, memory: _Memory, x, f, g):
             if (math.isfinite(f_new) and f_new <= f + C1 * slope
                     and abs(float(g_new @ d)) <= -C2 * slope):
                 return 1.0, d, f_new, g_new
-        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
-            # scipy's LineSearchWarning (a RuntimeWarning) when no Wolfe step is found: the
-            # fallback below handles that case.
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with np.errstate(over="ignore", invalid="ignore"):  # its warning: _LINE_SEARCH_FAILED
             alpha, _, _, f_new, _, _ = line_search(
                 cached.f, cached.fprime, x, d, gfk=g, old_fval=f, c1=C1, c2=C2, maxiter=20
             )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -27,7 +29,9 @@ __all__ = [
     "DivergenceWarning",
     "History",
     "LbfgsSettings",
+    "collected_notices",
     "monotonic_deadline",
+    "notify",
     "run_adam",
     "run_lbfgs",
 ]
@@ -54,6 +58,35 @@ class DivergenceWarning(UserWarning):
     parameters Adam reached when the L-BFGS polish diverged. Like scikit-learn's
     ConvergenceWarning, the fit succeeded but the user should know; the CLI shows it in one line.
     """
+
+
+# Where the notices of recovered divergences go: None, warned as DivergenceWarnings; a list,
+# collected there (collected_notices). A context variable, each thread its own, where
+# warnings.catch_warnings (used before) swaps the process's filters and showwarning, which is
+# not thread-safe: fits running in joblib's threading backend left the filters changed.
+_NOTICES: ContextVar[list[str] | None] = ContextVar("training.optim notices", default=None)
+
+
+def notify(message: str, stacklevel: int = 1) -> None:
+    """Report a recovered divergence: to the innermost :func:`collected_notices` of this
+    thread, else as a DivergenceWarning (``stacklevel`` as for ``warnings.warn``, counted from
+    the caller)."""
+    sink = _NOTICES.get()
+    if sink is None:
+        warnings.warn(message, DivergenceWarning, stacklevel=stacklevel + 1)
+    else:
+        sink.append(message)
+
+
+@contextmanager
+def collected_notices() -> Iterator[list[str]]:
+    """Collect the :func:`notify` notices of this thread inside into the list it yields."""
+    sink: list[str] = []
+    token = _NOTICES.set(sink)
+    try:
+        yield sink
+    finally:
+        _NOTICES.reset(token)
 
 
 @dataclass
@@ -133,8 +166,8 @@ def run_adam(
         log.append(f"adam (learning rate {rate:g}): {reason}")
         if attempt:
             tried = " and ".join(f"{settings.learning_rate / 10**k:g}" for k in range(attempt))
-            warnings.warn(f"the loss diverged at learning rate {tried}; training recovered with "
-                          f"learning rate {rate:g}", DivergenceWarning, stacklevel=3)
+            notify(f"the loss diverged at learning rate {tried}; training recovered with "
+                   f"learning rate {rate:g}", stacklevel=3)
         return
     raise DivergenceError(
         "training diverged at every learning rate tried; lower learning_rate_init or change the "
@@ -157,8 +190,7 @@ def run_lbfgs(
         problem.theta[...] = start_theta
         history.truncate(start_len)
         log.append("lbfgs: kept the parameters it started from")
-        warnings.warn("L-BFGS diverged; the model keeps the parameters Adam reached",
-                      DivergenceWarning, stacklevel=3)
+        notify("L-BFGS diverged; the model keeps the parameters Adam reached", stacklevel=3)
 
 
 def adam(

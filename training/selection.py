@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,9 +31,9 @@ from training.network import Network, Problem
 from training.optim import (
     AdamSettings,
     DivergenceError,
-    DivergenceWarning,
     History,
     LbfgsSettings,
+    collected_notices,
     monotonic_deadline,
     run_adam,
     run_lbfgs,
@@ -142,7 +141,7 @@ class PathResult:
     history_val: list[float] = field(default_factory=list)
     history_ends: list[int] = field(default_factory=list)  # len(history) after each step
     log: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)  # DivergenceWarnings it recovered from
+    notices: list[str] = field(default_factory=list)  # divergences it recovered from (notify)
     error: str = ""  # why it failed before its first step
     seconds: float = 0.0
 
@@ -153,13 +152,11 @@ def run_path(task: PathTask) -> PathResult:
     (a lower learning rate) are recorded in ``notices``."""
     started = time.perf_counter()
     result = PathResult(task.path, task.fold, hidden_activation(task.activations))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DivergenceWarning)
+    with collected_notices() as notices:
         try:
             _walk(task, result)
         finally:
-            result.notices = [str(w.message) for w in caught
-                              if issubclass(w.category, DivergenceWarning)]
+            result.notices = notices
     result.seconds = time.perf_counter() - started
     return result
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -175,19 +174,17 @@ def fit_config(X, Y, config: Config, params: Mapping, split, seed: int, tag: Map
 
     With ``export_onnx`` the record's ``"onnx"`` holds the fitted model as ONNX bytes.
     """
-    from training.optim import DivergenceWarning
+    from training.optim import collected_notices
 
     train_rows, val_rows = split
     record = {**tag, "activations": config.activation_label, "hidden": config.hidden_label,
               "worker": _worker_name(), "pid": os.getpid(), "status": "ok", "reason": ""}
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", DivergenceWarning)
+        with collected_notices() as notices:
             record.update(_fit_and_measure(X, Y, config, params, train_rows, val_rows, seed,
                                            export_onnx))
         # A recovered divergence: said once in the record (a worker's stderr may be nowhere).
-        record["notice"] = "; ".join(str(w.message) for w in caught
-                                     if issubclass(w.category, DivergenceWarning))
+        record["notice"] = "; ".join(notices)
     except Exception as exc:  # a failed configuration is a row of the leaderboard, not a crash
         reason = first_line(exc)
         record.update(status="failed", reason=f"{type(exc).__name__}: {reason}"[:300])

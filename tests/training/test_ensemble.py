@@ -98,6 +98,21 @@ def test_a_joblib_context_chooses_the_engine(backend):
     np.testing.assert_array_equal(parallel.predict(X), sequential.predict(X))
 
 
+def test_threaded_members_leave_the_warning_state_as_it_was():
+    """Fits in joblib's threading backend change no process-wide warning state: their notices
+    are collected per thread (``training.optim.collected_notices``), where
+    ``warnings.catch_warnings`` swapped the process's filter list from every member, and the
+    swaps raced (a run left an "always" filter behind)."""
+    import warnings
+
+    X, y = curve()
+    before = (list(warnings.filters), warnings.showwarning)
+    for seed in range(3):
+        with joblib.parallel_config(backend="threading", n_jobs=4):
+            SurrogateEnsemble(SMALL, n_members=6, random_state=seed).fit(X, y)
+    assert (list(warnings.filters), warnings.showwarning) == before
+
+
 def _dask():
     distributed = pytest.importorskip("distributed")
     from contextlib import ExitStack
