@@ -147,7 +147,7 @@ def plain_request(model: OnnxModel, header: Any) -> InferRequest | None:
     :func:`decode_request` checks it in full and names what is wrong. What this returns is what
     ``decode_request`` would. Measured in process (a single-row request, paired with the full
     decode): the whole request 0.82x, 104-110 -> 87-90 us of the service's own work; with
-    ``"outputs": [{"name": "outputs"}]``, which used to take the full decode, 21.4 -> ... us.
+    ``"outputs": [{"name": "outputs"}]``, which used to take the full decode, 21.4 -> 19.3 us.
     """
     if type(header) is not dict or not _PLAIN_KEYS.issuperset(header):
         return None
