@@ -152,11 +152,8 @@ def run_path(task: PathTask) -> PathResult:
     (a lower learning rate) are recorded in ``notices``."""
     started = time.perf_counter()
     result = PathResult(task.path, task.fold, hidden_activation(task.activations))
-    with collected_notices() as notices:
-        try:
-            _walk(task, result)
-        finally:
-            result.notices = notices
+    with collected_notices() as result.notices:  # filled in place, also if _walk raises
+        _walk(task, result)
     result.seconds = time.perf_counter() - started
     return result
 
