@@ -56,12 +56,13 @@ NAMED_ROWS, ROWS, NAMED_COLUMNS, TENSOR = "named_rows", "rows", "named_columns",
 
 class PredictRequest(NamedTuple):  # as codec.InferRequest
     """A decoded V1 predict body: the inputs, the graph outputs to run, the policy override and
-    the layout the answer takes."""
+    the layout the answer takes (``inside``: not looked at here, the data plane looks)."""
 
     inputs: np.ndarray
     outputs: tuple[str, ...]
     domain_policy: Any  # as sent (the data plane checks it), None when not
     layout: str = NAMED_ROWS
+    inside: bool | None = None
 
     @property
     def output_names(self) -> tuple[str, ...]:

@@ -206,6 +206,14 @@ class OnnxModel:
         self._inside_low = np.maximum(self.domain_low, -finite)
         self._inside_high = np.minimum(self.domain_high, finite)
         self._inside_lists = (self._inside_low.tolist(), self._inside_high.tolist())
+        # Whether rows plainly inside the range can only hold plain numbers: no input's range
+        # holds 0 or 1 (what JSON false and true read as) or reaches 2**63 (integers beyond
+        # 64 bits). The V2 codec then skips looking for those in long requests.
+        self.inside_proves_plain = bool(
+            ((self._inside_low > 1) | (self._inside_high < 0)
+             | ((self._inside_low > 0) & (self._inside_high < 1))).all()
+            and (np.abs(np.concatenate([self._inside_low, self._inside_high])) < 2.0**63).all()
+        )
         # Each output is computed by model.onnx, or by the extra graph the card lists it in.
         described = {o.name: (o.type, graph_shape(o.shape)) for o in session.get_outputs()}
         self._graph_of: dict[str, ExtraGraph | None] = dict.fromkeys(described)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from tests.bundles import make_bundle
 from tests.v2 import HEADER_LENGTH, binary_request, json_request
 
 LIMIT = 4096
@@ -401,6 +402,53 @@ def test_a_bad_value_is_answered_alike_in_a_long_body_and_a_short_one(client, ba
         said = [re.sub(r"(value|row|column|char) \d+", r"\1 N", r.get_json()["error"])
                 for r in (short, long)]
         assert said[0] == said[1]
+
+
+@pytest.fixture
+def ranged_client(repo):
+    """A client whose ``ranged`` model's inputs are trained on [1.25, 2] and [10, 20]: a range
+    holding neither 0 nor 1, so long requests inside it skip the look for true/false."""
+    from service import create_app
+    from service.settings import Settings
+
+    inputs = [{"name": "x0", "unit": "m", "min": 1.25, "max": 2.0},
+              {"name": "x1", "unit": "m", "min": 10.0, "max": 20.0}]
+    make_bundle(repo, "ranged", n_inputs=2, card_overrides={"inputs": inputs})
+    app = create_app(Settings(model_repository=repo, domain_policy="reject"))
+    assert app.extensions["surrogate.registry"].get("ranged", None).inside_proves_plain
+    return app.test_client()
+
+
+@pytest.mark.parametrize("bad", [True, False, 2**64, -(2**63) - 1, 10**30],
+                         ids=["true", "false", "2**64", "below-int64", "10**30"])
+def test_values_the_range_rules_out_are_answered_alike_in_long_and_short_bodies(ranged_client,
+                                                                                 bad):
+    """Where the range proves long rows plain (``ranged``), a value the general path refuses
+    or reads otherwise is still found: it is outside the range, so the quick path looks."""
+    def v2(rows):
+        data = [1.5, 15.0] * rows
+        data[-1] = bad
+        return ranged_client.post("/v2/models/ranged/infer",
+                                  json=tensor(shape=[rows, 2], data=data))
+
+    short, long = v2(1), v2(LONG_ROWS)
+    assert 400 <= short.status_code < 500 and long.status_code == short.status_code
+    said = [re.sub(r"(row|of) \d+", r"\1 N", r.get_json()["error"]) for r in (short, long)]
+    assert said[0] == said[1]
+
+
+def test_rows_inside_a_range_without_0_and_1_are_read_as_the_general_path_reads_them(
+        ranged_client):
+    rng = np.random.default_rng(1)
+    rows = [[float(a), int(b)] for a, b in zip(rng.uniform(1.25, 2, LONG_ROWS),
+                                               rng.integers(10, 21, LONG_ROWS), strict=True)]
+    rows[0] = [1.25, 20]  # on the bounds
+    flat = ranged_client.post("/v2/models/ranged/infer",
+                              json=tensor(shape=[LONG_ROWS, 2], data=sum(rows, [])))
+    nested = ranged_client.post("/v2/models/ranged/infer",
+                                json=tensor(shape=[LONG_ROWS, 2], data=rows))
+    assert flat.status_code == nested.status_code == 200
+    assert flat.get_json()["outputs"] == nested.get_json()["outputs"]
 
 
 def test_long_and_short_ways_of_reading_numbers_give_the_same_predictions(client):

@@ -201,3 +201,24 @@ def test_the_quick_check_agrees_with_the_full_ones(tmp_path, bounded):
             x[mask] = edges[picks, np.arange(3)][mask]
             full = bool(np.isfinite(x).all() and not model.out_of_domain(x).any())
             assert model.plainly_inside(x) == full, x
+
+
+@pytest.mark.parametrize(("ranges", "proves"), [
+    ([(2.0, 3.0), (10.0, 20.0)], True),     # holds neither 0 nor 1
+    ([(0.25, 0.75), (-5.0, -1.0)], True),   # between them, and below both
+    ([(0.0, 2.0), (10.0, 20.0)], False),    # holds 0 and 1
+    ([(2.0, 3.0), (1.0, 1.5)], False),      # starts at 1
+    ([(2.0, 3.0), (-0.5, 0.0)], False),     # ends at 0
+    ([(2.0, 3.0), (1e19, 2e19)], False),    # reaches integers beyond 64 bits
+    ([(2.0, 3.0), (10.0, None)], False),    # open: any size
+])
+def test_a_range_proves_inside_rows_plain_only_without_0_1_and_huge_values(tmp_path, ranges,
+                                                                          proves):
+    """``inside_proves_plain``: rows plainly inside can then hold no JSON true/false (read as
+    1 and 0) and no integer of 2**63 or more, so the V2 codec need not look for them."""
+    inputs = [{"name": f"x{i}", "unit": "m", "min": low, **({"max": high} if high else {})}
+              for i, (low, high) in enumerate(ranges)]
+    bundle = make_bundle(tmp_path, "m", n_inputs=2, card_overrides={"inputs": inputs})
+    model = OnnxModel.load(BundleRef("m", 1, bundle.path), Settings(model_repository=tmp_path),
+                           [CPU])  # fmt: skip
+    assert model.inside_proves_plain is proves
