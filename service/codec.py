@@ -373,36 +373,51 @@ QUICK_VALUES = _SCAN_SIZE
 
 def plain_rows(model: OnnxModel, values: Any, shape: list[int]) -> tuple[np.ndarray, bool] | None:
     """A flat list of more than :data:`_SCAN_SIZE` JSON numbers, ``shape[0]`` rows of the
-    model's width, as float32 rows, with whether they are plainly inside the model's range
-    (``model.plainly_inside``); None for anything else (the general path then names what is
-    wrong, or converts what it may: nested lists, integers of 2**63 or more).
+    model's width, as float32 rows, with whether they are plainly inside the model's range;
+    None for anything else (the general path then names what is wrong, or converts what it
+    may: nested lists, integers of 2**63 or more). See :func:`checked_rows`."""
+    if (type(values) is not list or len(values) <= _SCAN_SIZE or shape[1] != model.input_width
+            or len(values) != shape[0] * shape[1]):
+        return None
+    array = plain_numbers(values)
+    return None if array is None else checked_rows(model, array, array.reshape(shape), values)
+
+
+def plain_numbers(values: list) -> np.ndarray | None:
+    """``values`` as a float64 array when every one is a number, true/false included (read as 1
+    and 0) and integers as large as float64 takes; else None.
 
     ``np.asarray`` finds the type of every value before it converts them; here
     ``array.array("d", ...)`` converts them in one C loop that refuses anything but numbers
     (strings, null, lists, objects; an integer beyond float64), and numpy takes its buffer
-    without a copy. Only true/false (read as 1 and 0) and integers of 2**63 or more pass
-    where the general path would refuse them or read them otherwise, and none of those can be
-    in rows plainly inside a range that holds neither 0 nor 1 and stays below 2**63
-    (``model.inside_proves_plain``): then the domain check, which the data plane needs anyway,
-    is the only pass over the values. Otherwise ``hides_booleans`` and a min/max pass look.
-
-    Measured: the conversion of 8000 values 82 us, where ``sum`` (to check the types) and
+    without a copy. Measured: 8000 values in 82 us, where ``sum`` (to check the types) and
     ``np.fromiter`` took 95 and ``np.asarray(values, np.float32)``, which checks nothing, 87.
-    Under gunicorn, numpy passes over a request's values cost several times what they cost in
-    process: 1000-row V2 requests took 90 us more server CPU with the decode's, the domain's
-    and the output's checks than without (one server, paired rounds), where in process those
-    cost 17 us; skipping the decode's where the range proves them needless took about 40 us
-    off. (V1's columns, joined into one list first, gained nothing from the conversion: not
-    used there.)
     """
-    if (type(values) is not list or len(values) <= _SCAN_SIZE or shape[1] != model.input_width
-            or len(values) != shape[0] * shape[1]):
-        return None
     try:
-        array = np.frombuffer(FloatArray("d", values), np.float64)
+        return np.frombuffer(FloatArray("d", values), np.float64)
     except (TypeError, OverflowError):
         return None
-    x = _float32(array.reshape(shape))
+
+
+def checked_rows(model: OnnxModel, array: np.ndarray, rows: np.ndarray,
+                 values: list) -> tuple[np.ndarray, bool] | None:
+    """The float32 rows (C order) of ``rows``, a (rows, width) view of ``array`` (from
+    :func:`plain_numbers` of the flat list ``values``), with whether they are plainly inside
+    the model's range (``model.plainly_inside``); None when true/false or an integer of 2**63
+    or more is among them (the general path refuses those or reads them otherwise), so that a
+    request's answer does not depend on its length.
+
+    None of those can be in rows plainly inside a range that holds neither 0 nor 1 and stays
+    below 2**63 (``model.inside_proves_plain``): then the domain check, which the data plane
+    needs anyway, is the only pass over the values. Otherwise ``hides_booleans`` and a min/max
+    pass look. Under gunicorn, numpy passes over a request's values cost several times what
+    they cost in process: 1000-row V2 requests took 90 us more server CPU with the decode's,
+    the domain's and the output's checks than without (one server, paired rounds), where in
+    process those cost 17 us; skipping the decode's where the range proves them needless took
+    about 40 us off.
+    """
+    with np.errstate(over="ignore"):  # beyond float32: inf, which the data plane refuses
+        x = rows.astype(np.float32, order="C")
     inside = model.plainly_inside(x)
     if inside and model.inside_proves_plain:
         return x, True

@@ -34,9 +34,11 @@ from service.codec import (
     JSON_TYPE,
     NUMBER_TYPES,
     QUICK_VALUES,
+    checked_rows,
     hides_booleans,
     loads,
     plain_float32,
+    plain_numbers,
 )
 from service.errors import BadRequest
 
@@ -141,7 +143,8 @@ def decode_request(model: OnnxModel, body: Any) -> PredictRequest:
     if isinstance(columns, list):
         return PredictRequest(_instances(model, columns), outputs, policy, TENSOR)
     if isinstance(columns, dict):
-        return PredictRequest(_columns(model, columns), outputs, policy, NAMED_COLUMNS)
+        x, inside = _columns(model, columns)
+        return PredictRequest(x, outputs, policy, NAMED_COLUMNS, inside)
     raise BadRequest("'inputs' must be an object of input columns or a list of rows")
 
 
@@ -189,8 +192,10 @@ def _instances(model: OnnxModel, instances: list[Any]) -> np.ndarray:
     return _float32(rows, (len(instances), model.input_width))
 
 
-def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
-    """The float32 (rows, inputs) array of ``{"<input>": [number, ...], ...}``."""
+def _columns(model: OnnxModel, columns: dict[str, Any]) -> tuple[np.ndarray, bool | None]:
+    """The float32 (rows, inputs) array of ``{"<input>": [number, ...], ...}``, and whether it
+    is plainly inside the model's range when that was looked at (long columns, as V2's long
+    data: ``codec.checked_rows``), else None."""
     features = model.feature_names
     missing = [name for name in features if name not in columns]
     unknown = [key for key in columns if key not in model.feature_index]
@@ -206,6 +211,13 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
                 f"'inputs': input {name!r} has {len(column)} values, input "
                 f"{features[0]!r} {len(values[0])}"
             )
+    flat = list(chain.from_iterable(values))
+    if len(flat) > QUICK_VALUES:
+        numbers = plain_numbers(flat)
+        quick = None if numbers is None else checked_rows(
+            model, numbers, numbers.reshape(len(features), -1).T, flat)
+        if quick is not None:
+            return quick
     array = _numbers(values)
     if array is None:
         for name, column in zip(features, values, strict=True):
@@ -214,7 +226,7 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> np.ndarray:
                     raise BadRequest(f"'inputs': input {name!r} value {i} is not a number: "
                                      f"{value!r:.40}")  # fmt: skip
         array = values  # numbers numpy keeps as objects (integers beyond 64 bits)
-    return np.ascontiguousarray(_float32(array, (len(features), len(values[0]))).T)
+    return np.ascontiguousarray(_float32(array, (len(features), len(values[0]))).T), None
 
 
 def _numbers(values: list) -> np.ndarray | None:

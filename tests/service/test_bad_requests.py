@@ -431,10 +431,16 @@ def test_values_the_range_rules_out_are_answered_alike_in_long_and_short_bodies(
         return ranged_client.post("/v2/models/ranged/infer",
                                   json=tensor(shape=[rows, 2], data=data))
 
-    short, long = v2(1), v2(LONG_ROWS)
-    assert 400 <= short.status_code < 500 and long.status_code == short.status_code
-    said = [re.sub(r"(row|of) \d+", r"\1 N", r.get_json()["error"]) for r in (short, long)]
-    assert said[0] == said[1]
+    def v1_columns(rows):
+        return ranged_client.post("/v1/models/ranged:predict", json={
+            "inputs": {"x0": [1.5] * rows, "x1": [15.0] * (rows - 1) + [bad]}})
+
+    for send in (v2, v1_columns):
+        short, long = send(1), send(LONG_ROWS)
+        assert 400 <= short.status_code < 500 and long.status_code == short.status_code
+        said = [re.sub(r"(value|row|of) \d+", r"\1 N", r.get_json()["error"])
+                for r in (short, long)]
+        assert said[0] == said[1]
 
 
 def test_rows_inside_a_range_without_0_and_1_are_read_as_the_general_path_reads_them(
@@ -449,6 +455,12 @@ def test_rows_inside_a_range_without_0_and_1_are_read_as_the_general_path_reads_
                                 json=tensor(shape=[LONG_ROWS, 2], data=rows))
     assert flat.status_code == nested.status_code == 200
     assert flat.get_json()["outputs"] == nested.get_json()["outputs"]
+    columns = ranged_client.post("/v1/models/ranged:predict", json={
+        "inputs": {"x0": [r[0] for r in rows], "x1": [r[1] for r in rows]}})
+    instances = ranged_client.post("/v1/models/ranged:predict", json={"instances": rows})
+    assert columns.status_code == instances.status_code == 200
+    by_row = [list(row) for row in zip(*columns.get_json()["outputs"].values(), strict=True)]
+    assert by_row == instances.get_json()["predictions"]
 
 
 def test_long_and_short_ways_of_reading_numbers_give_the_same_predictions(client):
