@@ -163,3 +163,38 @@ def test_hotpath_writes_the_access_line_only_when_it_is_measured(repo, caplog, e
     caplog.clear()
     assert call(app, environ, body) == 200
     assert len([r for r in caplog.records if r.name == "service.access"]) == lines
+
+
+def test_paired_measures_ours_and_the_bare_peer_in_the_same_server(tmp_path, capsys):
+    from bench import paired
+
+    paired.main(["--rounds", "2", "--seconds", "0.5", "--workers", "1", "--threads", "2",
+                 "--scenarios", "single_v1,rows1000_v2", "--workdir", str(tmp_path / "work")])
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    for label in ("single-row V1 JSON", "1000-row V2 JSON"):
+        ours, bare, ratio, per_round = rows[label]
+        assert float(ours) > 0 and float(bare) > 0
+        assert len(per_round.split(" / ")) == 2
+        assert abs(float(ratio) - float(ours) / float(bare)) < 0.5  # a median of ratios
+
+
+def test_the_paired_app_answers_bare_paths_with_the_peer_and_the_rest_with_ours(repo,
+                                                                                monkeypatch):
+    import orjson
+    from werkzeug.test import Client
+
+    from bench.peers import paired
+
+    monkeypatch.setenv("SURROGATE_MODEL_REPOSITORY", str(repo))
+    monkeypatch.setenv("BENCH_ONNX", str(repo / "linear" / "1" / "model.onnx"))
+    client = Client(paired.create_app())
+    body = orjson.dumps({"inputs": [{"name": "inputs", "shape": [1, 2], "datatype": "FP32",
+                                     "data": [1.0, 2.0]}]})
+    headers = {"Content-Type": "application/json"}
+    ours = client.post("/v2/models/linear/infer", data=body, headers=headers)
+    bare = client.post("/bare/v2/models/linear/infer", data=body, headers=headers)
+    assert ours.status_code == bare.status_code == 200
+    assert "X-Request-ID" in ours.headers and "X-Request-ID" not in bare.headers
+    answers = [orjson.loads(r.data)["outputs"][0]["data"] for r in (ours, bare)]
+    assert answers[0] == answers[1]
