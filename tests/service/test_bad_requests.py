@@ -385,6 +385,14 @@ BAD_VALUES = {"text": "3", "null": None, "bool": True, "nested": [2.0], "beyond-
               "int-beyond-float64": 10**400}  # not JSON orjson reads  # fmt: skip
 
 
+def assert_answered_alike(short, long):
+    """The same 4xx and error, but for the row, value, column or count it names."""
+    assert 400 <= short.status_code < 500 and long.status_code == short.status_code
+    said = [re.sub(r"(value|row|column|char|of) \d+", r"\1 N", r.get_json()["error"])
+            for r in (short, long)]
+    assert said[0] == said[1]
+
+
 @pytest.mark.parametrize("bad", BAD_VALUES.values(), ids=BAD_VALUES)
 def test_a_bad_value_is_answered_alike_in_a_long_body_and_a_short_one(client, bad):
     def v2(rows):
@@ -397,11 +405,7 @@ def test_a_bad_value_is_answered_alike_in_a_long_body_and_a_short_one(client, ba
                                                      "x1": [1.5] * (rows - 1) + [bad]}})
 
     for send in (v2, v1_columns):
-        short, long = send(1), send(LONG_ROWS)
-        assert 400 <= short.status_code < 500 and long.status_code == short.status_code
-        said = [re.sub(r"(value|row|column|char) \d+", r"\1 N", r.get_json()["error"])
-                for r in (short, long)]
-        assert said[0] == said[1]
+        assert_answered_alike(send(1), send(LONG_ROWS))
 
 
 @pytest.fixture
@@ -436,11 +440,7 @@ def test_values_the_range_rules_out_are_answered_alike_in_long_and_short_bodies(
             "inputs": {"x0": [1.5] * rows, "x1": [15.0] * (rows - 1) + [bad]}})
 
     for send in (v2, v1_columns):
-        short, long = send(1), send(LONG_ROWS)
-        assert 400 <= short.status_code < 500 and long.status_code == short.status_code
-        said = [re.sub(r"(value|row|of) \d+", r"\1 N", r.get_json()["error"])
-                for r in (short, long)]
-        assert said[0] == said[1]
+        assert_answered_alike(send(1), send(LONG_ROWS))
 
 
 def test_rows_inside_a_range_without_0_and_1_are_read_as_the_general_path_reads_them(
