@@ -58,7 +58,7 @@ NAMED_ROWS, ROWS, NAMED_COLUMNS, TENSOR = "named_rows", "rows", "named_columns",
 
 class PredictRequest(NamedTuple):  # as codec.InferRequest
     """A decoded V1 predict body: the inputs, the graph outputs to run, the policy override and
-    the layout the answer takes (``inside``: not looked at here, the data plane looks)."""
+    the layout the answer takes; ``inside`` as in ``codec.InferRequest`` (long columns)."""
 
     inputs: np.ndarray
     outputs: tuple[str, ...]

@@ -208,7 +208,7 @@ class OnnxModel:
         self._inside_lists = (self._inside_low.tolist(), self._inside_high.tolist())
         # Whether rows plainly inside the range can only hold plain numbers: no input's range
         # holds 0 or 1 (what JSON false and true read as) or reaches 2**63 (integers beyond
-        # 64 bits). The V2 codec then skips looking for those in long requests.
+        # 64 bits). The codecs then skip looking for those in long JSON requests.
         self.inside_proves_plain = bool(
             ((self._inside_low > 1) | (self._inside_high < 0)
              | ((self._inside_low > 0) & (self._inside_high < 1))).all()
