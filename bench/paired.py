@@ -5,10 +5,12 @@ the same worker processes.
 running the same code land 5-8% apart from one run to the next (where their workers, sockets and
 memory fall), as much as the ratios it reports are judged by. Here one gunicorn server (the
 service's settings and worker class) runs our service with the bare WSGI + ORT peer mounted
-under ``/bare/`` (``bench.peers.paired``); each round sends each scenario to ours, then the
-same rows as V2 JSON to the bare handler, over the same connections' count, and reads the
-workers' CPU around each. The figure is the median over rounds of ours / bare within a round:
-what our request costs above the least a request can cost, in the same processes.
+under ``/bare/`` (``bench.peers.paired``); each round sends each scenario to ours and the same
+rows as V2 JSON to the bare handler (whichever goes first alternates from round to round), over
+the same number of connections, and reads the workers' CPU around each (after an unmeasured quarter
+of its time, so one load's aftermath is not charged to the next). The figure is the median over
+rounds of ours / bare within a round: what our request costs above the least a request can cost,
+in the same processes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def bare_scenario(scenario: str) -> str:
 
 
 def server_cpu_us(server, one: load.Load, connections: int, seconds: float) -> float:
-    """Server CPU microseconds per request of ``one`` sent for ``seconds``."""
+    """Server CPU microseconds per request of ``one`` sent for ``seconds``, after a quarter of
+    that unmeasured: what the previous load left behind (a 1000-row load's freed memory, say)
+    is not charged to this one."""
+    load.drive(one, connections, seconds / 4)
     pids = server.worker_pids()
     before = sum(cpu_seconds(pid) for pid in pids)
     result = load.drive(one, connections, seconds)
@@ -74,8 +79,11 @@ def main(argv: list[str] | None = None) -> None:
         figures: dict[str, list[tuple[float, float]]] = {s: [] for s in scenarios}
         for round_no in range(1, args.rounds + 1):
             for scenario, (ours, peer) in loads.items():
-                pair = tuple(server_cpu_us(server, one, args.connections, args.seconds)
-                             for one in (ours, peer))
+                # Either goes first in alternate rounds, so neither always follows the other.
+                order = (ours, peer) if round_no % 2 else (peer, ours)
+                cpu = {one: server_cpu_us(server, one, args.connections, args.seconds)
+                       for one in order}
+                pair = (cpu[ours], cpu[peer])
                 figures[scenario].append(pair)
                 print(f"round {round_no}: {scenario:15} ours {pair[0]:7.0f} us  "
                       f"bare {pair[1]:7.0f} us  x{pair[0] / pair[1]:.3f}", flush=True)
