@@ -215,8 +215,8 @@ def test_the_quick_check_agrees_with_the_full_ones(tmp_path, bounded):
 def test_a_range_proves_inside_rows_plain_only_without_0_1_and_huge_values(tmp_path, ranges,
                                                                           proves):
     """``inside_proves_plain``: rows plainly inside can then hold no JSON true/false (read as
-    1 and 0) and no integer of 2**63 or more, so the V2 codec need not look for them."""
-    inputs = [{"name": f"x{i}", "unit": "m", "min": low, **({"max": high} if high else {})}
+    1 and 0) and no integer of 2**63 or more, so the codecs need not look for them."""
+    inputs = [{"name": f"x{i}", "unit": "m", "min": low, **({} if high is None else {"max": high})}
               for i, (low, high) in enumerate(ranges)]
     bundle = make_bundle(tmp_path, "m", n_inputs=2, card_overrides={"inputs": inputs})
     model = OnnxModel.load(BundleRef("m", 1, bundle.path), Settings(model_repository=tmp_path),
