@@ -211,8 +211,8 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> tuple[np.ndarray, boo
                 f"'inputs': input {name!r} has {len(column)} values, input "
                 f"{features[0]!r} {len(values[0])}"
             )
-    flat = list(chain.from_iterable(values))
-    if len(flat) > QUICK_VALUES:
+    if len(features) * len(values[0]) > QUICK_VALUES:
+        flat = list(chain.from_iterable(values))
         numbers = plain_numbers(flat)
         quick = None if numbers is None else checked_rows(
             model, numbers, numbers.reshape(len(features), -1).T, flat)
