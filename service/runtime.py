@@ -206,6 +206,7 @@ class OnnxModel:
         self._inside_low = np.maximum(self.domain_low, -finite)
         self._inside_high = np.minimum(self.domain_high, finite)
         self._inside_lists = (self._inside_low.tolist(), self._inside_high.tolist())
+        self._inside_tiles: tuple[np.ndarray, np.ndarray] | None = None  # see _tiles
         # Whether rows plainly inside the range can only hold plain numbers: no input's range
         # holds 0 or 1 (what JSON false and true read as) or reaches 2**63 (integers beyond
         # 64 bits). The codecs then skip looking for those in long JSON requests.
@@ -339,10 +340,32 @@ class OnnxModel:
         full. False means some value is NaN, infinite or outside (the checks tell which).
         A request of a few rows is compared in Python: numpy calls on a tiny array cost more
         than the comparisons."""
-        if len(x) > _PYTHON_CHECK_ROWS:
-            return bool(((x >= self._inside_low) & (x <= self._inside_high)).all())
-        low, high = self._inside_lists  # compared value by value in C (map), NaN failing
-        return all(all(map(le, low, row)) and all(map(le, row, high)) for row in x.tolist())
+        if len(x) <= _PYTHON_CHECK_ROWS:
+            low, high = self._inside_lists  # compared value by value in C (map), NaN failing
+            return all(all(map(le, low, row)) and all(map(le, row, high)) for row in x.tolist())
+        # The values, flat, against the bounds repeated row after row: contiguous comparisons,
+        # where comparing the (rows, inputs) array with the bounds would loop over one row's
+        # few values at a time (1000 rows of 8: 5.7 us against 12.7).
+        values = x.reshape(-1)
+        low, high = self._tiles()
+        whole = len(values) - len(values) % len(low)
+        if whole:
+            blocks = values[:whole].reshape(-1, len(low))
+            if not ((blocks >= low) & (blocks <= high)).all():
+                return False
+        rest = values[whole:]
+        low, high = low[:len(rest)], high[:len(rest)]
+        return bool(((rest >= low) & (rest <= high)).all())
+
+    def _tiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """The inside bounds repeated over as many whole rows as fit :data:`_TILE_VALUES`
+        values (one row at least); any shorter run of whole rows is a prefix of them. Made on
+        the first request that needs them, so an idle model does not hold them."""
+        if self._inside_tiles is None:
+            rows = max(1, _TILE_VALUES // self.input_width)
+            self._inside_tiles = (np.tile(self._inside_low, rows),
+                                  np.tile(self._inside_high, rows))
+        return self._inside_tiles
 
     def warm_up(self) -> None:
         """One run of model.onnx at the middle of the training range, so ORT's lazy
@@ -359,6 +382,8 @@ class OnnxModel:
 
 # Requests up to this many rows are checked in Python (plainly_inside).
 _PYTHON_CHECK_ROWS = 4
+# The most values of the bounds plainly_inside repeats (64 KB for both): 1024 rows of 8 inputs.
+_TILE_VALUES = 8192
 
 
 def _midpoint(spec: dict[str, Any]) -> float:

@@ -203,6 +203,26 @@ def test_the_quick_check_agrees_with_the_full_ones(tmp_path, bounded):
             assert model.plainly_inside(x) == full, x
 
 
+@pytest.mark.parametrize("rows", [5, 1000, 2729, 2730, 2731, 6000])
+def test_the_quick_check_finds_one_value_outside_anywhere_in_a_long_request(tmp_path, rows):
+    """Long requests are compared flat against the bounds repeated over whole rows (2730 rows
+    of 3 inputs at a time, then the rest): one value just outside, NaN or infinite, in the
+    first row, the last, or either side of where a repeat ends, is found."""
+    bundle = make_bundle(tmp_path, "m", n_inputs=3)
+    model = OnnxModel.load(BundleRef("m", 1, bundle.path), Settings(model_repository=tmp_path),
+                           [CPU])  # fmt: skip
+    low, high = model.domain_low, model.domain_high
+    x = np.random.default_rng(1).uniform(low, high, (rows, 3)).astype(np.float32)
+    x[0], x[-1] = low, high  # the bounds themselves are inside
+    assert model.plainly_inside(x)
+    for row in {0, 2729 % rows, 2730 % rows, rows - 1}:
+        for col, bad in enumerate([np.nextafter(low[0], -np.inf), np.nextafter(high[1], np.inf),
+                                   np.nan, np.inf]):
+            y = x.copy()
+            y[row, col % 3] = bad
+            assert not model.plainly_inside(y), (row, col, bad)
+
+
 @pytest.mark.parametrize(("ranges", "proves"), [
     ([(2.0, 3.0), (10.0, 20.0)], True),     # holds neither 0 nor 1
     ([(0.25, 0.75), (-5.0, -1.0)], True),   # between them, and below both
