@@ -418,7 +418,10 @@ def checked_rows(model: OnnxModel, array: np.ndarray, rows: np.ndarray,
     they cost in process: 1000-row V2 requests took 90 us more server CPU with the decode's,
     the domain's and the output's checks than without (one server, paired rounds), where in
     process those cost 17 us; skipping the decode's where the range proves them needless took
-    about 40 us off.
+    about 40 us off. Why: numpy lets go of the GIL for a pass over more than 500 values, and
+    with the worker's other threads waiting for it each such pass costs thread switches (in
+    process, 4 threads each doing one pass of 8000 values between Python work: +25 us of CPU
+    and one voluntary context switch per pass, where one thread paid +5 us and none).
     """
     x = np.ascontiguousarray(rows)  # a copy only for V1's columns, transposed
     inside = model.plainly_inside(x)
