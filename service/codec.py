@@ -381,7 +381,7 @@ def plain_rows(model: OnnxModel, values: Any, shape: list[int]) -> tuple[np.ndar
             or len(values) != shape[0] * shape[1]):
         return None
     array = plain_numbers(values)
-    return None if array is None else checked_rows(model, array, array.reshape(shape), values)
+    return None if array is None else checked_rows(model, array.reshape(shape), values)
 
 
 def plain_numbers(values: list) -> np.ndarray | None:
@@ -405,10 +405,10 @@ def plain_numbers(values: list) -> np.ndarray | None:
         return None
 
 
-def checked_rows(model: OnnxModel, array: np.ndarray, rows: np.ndarray,
+def checked_rows(model: OnnxModel, rows: np.ndarray,
                  values: list) -> tuple[np.ndarray, bool] | None:
-    """The float32 rows (C order) of ``rows``, a (rows, width) view of ``array`` (from
-    :func:`plain_numbers` of the flat list ``values``), with whether they are plainly inside
+    """The float32 rows (C order) of ``rows``, a (rows, width) view of what
+    :func:`plain_numbers` made of the flat list ``values``, with whether they are plainly inside
     the model's range (``model.plainly_inside``); None when true/false or an integer of 2**63
     or more is among them (the general path refuses those or reads them otherwise), so that a
     request's answer does not depend on its length.
@@ -429,9 +429,10 @@ def checked_rows(model: OnnxModel, array: np.ndarray, rows: np.ndarray,
     inside = model.plainly_inside(x)
     if inside and model.inside_proves_plain:
         return x, True
-    if not (-_INT64_END < array.min() and array.max() < _INT64_END):
+    flat = x.reshape(-1)  # in any order: these looks only ask whether some value is there
+    if not (-_INT64_END < flat.min() and flat.max() < _INT64_END):
         return None
-    return None if hides_booleans(array, values) else (x, inside)
+    return None if hides_booleans(flat, values) else (x, inside)
 
 
 _INT64_END = 2.0**63

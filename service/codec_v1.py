@@ -215,7 +215,7 @@ def _columns(model: OnnxModel, columns: dict[str, Any]) -> tuple[np.ndarray, boo
         flat = list(chain.from_iterable(values))
         numbers = plain_numbers(flat)
         quick = None if numbers is None else checked_rows(
-            model, numbers, numbers.reshape(len(features), -1).T, flat)
+            model, numbers.reshape(len(features), -1).T, flat)
         if quick is not None:
             return quick
     array = _numbers(values)
