@@ -349,13 +349,10 @@ class OnnxModel:
         values = x.reshape(-1)
         low, high = self._tiles()
         whole = len(values) - len(values) % len(low)
-        if whole:
-            blocks = values[:whole].reshape(-1, len(low))
-            if not ((blocks >= low) & (blocks <= high)).all():
-                return False
+        if whole and not _between(values[:whole].reshape(-1, len(low)), low, high):
+            return False
         rest = values[whole:]
-        low, high = low[:len(rest)], high[:len(rest)]
-        return bool(((rest >= low) & (rest <= high)).all())
+        return _between(rest, low[:len(rest)], high[:len(rest)])
 
     def _tiles(self) -> tuple[np.ndarray, np.ndarray]:
         """The inside bounds repeated over as many whole rows as fit :data:`_TILE_VALUES`
@@ -384,6 +381,11 @@ class OnnxModel:
 _PYTHON_CHECK_ROWS = 4
 # The most values of the bounds plainly_inside repeats (64 KB for both): 1024 rows of 8 inputs.
 _TILE_VALUES = 8192
+
+
+def _between(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> bool:
+    """Whether every value lies in [low, high] (NaN does not)."""
+    return bool(((values >= low) & (values <= high)).all())
 
 
 def _midpoint(spec: dict[str, Any]) -> float:
